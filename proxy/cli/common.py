@@ -1,0 +1,36 @@
+"""What every CLI command shares: the help flag, argument-count checks and the one control call."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from proxy.cli.flags import Flag, FlagError, Parsed, help_text, parse_flags
+from proxy.commands import Command
+from proxy.control import call
+
+class Usage:
+    """A command's name, usage string and flags; parses argv or prints help."""
+
+    def __init__(self, *, name: str, use: str, short: str, flags: list[Flag], nargs: int | None) -> None:
+        self.name = name
+        self.use = use
+        self.short = short
+        self.flags = [*flags, Flag("help", "bool", False, f"help for {name}", shorthand="h")]
+        self.nargs = nargs
+
+    def parse(self, argv: list[str]) -> Parsed | None:
+        """The parsed flags, or None when help was asked for (and printed)."""
+        parsed = parse_flags(self.flags, argv)
+        if parsed.values.get("help"):
+            print(self.help(), end="")
+            return None
+        if self.nargs is not None and len(parsed.args) != self.nargs:
+            raise FlagError(f"accepts {self.nargs} arg(s), received {len(parsed.args)}")
+        return parsed
+
+    def help(self) -> str:
+        return help_text(f"kamal-proxy {self.name}", self.use, self.flags, description=self.short)
+
+
+def send(command: Command) -> Any:
+    return call(command)

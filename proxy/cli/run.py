@@ -1,0 +1,67 @@
+"""`run`: start the daemon. Flags fall back to env vars; the KAMAL_PROXY_-prefixed name wins."""
+
+from __future__ import annotations
+
+import os
+from typing import cast
+
+from proxy import defaults
+from proxy.cli.common import Usage
+from proxy.cli.flags import Flag, FlagError, apply_env_defaults
+from proxy.control import socket_path
+from proxy.daemon import DaemonConfig, run_daemon
+from proxy.http.parser import PARSER_KINDS, ParserKind
+from proxy.state import default_state_path
+
+FLAGS = [
+    Flag("debug", "bool", False, "Include debugging logs"),
+    Flag("http-port", "int", defaults.HTTP_PORT, "Port to serve HTTP traffic on"),
+    Flag("https-port", "int", defaults.HTTPS_PORT, "Port to serve HTTPS traffic on"),
+    Flag("metrics-port", "int", defaults.METRICS_PORT, "Publish metrics on the specified port (default zero to disable)"),
+    Flag("http3", "bool", False, "Serve HTTP/3 on the HTTPS port (not supported yet; accepted for compatibility)"),
+    Flag("http-parser", "string", "auto", "HTTP/1 parser: auto (httptools), httptools or h11 (strict, pure Python)"),
+    Flag("bind", "string", "", "Address to listen on (default: all interfaces)"),
+    Flag("read-header-timeout", "duration", defaults.READ_HEADER_TIMEOUT, "Time a client may take to send request headers"),
+    Flag("idle-timeout", "duration", defaults.IDLE_TIMEOUT, "Time an idle keep-alive client connection is kept open"),
+]
+
+USAGE = Usage(name="run", use="run", short="Run the server", flags=FLAGS, nargs=0)
+
+
+def parser_kind(value: str) -> ParserKind:
+    if value == "auto":
+        try:
+            import httptools  # noqa: F401
+        except ImportError:
+            return "h11"
+        return "httptools"
+    if value not in PARSER_KINDS:
+        raise FlagError(f'invalid argument "{value}" for "--http-parser" flag: must be auto, httptools or h11')
+    return cast(ParserKind, value)
+
+
+def main(argv: list[str]) -> int:
+    usage = Usage(
+        name=USAGE.name,
+        use=USAGE.use,
+        short=USAGE.short,
+        flags=apply_env_defaults(FLAGS, os.environ, exclude=("help", "http3", "http-parser", "bind")),
+        nargs=0,
+    )
+    parsed = usage.parse(argv)
+    if parsed is None:
+        return 0
+    v = parsed.values
+    config = DaemonConfig(
+        http_port=int(cast(int, v["http-port"])),
+        https_port=int(cast(int, v["https-port"])),
+        metrics_port=int(cast(int, v["metrics-port"])),
+        debug=bool(v["debug"]),
+        http_parser=parser_kind(str(v["http-parser"])),
+        bind=str(v["bind"]) or None,
+        read_header_timeout=float(cast(float, v["read-header-timeout"])),
+        idle_timeout=float(cast(float, v["idle-timeout"])),
+        socket_path=socket_path(),
+        state_path=default_state_path(),
+    )
+    return run_daemon(config)

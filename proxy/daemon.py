@@ -1,0 +1,127 @@
+"""`run`: the daemon. Start-up order (kamal-proxy's): restore state → HTTP listener → control socket.
+
+SIGTERM / SIGINT: stop accepting, let requests in flight finish for up to SHUTDOWN_TIMEOUT, then
+close every connection and exit 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+
+import uvloop
+
+from proxy import defaults
+from proxy.access_log import AccessLog
+from proxy.control import ControlServer
+from proxy.http.downstream import ClientConnection, ProxyContext
+from proxy.http.parser import ParserKind, make_request_parser, make_response_parser
+from proxy.log import JsonLog
+from proxy.router import ControlError, Router
+from proxy.state import StateFile
+
+RESPONSE_SWEEP = 0.1  # seconds between checks of --target-timeout
+IDLE_SWEEP = 1.0  # seconds between checks of header-read and idle timeouts
+
+
+@dataclass(frozen=True, kw_only=True)
+class DaemonConfig:
+    http_port: int = defaults.HTTP_PORT
+    https_port: int = defaults.HTTPS_PORT
+    metrics_port: int = defaults.METRICS_PORT
+    debug: bool = False
+    http_parser: ParserKind = "httptools"
+    bind: str | None = None  # None: all interfaces, as kamal-proxy
+    read_header_timeout: float = defaults.READ_HEADER_TIMEOUT
+    idle_timeout: float = defaults.IDLE_TIMEOUT
+    socket_path: Path
+    state_path: Path
+
+
+class Daemon:
+    def __init__(self, *, config: DaemonConfig, log: JsonLog) -> None:
+        self.config = config
+        self.log = log
+        self.router = Router(log=log, state=StateFile(path=config.state_path))
+        self._stopping = asyncio.Event()
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.log.attach(loop)
+        config = self.config
+        self.router.restore()
+        parser = config.http_parser
+        max_head = defaults.MAX_HEAD_SIZE
+        ctx = ProxyContext(
+            loop=loop,
+            log=self.log,
+            access_log=AccessLog(log=self.log),
+            routes=self.router.current_routes,
+            request_parser=lambda: make_request_parser(parser, max_head_size=max_head),
+            response_parser=lambda: make_response_parser(parser, max_head_size=max_head),
+            port=config.http_port,
+            scheme="http",
+            read_header_timeout=config.read_header_timeout,
+            idle_timeout=config.idle_timeout,
+        )
+        server = await loop.create_server(
+            lambda: ClientConnection(ctx),
+            host=config.bind,
+            port=config.http_port,
+            reuse_address=True,
+            backlog=2048,
+        )
+        http_port = server.sockets[0].getsockname()[1]
+        ctx.port = http_port if config.http_port == 0 else config.http_port
+        control = ControlServer(path=config.socket_path, handler=self.router.handle, errors=(ControlError,))
+        await control.start()
+        self.router.start_monitoring()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stopping.set)
+        sweeper = loop.create_task(self._sweep(ctx))
+        self.log.info("Server started", http=http_port, https=config.https_port, parser=parser)
+
+        await self._stopping.wait()
+
+        server.close()
+        ctx.closing = True
+        await control.close()
+        for conn in list(ctx.connections):
+            conn.idle_timed_out()  # idle keep-alive connections go now; busy ones finish first
+        deadline = loop.time() + defaults.SHUTDOWN_TIMEOUT
+        while any(c.busy for c in ctx.connections) and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        if ctx.connections:
+            self.log.info("Closing active connections")
+            for conn in list(ctx.connections):
+                if conn.transport is not None:
+                    conn.transport.abort()
+        sweeper.cancel()
+        await self.router.close()
+        self.log.info("Server stopped")
+
+    async def _sweep(self, ctx: ProxyContext) -> None:
+        ticks_per_idle = max(1, round(IDLE_SWEEP / RESPONSE_SWEEP))
+        tick = 0
+        while True:
+            await asyncio.sleep(RESPONSE_SWEEP)
+            ctx.sweep_responses()
+            tick += 1
+            if tick >= ticks_per_idle:
+                tick = 0
+                ctx.sweep_idle()
+
+
+def run_daemon(config: DaemonConfig) -> int:
+    log = JsonLog(debug=config.debug)
+    daemon = Daemon(config=config, log=log)
+    try:
+        uvloop.run(daemon.run())
+    except OSError as exc:
+        log.error("Unable to start server", error=str(exc))
+        log.close()
+        return 1
+    log.close()
+    return 0

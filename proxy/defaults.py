@@ -1,0 +1,42 @@
+"""Every default in one place: the CLI, the control commands and the state file read these."""
+
+from __future__ import annotations
+
+# run
+HTTP_PORT = 80
+HTTPS_PORT = 443
+METRICS_PORT = 0
+HTTP_PARSER = "httptools"
+READ_HEADER_TIMEOUT = 30.0  # seconds a client may take to send a request head
+IDLE_TIMEOUT = 60.0  # seconds an idle keep-alive client connection is kept
+MAX_HEAD_SIZE = 64 * 1024  # request/response head bytes (→ 431)
+SHUTDOWN_TIMEOUT = 10.0
+SOCKET_NAME = "kamal-proxy.sock"
+STATE_DIR = ".config/kamal-proxy"  # under $HOME
+STATE_FILE = "kamal-proxy.state"
+
+# deploy
+DEPLOY_TIMEOUT = 30.0
+DRAIN_TIMEOUT = 30.0
+HEALTH_CHECK_PATH = "/up"
+HEALTH_CHECK_INTERVAL = 1.0
+HEALTH_CHECK_TIMEOUT = 5.0
+HEALTH_CHECK_USER_AGENT = "kamal-proxy"
+TARGET_TIMEOUT = 30.0
+BUFFER_MEMORY = 1 << 20
+MAX_REQUEST_BODY = 0
+MAX_RESPONSE_BODY = 0
+WRITER_AFFINITY_TIMEOUT = 1.0
+STRIP_PATH_PREFIX = True
+TLS_REDIRECT = True
+ACME_CACHE_DIR = "certs"  # under the state dir
+
+# pause / stop
+MAX_PAUSE = 30.0
+
+# data plane
+UPSTREAM_MAX_IDLE = 100  # idle keep-alive connections kept per target
+WRITE_HIGH_WATER = 256 * 1024  # pause the other side above this many buffered bytes
+WRITE_LOW_WATER = 64 * 1024
+PIPELINE_MAX_BUFFERED = 256 * 1024  # pipelined request bytes held while a response is in flight
+UPSTREAM_CONNECT_TIMEOUT = 10.0

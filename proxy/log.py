@@ -1,0 +1,143 @@
+"""JSON-lines logging on stdout in the shape of Go's slog JSON handler, without blocking the loop.
+
+Lines are collected in a list on the event loop and handed, in batches, to one writer thread that
+owns the file descriptor. A slow or blocked stdout therefore never stalls request handling; past
+MAX_PENDING_BYTES of unwritten lines, new lines are dropped and counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import queue
+import threading
+import time
+from typing import Any
+
+MAX_PENDING_BYTES = 64 * 1024 * 1024
+FLUSH_BATCH = 256  # lines; a smaller batch goes out after FLUSH_DELAY
+FLUSH_DELAY = 0.02
+
+_SAFE = frozenset(" !#$%&'()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[]^_`abcdefghijklmnopqrstuvwxyz{|}~")
+
+
+def quote(value: str) -> str:
+    """A JSON string literal; the common all-safe case skips the encoder."""
+    if _SAFE.issuperset(value):
+        return '"' + value + '"'
+    return json.dumps(value, ensure_ascii=False)
+
+
+class _Clock:
+    """RFC 3339 timestamps, formatting the seconds part once per second."""
+
+    __slots__ = ("_prefix", "_second")
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._prefix = ""
+
+    def stamp(self, now: float) -> str:
+        second = int(now)
+        if second != self._second:
+            self._second = second
+            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        return f"{self._prefix}.{int((now - second) * 1_000_000):06d}Z"
+
+
+class JsonLog:
+    """The daemon's one log sink. ``emit`` is cheap and never blocks."""
+
+    def __init__(self, *, fd: int = 1, debug: bool = False) -> None:
+        self.debug_enabled = debug
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._flush_scheduled = False
+        self.dropped = 0
+        self._fd = fd
+        self._lines: list[str] = []
+        self._pending_bytes = 0
+        self._lock = threading.Lock()
+        self._queue: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self._clock = _Clock()
+        self._thread = threading.Thread(target=self._writer, name="log-writer", daemon=True)
+        self._thread.start()
+
+    # --- producers (event loop) -------------------------------------------------------------
+    def line(self, text: str) -> None:
+        """Queue one pre-rendered JSON object (without the newline)."""
+        if self._pending_bytes > MAX_PENDING_BYTES:
+            self.dropped += 1
+            return
+        lines = self._lines
+        lines.append(text)
+        if len(lines) >= FLUSH_BATCH or self._loop is None:
+            self.flush()
+        elif not self._flush_scheduled and self._loop is not None:
+            self._flush_scheduled = True
+            self._loop.call_later(FLUSH_DELAY, self._scheduled_flush)
+
+    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
+        """From now on, lines are flushed within FLUSH_DELAY by a timer on this loop."""
+        self._loop = loop
+
+    def _scheduled_flush(self) -> None:
+        self._flush_scheduled = False
+        self.flush()
+
+    def emit(self, level: str, msg: str, **attrs: Any) -> None:
+        now = time.time()
+        head = f'{{"time":"{self._clock.stamp(now)}","level":"{level}","msg":{quote(msg)}'
+        if attrs:
+            body = json.dumps(attrs, separators=(",", ":"), ensure_ascii=False, default=str)
+            self.line(head + "," + body[1:])
+        else:
+            self.line(head + "}")
+
+    def info(self, msg: str, **attrs: Any) -> None:
+        self.emit("INFO", msg, **attrs)
+
+    def warn(self, msg: str, **attrs: Any) -> None:
+        self.emit("WARN", msg, **attrs)
+
+    def error(self, msg: str, **attrs: Any) -> None:
+        self.emit("ERROR", msg, **attrs)
+
+    def debug(self, msg: str, **attrs: Any) -> None:
+        if self.debug_enabled:
+            self.emit("DEBUG", msg, **attrs)
+
+    def timestamp(self, now: float) -> str:
+        return self._clock.stamp(now)
+
+    def flush(self) -> None:
+        if not self._lines:
+            return
+        data = ("\n".join(self._lines) + "\n").encode()
+        self._lines = []
+        with self._lock:
+            self._pending_bytes += len(data)
+        self._queue.put(data)
+
+    def close(self) -> None:
+        """Flush everything and wait for the writer to finish."""
+        self.flush()
+        self._queue.put(None)
+        self._thread.join(timeout=5)
+
+    # --- writer thread ----------------------------------------------------------------------
+    def _writer(self) -> None:
+        while True:
+            data = self._queue.get()
+            if data is None:
+                return
+            size = len(data)
+            view = memoryview(data)
+            try:
+                while view:
+                    written = os.write(self._fd, view)
+                    view = view[written:]
+            except OSError:
+                pass  # stdout went away: logging must never take the proxy down
+            with self._lock:
+                self._pending_bytes -= size

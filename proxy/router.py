@@ -1,0 +1,233 @@
+"""The control plane: deploy / remove / list; prepares outside the lock, swaps under it, drains after.
+
+The data plane never waits on anything here. It reads ``routes``, an immutable ServiceMap that
+this class replaces (one reference assignment) after each change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+
+from proxy.commands import DeployCommand, ListCommand, RemoveCommand
+from proxy.log import JsonLog
+from proxy.durations import format_duration
+from proxy.options import OptionsError, ServiceOptions, validate_service_options
+from proxy.service import Service
+from proxy.service_map import ServiceMap
+from proxy.state import SavedService, StateError, StateFile
+from proxy.targets import InvalidTarget, TargetSet
+
+
+class ControlError(Exception):
+    """A command failed; the message is what the CLI prints after `Error: `."""
+
+
+class Router:
+    def __init__(self, *, log: JsonLog, state: StateFile) -> None:
+        self._log = log
+        self._state = state
+        self._services: dict[str, Service] = {}
+        self._lock = asyncio.Lock()
+        self._client: httpx.AsyncClient | None = None
+        self.routes: ServiceMap[Service] = ServiceMap()
+
+    def current_routes(self) -> ServiceMap[Service]:
+        return self.routes
+
+    @property
+    def health_client(self) -> httpx.AsyncClient:
+        if self._client is None:
+            self._client = httpx.AsyncClient(
+                limits=httpx.Limits(max_keepalive_connections=0), trust_env=False
+            )
+        return self._client
+
+    async def close(self) -> None:
+        for service in self._services.values():
+            service.active.stop_health_checks()
+        if self._client is not None:
+            await self._client.aclose()
+
+    # ------------------------------------------------------------------ commands
+    async def handle(self, command: DeployCommand | RemoveCommand | ListCommand) -> Any:
+        if isinstance(command, DeployCommand):
+            await self.deploy(command)
+            return True
+        if isinstance(command, RemoveCommand):
+            await self.remove(command.service)
+            return True
+        return self.list()
+
+    async def deploy(self, cmd: DeployCommand) -> None:
+        options = cmd.service_options.normalized()
+        try:
+            validate_service_options(options)
+        except OptionsError as exc:
+            raise ControlError(f"service options invalid: {exc}") from None
+        try:
+            target_set = TargetSet(
+                addresses=cmd.targets,
+                health=cmd.target_options.health_check_config,
+                log=self._log,
+                service=cmd.service,
+            )
+        except InvalidTarget as exc:
+            raise ControlError(str(exc)) from None
+
+        self._log.info(
+            "Deploying",
+            service=cmd.service,
+            targets=list(cmd.targets),
+            hosts=list(options.hosts),
+            paths=list(options.path_prefixes),
+            tls=options.tls_enabled,
+        )
+        # Prepare outside the lock: health checks may take up to the deploy timeout.
+        timeout = cmd.deployment_options.deploy_timeout
+        if cmd.deployment_options.force:
+            target_set.mark_all_healthy()
+            if len(cmd.targets) > 1:
+                target_set.start_health_checks(self.health_client)
+        else:
+            target_set.start_health_checks(self.health_client)
+            if not await target_set.wait_healthy(timeout):
+                target_set.stop_health_checks()
+                raise ControlError(
+                    f"target failed to become healthy within configured timeout ({format_duration(timeout)})"
+                )
+
+        async with self._lock:  # no awaits inside: the swap is atomic for the data plane
+            if self._conflicts(cmd.service, options):
+                target_set.stop_health_checks()
+                self._log.error("Host settings conflict with another service", service=cmd.service)
+                raise ControlError("host settings conflict with another service")
+            service = self._services.get(cmd.service)
+            old = None
+            if service is None:
+                service = Service(
+                    name=cmd.service, options=options, target_options=cmd.target_options, active=target_set
+                )
+                self._services[cmd.service] = service
+            else:
+                old = service.active
+                service.configure(options=options, target_options=cmd.target_options)
+                service.active = target_set
+            self._publish()
+            self._persist()
+
+        self._log.info(
+            "Deployed",
+            service=cmd.service,
+            targets=list(cmd.targets),
+            hosts=list(options.hosts),
+            paths=list(options.path_prefixes),
+            tls=options.tls_enabled,
+        )
+        if old is not None:
+            await old.drain(cmd.deployment_options.drain_timeout)
+
+    async def remove(self, name: str) -> None:
+        async with self._lock:
+            service = self._services.pop(name, None)
+            if service is None:
+                raise ControlError("service not found")
+            service.active.stop_health_checks()
+            self._publish()
+            self._persist()
+        self._log.info("Removed", service=name)
+
+    def list(self) -> dict[str, Any]:
+        services = {}
+        for name in sorted(self._services):
+            service = self._services[name]
+            options = service.options
+            services[name] = {
+                "host": ",".join(h or "*" for h in options.hosts) if any(options.hosts) else "*",
+                "path": ",".join(options.path_prefixes),
+                "target": ",".join(service.active.addresses),
+                "state": service.mode.label,
+                "tls": options.tls_enabled,
+                "hosts": [h for h in options.hosts if h],
+                "path_prefixes": list(options.path_prefixes),
+                "targets": [
+                    {"address": t.address, "state": t.state.value} for t in service.active.targets
+                ],
+                "options": options.to_json(),
+                "target_options": service.target_options.to_json(),
+            }
+        return {"services": services}
+
+    # ------------------------------------------------------------------ state
+    def restore(self) -> None:
+        """Load the state file: targets are taken as healthy at once, modes are kept."""
+        path = str(self._state.path)
+        try:
+            saved = self._state.load()
+        except StateError as exc:
+            self._log.error("Unable to restore saved state", path=path, error=str(exc))
+            return
+        if saved is None:
+            self._log.info("No previous state to restore", path=path)
+            return
+        for entry in saved:
+            try:
+                target_set = TargetSet(
+                    addresses=entry.active_targets,
+                    health=entry.target_options.health_check_config,
+                    log=self._log,
+                    service=entry.name,
+                )
+            except InvalidTarget as exc:
+                self._log.error("Unable to restore service", service=entry.name, error=str(exc))
+                continue
+            target_set.mark_all_healthy()
+            self._services[entry.name] = Service(
+                name=entry.name,
+                options=entry.options,
+                target_options=entry.target_options,
+                active=target_set,
+                mode=entry.mode,
+            )
+        self._publish()
+        self._log.info("Restored saved state", path=path)
+
+    def start_monitoring(self) -> None:
+        """Restored multi-target services keep checking their targets' health."""
+        for service in self._services.values():
+            if len(service.active.targets) > 1:
+                service.active.start_health_checks(self.health_client)
+
+    def _persist(self) -> None:
+        self._state.save([self._saved(s) for s in self._services.values()])
+
+    @staticmethod
+    def _saved(service: Service) -> SavedService:
+        return SavedService(
+            name=service.name,
+            options=service.options,
+            target_options=service.target_options,
+            active_targets=tuple(service.active.addresses),
+            mode=service.mode,
+        )
+
+    # ------------------------------------------------------------------ routing snapshot
+    def _conflicts(self, name: str, options: ServiceOptions) -> bool:
+        owners = self.routes.owners
+        for host in options.hosts:
+            for prefix in options.path_prefixes:
+                owner = owners.get((host, prefix))
+                if owner is not None and owner.name != name:
+                    return True
+        return False
+
+    def _publish(self) -> None:
+        self.routes = ServiceMap(
+            (host, prefix, service)
+            for service in self._services.values()
+            for host in service.options.hosts
+            for prefix in service.options.path_prefixes
+        )
+

@@ -1,0 +1,238 @@
+"""Targets and target sets.
+
+A Target is one upstream address with its keep-alive pool and the requests in flight to it.
+A TargetSet is what one deploy installs: the targets, their health, and round-robin selection.
+Redeploying the same address creates a new Target object; the old one drains independently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol
+
+import httpx
+
+from proxy import defaults
+from proxy.health import HealthChecker, health_check_url
+from proxy.lifecycle import TargetEvent, TargetState, next_target_state
+from proxy.log import JsonLog
+from proxy.options import HealthCheckConfig
+
+if TYPE_CHECKING:
+    from proxy.http.upstream import UpstreamConnection
+
+TARGET_PATTERN = re.compile(r"^\w[-_.\w+]+(:\d+)?$")
+
+
+class InvalidTarget(ValueError):
+    pass
+
+
+class Draining(Protocol):
+    """What a target needs from a request in flight to cancel it during a drain."""
+
+    def cancel_for_drain(self) -> None: ...
+
+    @property
+    def is_tunnel(self) -> bool: ...
+
+
+def split_address(address: str) -> tuple[str, int]:
+    if not TARGET_PATTERN.match(address):
+        raise InvalidTarget(f"{address} :invalid host pattern")
+    host, sep, port = address.rpartition(":")
+    if not sep:
+        return address, 80
+    return host, int(port)
+
+
+class Target:
+    """One upstream address: its health state, idle connection pool and in-flight requests."""
+
+    __slots__ = (
+        "address",
+        "header_value",
+        "host",
+        "idle",
+        "inflight",
+        "max_idle",
+        "port",
+        "state",
+        "_on_change",
+        "_drained",
+    )
+
+    def __init__(self, *, address: str, max_idle: int = defaults.UPSTREAM_MAX_IDLE) -> None:
+        self.host, self.port = split_address(address)
+        self.address = address
+        self.header_value = address.encode()
+        self.state = TargetState.ADDING
+        self.idle: list[UpstreamConnection] = []
+        self.max_idle = max_idle
+        self.inflight: set[Draining] = set()
+        self._on_change: Callable[[Target, TargetState], None] | None = None
+        self._drained: asyncio.Event | None = None
+
+    def __repr__(self) -> str:
+        return f"Target({self.address} {self.state.value})"
+
+    # --- lifecycle ---------------------------------------------------------------------------
+    def apply(self, event: TargetEvent) -> TargetState:
+        was = self.state
+        self.state = next_target_state(was, event)
+        if self.state is not was and self._on_change is not None:
+            self._on_change(self, was)
+        return self.state
+
+    @property
+    def healthy(self) -> bool:
+        return self.state is TargetState.HEALTHY
+
+    # --- pool ---------------------------------------------------------------------------------
+    def take_idle(self) -> UpstreamConnection | None:
+        idle = self.idle
+        while idle:
+            conn = idle.pop()
+            if conn.usable:
+                return conn
+        return None
+
+    def give_back(self, conn: UpstreamConnection) -> None:
+        if self.state is TargetState.DRAINING or self.state is TargetState.GONE or len(self.idle) >= self.max_idle:
+            conn.close()
+        else:
+            self.idle.append(conn)
+
+    def forget_idle(self, conn: UpstreamConnection) -> None:
+        try:
+            self.idle.remove(conn)
+        except ValueError:
+            pass
+
+    # --- in-flight tracking and drain ---------------------------------------------------------
+    def request_done(self, request: Draining) -> None:
+        inflight = self.inflight
+        inflight.discard(request)
+        if not inflight and self._drained is not None:
+            self._drained.set()
+
+    async def drain(self, timeout: float) -> None:
+        """No new requests; tunnels are cut now; others may finish until ``timeout``, then are cancelled."""
+        self.apply(TargetEvent.DRAIN)
+        for request in list(self.inflight):
+            if request.is_tunnel:
+                request.cancel_for_drain()
+        if self.inflight:
+            self._drained = asyncio.Event()
+            try:
+                await asyncio.wait_for(self._drained.wait(), timeout)
+            except TimeoutError:
+                for request in list(self.inflight):
+                    request.cancel_for_drain()
+        for conn in self.idle:
+            conn.close()
+        self.idle.clear()
+        self.apply(TargetEvent.DRAINED)
+
+
+class TargetSet:
+    """The targets one deploy installed, round-robin over the healthy ones."""
+
+    def __init__(
+        self,
+        *,
+        addresses: tuple[str, ...],
+        health: HealthCheckConfig,
+        log: JsonLog,
+        service: str,
+    ) -> None:
+        if not addresses:
+            raise InvalidTarget("at least one target is required")
+        self.targets = [Target(address=a) for a in addresses]
+        self.healthy: list[Target] = []
+        self._health = health
+        self._log = log
+        self._service = service
+        self._next = 0
+        self._checkers: list[HealthChecker] = []
+        self._all_healthy = asyncio.Event()
+        for target in self.targets:
+            target._on_change = self._target_changed
+
+    @property
+    def addresses(self) -> list[str]:
+        return [t.address for t in self.targets]
+
+    def pick(self) -> Target | None:
+        healthy = self.healthy
+        n = len(healthy)
+        if n == 1:
+            return healthy[0]
+        if n == 0:
+            return None
+        i = self._next + 1
+        if i >= n:
+            i = 0
+        self._next = i
+        return healthy[i]
+
+    # --- health ------------------------------------------------------------------------------
+    def start_health_checks(self, client: httpx.AsyncClient) -> None:
+        """Check every target; a set of one stops checking once its target is healthy."""
+        single = len(self.targets) == 1
+        for target in self.targets:
+            url = health_check_url(host=target.host, port=target.port, config=self._health)
+            checker = HealthChecker(
+                client=client,
+                log=self._log,
+                url=url,
+                host_header=self._health.host or target.address,
+                config=self._health,
+                report=self._reporter(target),
+                stop_when_healthy=single,
+            )
+            self._checkers.append(checker)
+            checker.start()
+
+    def stop_health_checks(self) -> None:
+        for checker in self._checkers:
+            checker.stop()
+        self._checkers.clear()
+
+    def mark_all_healthy(self) -> None:
+        """Restored state and --force: trust the targets without waiting for a check."""
+        for target in self.targets:
+            if target.state is TargetState.ADDING or target.state is TargetState.UNHEALTHY:
+                target.apply(TargetEvent.CHECK_PASSED)
+
+    async def wait_healthy(self, timeout: float) -> bool:
+        try:
+            await asyncio.wait_for(self._all_healthy.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    async def drain(self, timeout: float) -> None:
+        self.stop_health_checks()
+        await asyncio.gather(*(t.drain(timeout) for t in self.targets))
+
+    def _reporter(self, target: Target) -> Callable[[bool], None]:
+        def report(passed: bool) -> None:
+            target.apply(TargetEvent.CHECK_PASSED if passed else TargetEvent.CHECK_FAILED)
+
+        return report
+
+    def _target_changed(self, target: Target, was: TargetState) -> None:
+        self.healthy = [t for t in self.targets if t.state is TargetState.HEALTHY]
+        if target.state is TargetState.HEALTHY or target.state is TargetState.UNHEALTHY:
+            self._log.info(
+                "Target health updated",
+                target=target.address,
+                service=self._service,
+                state=target.state.value,
+                was=was.value,
+            )
+        if all(t.state is TargetState.HEALTHY for t in self.targets):
+            self._all_healthy.set()
