@@ -219,16 +219,12 @@ class ClientConnection(asyncio.Protocol):
             if self.upstream.transport.can_write_eof():
                 self.upstream.transport.write_eof()
             return True  # half-close: the tunnel's other direction may still flow
+        # As Go's server: a client that closes while its request is in flight has cancelled it
+        # (logged 499); connection_lost follows and cleans up.
         events = self.parser.feed_eof()
-        if events:
-            if self.queue:
-                self._enqueue(events, 0)
-            else:
-                self._dispatch(events)
-        if not self.busy and not self.queue:
-            return False
-        self.keep_alive = False
-        return True  # let the response in flight finish, then close
+        if events and not self.busy and not self.queue:
+            self._dispatch(events)
+        return False
 
     def connection_lost(self, exc: Exception | None) -> None:
         ctx = self.ctx
@@ -369,6 +365,7 @@ class ClientConnection(asyncio.Protocol):
             append(CRLF)
         if drop:
             kept = _without(kept, drop)
+            append = kept.append
 
         self.host = host_s = host.decode("latin-1")
         self.remote_addr = xff.decode("latin-1") if xff else self.peer_ip
