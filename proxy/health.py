@@ -67,7 +67,9 @@ class HealthChecker:
             return False
         if 200 <= response.status_code < 300:
             return True
-        self._log.info("Healthcheck failed", url=self._url, error=f"unexpected status ({response.status_code})")
+        self._log.info(
+            "Healthcheck failed", url=self._url, error=f"unexpected status ({response.status_code})"
+        )
         return False
 
     async def _run(self) -> None:

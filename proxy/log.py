@@ -19,7 +19,9 @@ MAX_PENDING_BYTES = 64 * 1024 * 1024
 FLUSH_BATCH = 256  # lines; a smaller batch goes out after FLUSH_DELAY
 FLUSH_DELAY = 0.02
 
-_SAFE = frozenset(" !#$%&'()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[]^_`abcdefghijklmnopqrstuvwxyz{|}~")
+_SAFE = frozenset(
+    " !#$%&'()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[]^_`abcdefghijklmnopqrstuvwxyz{|}~"
+)
 
 
 def quote(value: str) -> str:

@@ -179,4 +179,6 @@ def validate_service_options(options: ServiceOptions) -> None:
             raise OptionsError("TLS settings must be specified on the root path service")
     if options.canonical_host and any(options.hosts) and options.canonical_host not in options.hosts:
         hosts = " ".join(options.hosts)
-        raise OptionsError(f"canonical-host '{options.canonical_host}' must be present in the hosts list: [{hosts}]")
+        raise OptionsError(
+            f"canonical-host '{options.canonical_host}' must be present in the hosts list: [{hosts}]"
+        )

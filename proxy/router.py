@@ -12,8 +12,8 @@ from typing import Any
 import httpx
 
 from proxy.commands import DeployCommand, ListCommand, RemoveCommand
-from proxy.log import JsonLog
 from proxy.durations import format_duration
+from proxy.log import JsonLog
 from proxy.options import OptionsError, ServiceOptions, validate_service_options
 from proxy.service import Service
 from proxy.service_map import ServiceMap
@@ -152,9 +152,7 @@ class Router:
                 "tls": options.tls_enabled,
                 "hosts": [h for h in options.hosts if h],
                 "path_prefixes": list(options.path_prefixes),
-                "targets": [
-                    {"address": t.address, "state": t.state.value} for t in service.active.targets
-                ],
+                "targets": [{"address": t.address, "state": t.state.value} for t in service.active.targets],
                 "options": options.to_json(),
                 "target_options": service.target_options.to_json(),
             }
@@ -230,4 +228,3 @@ class Router:
             for host in service.options.hosts
             for prefix in service.options.path_prefixes
         )
-

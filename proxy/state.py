@@ -85,9 +85,13 @@ class SavedService:
             stop_message=str(pause.get("stop_message") or ""),
             pause_timeout=float(pause.get("fail_after") or 0) / NANOS,
             extra={
-                "rollout_targets": rollout,
-                "rollout_readers": data.get("rollout_readers"),
-                "rollout_controller": data.get("rollout_controller"),
+                key: value
+                for key, value in (
+                    ("rollout_targets", rollout),
+                    ("rollout_readers", data.get("rollout_readers")),
+                    ("rollout_controller", data.get("rollout_controller")),
+                )
+                if value is not None
             },
         )
 

@@ -52,6 +52,8 @@ class Target:
     """One upstream address: its health state, idle connection pool and in-flight requests."""
 
     __slots__ = (
+        "_drained",
+        "_on_change",
         "address",
         "header_value",
         "host",
@@ -60,8 +62,6 @@ class Target:
         "max_idle",
         "port",
         "state",
-        "_on_change",
-        "_drained",
     )
 
     def __init__(self, *, address: str, max_idle: int = defaults.UPSTREAM_MAX_IDLE) -> None:
@@ -100,7 +100,11 @@ class Target:
         return None
 
     def give_back(self, conn: UpstreamConnection) -> None:
-        if self.state is TargetState.DRAINING or self.state is TargetState.GONE or len(self.idle) >= self.max_idle:
+        if (
+            self.state is TargetState.DRAINING
+            or self.state is TargetState.GONE
+            or len(self.idle) >= self.max_idle
+        ):
             conn.close()
         else:
             self.idle.append(conn)

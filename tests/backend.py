@@ -155,7 +155,9 @@ class Backend:
         elif path == "/big":
             respond(200, b"x" * int(query.get("size", "1048576")))
         elif path == "/chunked":
-            writer.write(f"HTTP/1.1 200 OK\r\nX-Backend: {self.name}\r\nTransfer-Encoding: chunked\r\n\r\n".encode())
+            writer.write(
+                f"HTTP/1.1 200 OK\r\nX-Backend: {self.name}\r\nTransfer-Encoding: chunked\r\n\r\n".encode()
+            )
             for i in range(int(query.get("n", "3"))):
                 piece = f"chunk {i}\n".encode()
                 writer.write(b"%x\r\n%b\r\n" % (len(piece), piece))

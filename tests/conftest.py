@@ -133,7 +133,9 @@ class ProxyProcess:
             cwd=self.tmp,
         )
 
-    def deploy(self, service: str, *targets: str, args: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
+    def deploy(
+        self, service: str, *targets: str, args: tuple[str, ...] = ()
+    ) -> subprocess.CompletedProcess[str]:
         flags = [f"--target={t}" for t in targets]
         return self.ctl("deploy", service, *flags, "--health-check-interval=100ms", *args)
 

@@ -68,7 +68,9 @@ def test_websockets_to_old_targets_are_closed_at_once_on_swap(
 ) -> None:
     proxy.deploy("app", backend.address)
     sock = proxy.connect()
-    response = raw_request(sock, b"GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+    response = raw_request(
+        sock, b"GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
+    )
     assert status_of(response) == 101
     started = time.monotonic()
     proxy.deploy("app", backend2.address, args=("--drain-timeout=10s",))
@@ -146,7 +148,11 @@ def test_path_prefixes_longest_first_with_strip_and_no_fall_through(
 ) -> None:
     proxy.deploy("api", backend.address, args=("--host=app.example.com", "--path-prefix=/api"))
     proxy.deploy("internal", backend2.address, args=("--host=app.example.com", "--path-prefix=api/internal/"))
-    proxy.deploy("raw", backend2.address, args=("--host=raw.example.com", "--path-prefix=/raw", "--strip-path-prefix=false"))
+    proxy.deploy(
+        "raw",
+        backend2.address,
+        args=("--host=raw.example.com", "--path-prefix=/raw", "--strip-path-prefix=false"),
+    )
 
     def get(path: str, host: str = "app.example.com") -> httpx.Response:
         return httpx.get(proxy.url(path), headers={"Host": host})
@@ -163,9 +169,7 @@ def test_path_prefixes_longest_first_with_strip_and_no_fall_through(
 
 def test_conflicting_hosts_are_rejected(proxy: ProxyProcess, backend: Backend, backend2: Backend) -> None:
     proxy.deploy("one", backend.address, args=("--host=app.example.com",))
-    result = proxy.ctl(
-        "deploy", "two", f"--target={backend2.address}", "--host=app.example.com", check=False
-    )
+    result = proxy.ctl("deploy", "two", f"--target={backend2.address}", "--host=app.example.com", check=False)
     assert result.returncode == 1
     assert result.stderr == "Error: host settings conflict with another service\n"
     proxy.deploy("two", backend2.address, args=("--host=*.example.com",))  # exact vs wildcard: fine
@@ -239,7 +243,9 @@ def test_redeploy_under_load_has_no_errors(proxy: ProxyProcess, backend: Backend
 
 def test_state_is_restored_after_sigkill(tmp_path: Path, backend: Backend, backend2: Backend) -> None:
     proxy = ProxyProcess(tmp=tmp_path).start()
-    proxy.deploy("web", backend.address, backend2.address, args=("--host=app.example.com", "--target-timeout=7s"))
+    proxy.deploy(
+        "web", backend.address, backend2.address, args=("--host=app.example.com", "--target-timeout=7s")
+    )
     proxy.deploy("api", backend.address, args=("--path-prefix=/api",))
     listed = proxy.ctl("list", "--json").stdout
     proxy.stop(9)

@@ -23,7 +23,9 @@ def headers_of(data: dict[str, object]) -> dict[str, str]:
     return {str(n).lower(): str(v) for n, v in data["headers"]}  # type: ignore[union-attr]
 
 
-def test_request_reaches_target_with_host_query_and_forwarding_headers(proxy: ProxyProcess, backend: Backend) -> None:
+def test_request_reaches_target_with_host_query_and_forwarding_headers(
+    proxy: ProxyProcess, backend: Backend
+) -> None:
     proxy.deploy("app", backend.address)
     data = echo(proxy, "/echo?p1=a;b;c&p2=%x", headers={"Host": "app.example.com:8080"})
     assert data["target"] == "/echo?p1=a;b;c&p2=%x"
@@ -122,7 +124,9 @@ def test_slow_target_is_504_after_target_timeout(proxy: ProxyProcess, backend: B
     assert time.monotonic() - started < 2.5
 
 
-def test_malformed_request_is_400_and_other_connections_continue(proxy: ProxyProcess, backend: Backend) -> None:
+def test_malformed_request_is_400_and_other_connections_continue(
+    proxy: ProxyProcess, backend: Backend
+) -> None:
     proxy.deploy("app", backend.address)
     good = proxy.connect()
     assert status_of(raw_request(good, b"GET /echo HTTP/1.1\r\nHost: a\r\n\r\n")) == 200
@@ -157,7 +161,9 @@ def test_pipelined_requests_are_answered_in_order(proxy: ProxyProcess, backend: 
     assert b'"body": "hello"' in third
 
 
-def test_http10_client_gets_close_delimited_or_keep_alive_response(proxy: ProxyProcess, backend: Backend) -> None:
+def test_http10_client_gets_close_delimited_or_keep_alive_response(
+    proxy: ProxyProcess, backend: Backend
+) -> None:
     proxy.deploy("app", backend.address)
     sock = proxy.connect()
     response = raw_request(sock, b"GET /chunked?n=2 HTTP/1.0\r\nHost: a\r\n\r\n", until_close=True)
@@ -166,7 +172,10 @@ def test_http10_client_gets_close_delimited_or_keep_alive_response(proxy: ProxyP
     sock = proxy.connect()
     response = raw_request(sock, b"GET /echo HTTP/1.0\r\nHost: a\r\nConnection: keep-alive\r\n\r\n")
     assert b"Connection: keep-alive" in response
-    assert status_of(raw_request(sock, b"GET /echo HTTP/1.0\r\nHost: a\r\nConnection: keep-alive\r\n\r\n")) == 200
+    assert (
+        status_of(raw_request(sock, b"GET /echo HTTP/1.0\r\nHost: a\r\nConnection: keep-alive\r\n\r\n"))
+        == 200
+    )
 
 
 def test_request_bodies_stream_with_content_length_and_chunked(proxy: ProxyProcess, backend: Backend) -> None:
@@ -201,7 +210,9 @@ def test_large_download_streams(proxy: ProxyProcess, backend: Backend) -> None:
     assert total == size
 
 
-def test_slow_reading_upstream_applies_backpressure_to_a_fast_upload(proxy: ProxyProcess, backend: Backend) -> None:
+def test_slow_reading_upstream_applies_backpressure_to_a_fast_upload(
+    proxy: ProxyProcess, backend: Backend
+) -> None:
     proxy.deploy("app", backend.address)
     size = 8 * 1024 * 1024
     response = httpx.post(proxy.url("/sink?rate=262144"), content=b"z" * size, timeout=60)
@@ -291,9 +302,12 @@ def test_slow_client_head_times_out_without_disturbing_others(
 
 
 def test_access_log_has_kamal_proxy_fields(proxy: ProxyProcess, backend: Backend) -> None:
-    proxy.deploy("app", backend.address, args=("--log-request-header=X-Custom", "--log-response-header=X-Backend"))
+    proxy.deploy(
+        "app", backend.address, args=("--log-request-header=X-Custom", "--log-response-header=X-Backend")
+    )
     httpx.get(
-        proxy.url("/echo?a=1"), headers={"User-Agent": "tester", "X-Custom": "c1", "X-Forwarded-For": "9.9.9.9"}
+        proxy.url("/echo?a=1"),
+        headers={"User-Agent": "tester", "X-Custom": "c1", "X-Forwarded-For": "9.9.9.9"},
     )
     entry = proxy.wait_log(lambda e: e.get("msg") == "Request")
     expected_order = [

@@ -8,6 +8,7 @@ from proxy.cli.flags import Flag, FlagError, Parsed, help_text, parse_flags
 from proxy.commands import Command
 from proxy.control import call
 
+
 class Usage:
     """A command's name, usage string and flags; parses argv or prints help."""
 

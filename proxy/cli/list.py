@@ -32,9 +32,9 @@ def table(services: dict[str, Any]) -> str:
     widths = [max(len(c), *(len(r[i]) for r in rows)) if rows else len(c) for i, c in enumerate(COLUMNS)]
 
     def line(cells: list[str] | tuple[str, ...], styles: list[str]) -> str:
-        return "".join(f"{style}{cell.ljust(w)}{RESET}  " for cell, w, style in zip(cells, widths, styles)).rstrip(
-            " "
-        )
+        return "".join(
+            f"{style}{cell.ljust(w)}{RESET}  " for cell, w, style in zip(cells, widths, styles, strict=True)
+        ).rstrip(" ")
 
     out = [line(COLUMNS, [HEADER_STYLE] * len(COLUMNS))]
     for row in rows:

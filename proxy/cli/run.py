@@ -17,12 +17,37 @@ FLAGS = [
     Flag("debug", "bool", False, "Include debugging logs"),
     Flag("http-port", "int", defaults.HTTP_PORT, "Port to serve HTTP traffic on"),
     Flag("https-port", "int", defaults.HTTPS_PORT, "Port to serve HTTPS traffic on"),
-    Flag("metrics-port", "int", defaults.METRICS_PORT, "Publish metrics on the specified port (default zero to disable)"),
-    Flag("http3", "bool", False, "Serve HTTP/3 on the HTTPS port (not supported yet; accepted for compatibility)"),
-    Flag("http-parser", "string", "auto", "HTTP/1 parser: auto (httptools), httptools or h11 (strict, pure Python)"),
+    Flag(
+        "metrics-port",
+        "int",
+        defaults.METRICS_PORT,
+        "Publish metrics on the specified port (default zero to disable)",
+    ),
+    Flag(
+        "http3",
+        "bool",
+        False,
+        "Serve HTTP/3 on the HTTPS port (not supported yet; accepted for compatibility)",
+    ),
+    Flag(
+        "http-parser",
+        "string",
+        "auto",
+        "HTTP/1 parser: auto (httptools), httptools or h11 (strict, pure Python)",
+    ),
     Flag("bind", "string", "", "Address to listen on (default: all interfaces)"),
-    Flag("read-header-timeout", "duration", defaults.READ_HEADER_TIMEOUT, "Time a client may take to send request headers"),
-    Flag("idle-timeout", "duration", defaults.IDLE_TIMEOUT, "Time an idle keep-alive client connection is kept open"),
+    Flag(
+        "read-header-timeout",
+        "duration",
+        defaults.READ_HEADER_TIMEOUT,
+        "Time a client may take to send request headers",
+    ),
+    Flag(
+        "idle-timeout",
+        "duration",
+        defaults.IDLE_TIMEOUT,
+        "Time an idle keep-alive client connection is kept open",
+    ),
 ]
 
 USAGE = Usage(name="run", use="run", short="Run the server", flags=FLAGS, nargs=0)
@@ -36,8 +61,10 @@ def parser_kind(value: str) -> ParserKind:
             return "h11"
         return "httptools"
     if value not in PARSER_KINDS:
-        raise FlagError(f'invalid argument "{value}" for "--http-parser" flag: must be auto, httptools or h11')
-    return cast(ParserKind, value)
+        raise FlagError(
+            f'invalid argument "{value}" for "--http-parser" flag: must be auto, httptools or h11'
+        )
+    return value
 
 
 def main(argv: list[str]) -> int:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from typing import cast
 
 from proxy import defaults
 from proxy.access_log import AccessLog
@@ -106,28 +107,26 @@ class ProxyContext:
 class ClientConnection(asyncio.Protocol):
     __slots__ = (
         "busy",
+        # per exchange
+        "chunk_out",
         "ctx",
         "deadline",
+        "head",
+        "host",
         "keep_alive",
         "loop",
+        "method",
         "parser",
+        "path",
         "paused",
         "peer_ip",
         "peer_port",
-        "queue",
-        "queued_bytes",
-        "receiving",
-        "response_deadline",
-        "transport",
-        # per exchange
-        "chunk_out",
-        "head",
-        "host",
-        "method",
-        "path",
         "pending",
         "pending_bytes",
         "query",
+        "queue",
+        "queued_bytes",
+        "receiving",
         "remote_addr",
         "req_content_type",
         "request_buffer",
@@ -136,6 +135,7 @@ class ClientConnection(asyncio.Protocol):
         "resp_bytes",
         "resp_content_type",
         "response_buffer",
+        "response_deadline",
         "response_head",
         "response_started",
         "retried",
@@ -143,6 +143,7 @@ class ClientConnection(asyncio.Protocol):
         "started",
         "status",
         "target",
+        "transport",
         "tunnel",
         "upstream",
         "upstream_head",
@@ -197,8 +198,8 @@ class ClientConnection(asyncio.Protocol):
 
     # ------------------------------------------------------------------ asyncio callbacks
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-        transport.set_write_buffer_limits(high=defaults.WRITE_HIGH_WATER, low=defaults.WRITE_LOW_WATER)
+        self.transport = tcp = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
+        tcp.set_write_buffer_limits(high=defaults.WRITE_HIGH_WATER, low=defaults.WRITE_LOW_WATER)
         peer = transport.get_extra_info("peername")
         if peer:
             self.peer_ip, self.peer_port = peer[0], peer[1]
@@ -285,7 +286,7 @@ class ClientConnection(asyncio.Protocol):
         for event in events[start:] if start else events:
             queue.append(event)
             if type(event) is Data or type(event) is TunnelData:
-                self.queued_bytes += len(event.data)  # type: ignore[union-attr]
+                self.queued_bytes += len(event.data)
         if self.queued_bytes > defaults.PIPELINE_MAX_BUFFERED:
             self._pause(PAUSE_PIPELINE)
 
@@ -421,7 +422,14 @@ class ClientConnection(asyncio.Protocol):
             self.request_buffer = SpoolBuffer(memory=service.buffer_memory, limit=service.max_request_body)
             # the head is finished once the body's size is known
             self.upstream_head = b"".join(
-                [head.method, b" ", raw_path, raw_query, b" HTTP/1.1\r\n", *_without(kept, {b"content-length"})]
+                [
+                    head.method,
+                    b" ",
+                    raw_path,
+                    raw_query,
+                    b" HTTP/1.1\r\n",
+                    *_without(kept, {b"content-length"}),
+                ]
             )
             return
         if head.chunked:
@@ -645,11 +653,7 @@ class ClientConnection(asyncio.Protocol):
             append = out.append
         if content_type:
             self.resp_content_type = content_type.decode("latin-1")
-        if (
-            service is not None
-            and service.buffer_responses
-            and not content_type.startswith(EVENT_STREAM)
-        ):
+        if service is not None and service.buffer_responses and not content_type.startswith(EVENT_STREAM):
             self.response_buffer = SpoolBuffer(memory=service.buffer_memory, limit=service.max_response_body)
             self.upstream_head = b"".join(out)  # reused to hold the response head until the end
             return
@@ -692,7 +696,11 @@ class ClientConnection(asyncio.Protocol):
         if buffer is not None:
             assert self.response_head is not None
             head = self.upstream_head
-            out = [head] if b"\r\ncontent-length:" in head.lower() else [head, b"Content-Length: %d\r\n" % buffer.size]
+            out = (
+                [head]
+                if b"\r\ncontent-length:" in head.lower()
+                else [head, b"Content-Length: %d\r\n" % buffer.size]
+            )
             self.response_buffer = None
             self._start_response(out, _with_length(self.response_head))
             for piece in buffer.chunks():

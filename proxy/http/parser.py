@@ -68,7 +68,11 @@ class RequestHead:
 
 
 class ResponseHead:
-    """A status line and its header fields (also used for 1xx interim responses)."""
+    """A status line and its header fields.
+
+    Also used for 1xx interim responses: 100/102/103 are followed by an EndOfMessage and then the
+    events of the next (interim or final) response; a 101 is followed by tunnel mode, no EndOfMessage.
+    """
 
     __slots__ = ("chunked", "content_length", "headers", "keep_alive", "reason", "status", "version")
 
@@ -124,8 +128,10 @@ class TunnelData:
     """Raw bytes after an upgrade: no longer HTTP, to be copied to the other side as they are.
 
     A request parser switches to tunnel mode right after the EndOfMessage of a request whose head
-    had ``upgrade`` set; a response parser after a 101 response. From then on every ``feed`` returns
-    a single TunnelData with the bytes given.
+    had ``upgrade`` set; a response parser right after the ResponseHead of a 101 response (announced
+    with ``upgrade=True``; there is no EndOfMessage for it). Bytes that followed in the same feed come
+    out as a TunnelData; from then on every non-empty ``feed`` returns a single TunnelData with the
+    bytes given.
     """
 
     __slots__ = ("data",)
@@ -158,7 +164,10 @@ ResponseEvent = ResponseHead | Data | EndOfMessage | TunnelData | ParseError
 
 
 class RequestParser(Protocol):
-    """Server side: parses the requests a client sends, pipelined ones included."""
+    """Server side: parses the requests a client sends, pipelined ones included.
+
+    After a request whose head has ``keep_alive`` false, later bytes are ignored.
+    """
 
     def feed(self, data: bytes) -> list[RequestEvent]: ...
 
@@ -171,7 +180,11 @@ class ResponseParser(Protocol):
     """Client side: parses the responses to the requests we send, one at a time."""
 
     def expect_response(self, *, method: bytes, upgrade: bool) -> None:
-        """Announce the request the next response answers (HEAD responses have no body)."""
+        """Announce the request the next response answers (HEAD responses have no body).
+
+        Call it for every request, before that response's bytes are fed. A response nobody
+        announced is parsed as the answer to a GET without upgrade.
+        """
         ...
 
     def feed(self, data: bytes) -> list[ResponseEvent]: ...

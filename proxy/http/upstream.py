@@ -7,7 +7,7 @@ handed to that exchange; while idle in the pool, any byte or close from the targ
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, cast
 
 from proxy.http.parser import ResponseEvent, ResponseParser
 
@@ -40,7 +40,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.reading_paused = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
 
     def bind(self, exchange: Exchange, *, method: bytes, upgrade: bool) -> None:
         self.exchange = exchange
