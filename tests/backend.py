@@ -117,6 +117,9 @@ class Backend:
             self.last_headers = lower
         if path == "/sink":
             return await self._sink(reader, writer, lower, int(query.get("rate", "65536")))
+        if lower.get("expect", "").lower() == "100-continue":
+            writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            await writer.drain()
         body = await self._read_body(reader, lower)
         self.seen.append({"method": method, "target": target, "headers": headers, "body": body})
         keep_alive = lower.get("connection", "").lower() != "close" and version == "HTTP/1.1"

@@ -567,6 +567,8 @@ class ClientConnection(asyncio.Protocol):
             elif kind is ResponseHead:
                 self._response_head(event)  # type: ignore[arg-type]
             elif kind is EndOfMessage:
+                if self.response_head is None:
+                    continue  # the end of an interim (1xx) response: the final one follows
                 self._response_end()
                 return  # one response per request; the next exchange may already own the connection
             elif kind is TunnelData:

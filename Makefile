@@ -1,0 +1,49 @@
+# Two commands work on a fresh machine:
+#   make run    install, start the proxy on :8080 with a demo app deployed, print a curl line
+#   make test   install everything the tests need and run them all
+PYTHON ?= python3
+PORT ?= 8080
+DEMO_PORT ?= 3000
+RUN_DIR ?= /tmp/kamal-proxy-demo
+
+.PHONY: install install-system run test lint bench clean
+
+install:
+	$(PYTHON) -m pip install --quiet -e '.[dev]'
+
+# Debian packages the tests use (sshd for the deployer's runner tests).
+install-system:
+	@if ! command -v sshd >/dev/null 2>&1 && [ ! -x /usr/sbin/sshd ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends openssh-server openssh-client; \
+	fi
+
+run: install
+	@mkdir -p $(RUN_DIR)/app $(RUN_DIR)/home
+	@echo "OK" > $(RUN_DIR)/app/up
+	@echo "<h1>Hello from the demo app behind kamal-proxy</h1>" > $(RUN_DIR)/app/index.html
+	@$(PYTHON) -m http.server $(DEMO_PORT) --bind 127.0.0.1 --directory $(RUN_DIR)/app >$(RUN_DIR)/app.log 2>&1 & echo $$! > $(RUN_DIR)/app.pid
+	@HOME=$(RUN_DIR)/home KAMAL_PROXY_SOCKET=$(RUN_DIR)/kamal-proxy.sock \
+		proxyctl run --http-port $(PORT) --https-port 8443 & echo $$! > $(RUN_DIR)/proxy.pid; \
+	trap 'kill $$(cat $(RUN_DIR)/proxy.pid) $$(cat $(RUN_DIR)/app.pid) 2>/dev/null' EXIT INT TERM; \
+	for i in $$(seq 50); do [ -S $(RUN_DIR)/kamal-proxy.sock ] && break; sleep 0.1; done; \
+	HOME=$(RUN_DIR)/home KAMAL_PROXY_SOCKET=$(RUN_DIR)/kamal-proxy.sock \
+		proxyctl deploy demo --target 127.0.0.1:$(DEMO_PORT) --host demo.localhost --health-check-path /up && \
+	echo && echo "Demo deployed. Try:" && \
+	echo "  curl -H 'Host: demo.localhost' http://127.0.0.1:$(PORT)/" && \
+	echo "  HOME=$(RUN_DIR)/home KAMAL_PROXY_SOCKET=$(RUN_DIR)/kamal-proxy.sock proxyctl list" && \
+	echo "Ctrl-C stops it." && echo && \
+	wait $$(cat $(RUN_DIR)/proxy.pid)
+
+test: install install-system
+	$(PYTHON) -m pytest -q
+
+lint:
+	ruff check proxy deployer tests benchmarks
+	mypy --strict proxy deployer
+
+bench: install
+	bash benchmarks/setup.sh
+	$(PYTHON) -m benchmarks.run --quick
+
+clean:
+	rm -rf build *.egg-info .pytest_cache .mypy_cache .ruff_cache
