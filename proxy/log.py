@@ -13,22 +13,15 @@ import os
 import queue
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 MAX_PENDING_BYTES = 64 * 1024 * 1024
 FLUSH_BATCH = 256  # lines; a smaller batch goes out after FLUSH_DELAY
 FLUSH_DELAY = 0.02
 
-_SAFE = frozenset(
-    " !#$%&'()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[]^_`abcdefghijklmnopqrstuvwxyz{|}~"
-)
-
-
-def quote(value: str) -> str:
-    """A JSON string literal; the common all-safe case skips the encoder."""
-    if _SAFE.issuperset(value):
-        return '"' + value + '"'
-    return json.dumps(value, ensure_ascii=False)
+# A JSON string literal (quotes included), from the json module's C encoder.
+quote: Callable[[str], str] = json.encoder.encode_basestring
 
 
 class _Clock:

@@ -109,6 +109,7 @@ class ClientConnection(asyncio.Protocol):
         "busy",
         # per exchange
         "chunk_out",
+        "corked",
         "ctx",
         "deadline",
         "head",
@@ -165,6 +166,7 @@ class ClientConnection(asyncio.Protocol):
         self.paused = 0
         self.deadline = 0.0  # header-read or idle deadline (loop time), 0 = none
         self.response_deadline = 0.0
+        self.corked: list[bytes] | None = None  # client-bound bytes collected while handling one read
         self._reset_exchange()
 
     def _reset_exchange(self) -> None:
@@ -560,6 +562,17 @@ class ClientConnection(asyncio.Protocol):
 
     # ------------------------------------------------------------------ from the upstream
     def upstream_events(self, events: list[ResponseEvent]) -> None:
+        # Everything one read from the target produces goes to the client in one write.
+        if self.corked is not None:
+            self._forward(events)
+            return
+        self.corked = []
+        try:
+            self._forward(events)
+        finally:
+            self._uncork()
+
+    def _forward(self, events: list[ResponseEvent]) -> None:
         for event in events:
             kind = type(event)
             if kind is Data:
@@ -823,9 +836,19 @@ class ClientConnection(asyncio.Protocol):
 
     # ------------------------------------------------------------------ transport helpers
     def _write(self, data: bytes) -> None:
+        corked = self.corked
+        if corked is not None:
+            corked.append(data)
+            return
         transport = self.transport
         if transport is not None:
             transport.write(data)
+
+    def _uncork(self) -> None:
+        corked = self.corked
+        self.corked = None
+        if corked and self.transport is not None:
+            self.transport.write(corked[0] if len(corked) == 1 else b"".join(corked))
 
     def _pause(self, reason: int) -> None:
         was = self.paused
@@ -842,6 +865,7 @@ class ClientConnection(asyncio.Protocol):
             self.transport.resume_reading()
 
     def _close(self) -> None:
+        self._uncork()
         transport = self.transport
         if transport is not None:
             transport.close()
@@ -851,6 +875,7 @@ class ClientConnection(asyncio.Protocol):
             upstream.close()
 
     def _abort(self) -> None:
+        self.corked = None
         self.keep_alive = False
         transport = self.transport
         if transport is not None:
