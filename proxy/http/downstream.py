@@ -55,6 +55,7 @@ PAUSE_UPSTREAM = 1  # the upstream's write buffer is full
 PAUSE_PIPELINE = 2  # too many pipelined bytes queued
 PAUSE_CONNECTING = 4  # body bytes waiting for the upstream connection are above the mark
 
+CONTENT_LENGTH = frozenset({b"content-length"})
 IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
 EVENT_STREAM = b"text/event-stream"
 
@@ -107,7 +108,6 @@ class ProxyContext:
 class ClientConnection(asyncio.Protocol):
     __slots__ = (
         "busy",
-        # per exchange
         "chunk_out",
         "corked",
         "ctx",
@@ -120,6 +120,7 @@ class ClientConnection(asyncio.Protocol):
         "parser",
         "path",
         "paused",
+        "peer_b",
         "peer_ip",
         "peer_port",
         "pending",
@@ -138,6 +139,7 @@ class ClientConnection(asyncio.Protocol):
         "response_buffer",
         "response_deadline",
         "response_head",
+        "response_lines",
         "response_started",
         "retried",
         "service",
@@ -157,6 +159,7 @@ class ClientConnection(asyncio.Protocol):
         self.parser = ctx.request_parser()
         self.transport: asyncio.Transport | None = None
         self.peer_ip = ""
+        self.peer_b = b""
         self.peer_port = 0
         self.queue: list[RequestEvent] = []
         self.queued_bytes = 0
@@ -180,6 +183,7 @@ class ClientConnection(asyncio.Protocol):
         self.request_sent = False  # the whole request went upstream
         self.response_started = False  # the response head went to the client
         self.response_head: ResponseHead | None = None
+        self.response_lines: list[bytes] = []  # a buffered response's head, until its end
         self.request_buffer: SpoolBuffer | None = None
         self.response_buffer: SpoolBuffer | None = None
         self.chunk_out = False
@@ -205,6 +209,7 @@ class ClientConnection(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         if peer:
             self.peer_ip, self.peer_port = peer[0], peer[1]
+            self.peer_b = self.peer_ip.encode()
         self.ctx.connections.add(self)
         self.deadline = self.loop.time() + self.ctx.read_header_timeout
 
@@ -323,7 +328,8 @@ class ClientConnection(asyncio.Protocol):
             raw_path = _origin_path(raw_path)
         path = self.path = raw_path.decode("latin-1")
 
-        # One pass over the headers: keep what goes upstream, note what routing and logging need.
+        # One pass over the headers: keep what goes upstream (as field lines without their CRLF),
+        # note what routing and logging need.
         kept: list[bytes] = []
         append = kept.append
         host = b""
@@ -362,10 +368,7 @@ class ClientConnection(asyncio.Protocol):
                 self.user_agent = value.decode("latin-1")
             elif lname == b"content-type":
                 self.req_content_type = value.decode("latin-1")
-            append(name)
-            append(COLON)
-            append(value)
-            append(CRLF)
+            append(name + COLON + value)
         if drop:
             kept = _without(kept, drop)
             append = kept.append
@@ -393,51 +396,52 @@ class ClientConnection(asyncio.Protocol):
             raw_path = raw_path[len(prefix) :] or b"/"
 
         # Headers the proxy adds.
-        peer = self.peer_ip.encode()
+        peer = self.peer_b
         if service.forward_headers:
-            append(b"X-Forwarded-For: " + (xff + b", " + peer if xff else peer) + CRLF)
-            append(b"X-Forwarded-Host: " + (xfh or host) + CRLF)
-            append(b"X-Forwarded-Proto: " + (xfp or ctx.scheme_b) + CRLF)
+            append(b"X-Forwarded-For: " + (xff + b", " + peer if xff else peer))
+            append(b"X-Forwarded-Host: " + (xfh or host))
+            append(b"X-Forwarded-Proto: " + (xfp or ctx.scheme_b))
             append(
                 b"X-Kamal-Target: "
                 + (kamal_target + b", " + target.header_value if kamal_target else target.header_value)
-                + CRLF
             )
         else:
-            append(b"X-Forwarded-For: " + peer + CRLF)
-            append(b"X-Forwarded-Host: " + host + CRLF)
-            append(b"X-Forwarded-Proto: " + ctx.scheme_b + CRLF)
-            append(b"X-Kamal-Target: " + target.header_value + CRLF)
+            append(b"X-Forwarded-For: " + peer)
+            append(b"X-Forwarded-Host: " + host)
+            append(b"X-Forwarded-Proto: " + ctx.scheme_b)
+            append(b"X-Kamal-Target: " + target.header_value)
         if request_id:
             self.request_id = request_id.decode("latin-1")
         else:
             self.request_id = rid = new_request_id()
-            append(b"X-Request-Id: " + rid.encode() + CRLF)
+            append(b"X-Request-Id: " + rid.encode())
         if not has_request_start:
-            append(b"X-Request-Start: t=%d\r\n" % int(self.started * 1000))
+            append(b"X-Request-Start: t=%d" % int(self.started * 1000))
         if head.upgrade:
-            append(b"Connection: Upgrade\r\nUpgrade: " + _header(head, b"upgrade") + CRLF)
+            append(b"Connection: Upgrade\r\nUpgrade: " + _header(head, b"upgrade"))
 
         if service.buffer_requests and not head.upgrade:
             if head.expect_continue:
                 self._write(b"HTTP/1.1 100 Continue\r\n\r\n")
             self.request_buffer = SpoolBuffer(memory=service.buffer_memory, limit=service.max_request_body)
             # the head is finished once the body's size is known
-            self.upstream_head = b"".join(
-                [
-                    head.method,
-                    b" ",
-                    raw_path,
-                    raw_query,
-                    b" HTTP/1.1\r\n",
-                    *_without(kept, {b"content-length"}),
-                ]
+            kept = _without(kept, CONTENT_LENGTH)
+            kept.append(b"")  # the Content-Length line and the blank line follow at the end
+            self.upstream_head = b"%b %b%b HTTP/1.1\r\n%b" % (
+                head.method,
+                raw_path,
+                raw_query,
+                CRLF.join(kept),
             )
             return
         if head.chunked:
-            append(b"Transfer-Encoding: chunked\r\n")
-        append(CRLF)
-        self.upstream_head = b"".join([head.method, b" ", raw_path, raw_query, b" HTTP/1.1\r\n", *kept])
+            append(b"Transfer-Encoding: chunked")
+        self.upstream_head = b"%b %b%b HTTP/1.1\r\n%b\r\n\r\n" % (
+            head.method,
+            raw_path,
+            raw_query,
+            CRLF.join(kept),
+        )
         self._send_head()
 
     def _request_body(self, data: bytes) -> None:
@@ -634,20 +638,18 @@ class ClientConnection(asyncio.Protocol):
         self.response_head = head
         service = self.service
         headers = head.headers
-        out: list[bytes] = [b"HTTP/1.1 %d %b\r\n" % (status, head.reason)]
+        # field lines without their CRLF, the status line first
+        out: list[bytes] = [b"HTTP/1.1 %d %b" % (status, head.reason)]
         append = out.append
         content_type = b""
         drop: set[bytes] | None = None
         if status == 101:
             for name, value in headers:
-                append(name)
-                append(COLON)
-                append(value)
-                append(CRLF)
-            append(CRLF)
+                append(name + COLON + value)
+            append(b"\r\n")
             self.tunnel = True
             self.response_started = True
-            self._write(b"".join(out))
+            self._write(CRLF.join(out))
             return
         for name, value in headers:
             lname = name.lower()
@@ -659,18 +661,14 @@ class ClientConnection(asyncio.Protocol):
                 continue
             if lname == b"content-type":
                 content_type = value
-            append(name)
-            append(COLON)
-            append(value)
-            append(CRLF)
+            append(name + COLON + value)
         if drop:
             out = _without(out, drop)
-            append = out.append
         if content_type:
             self.resp_content_type = content_type.decode("latin-1")
         if service is not None and service.buffer_responses and not content_type.startswith(EVENT_STREAM):
             self.response_buffer = SpoolBuffer(memory=service.buffer_memory, limit=service.max_response_body)
-            self.upstream_head = b"".join(out)  # reused to hold the response head until the end
+            self.response_lines = out  # held until the whole body is here
             return
         self._start_response(out, head)
 
@@ -681,19 +679,19 @@ class ClientConnection(asyncio.Protocol):
             self.keep_alive = False
         if head.content_length == UNKNOWN_LENGTH and self.head.method != b"HEAD":
             if self.head.version == b"1.1":
-                append(b"Transfer-Encoding: chunked\r\n")
+                append(b"Transfer-Encoding: chunked")
                 self.chunk_out = True
             else:
                 self.keep_alive = False
         if self.ctx.closing:
             self.keep_alive = False
         if not self.keep_alive:
-            append(b"Connection: close\r\n")
+            append(b"Connection: close")
         elif self.head.version == b"1.0":
-            append(b"Connection: keep-alive\r\n")
-        append(CRLF)
+            append(b"Connection: keep-alive")
+        append(b"\r\n")
         self.response_started = True
-        self._write(b"".join(out))
+        self._write(CRLF.join(out))
 
     def _response_body(self, data: bytes) -> None:
         if not data:
@@ -710,12 +708,9 @@ class ClientConnection(asyncio.Protocol):
         buffer = self.response_buffer
         if buffer is not None:
             assert self.response_head is not None
-            head = self.upstream_head
-            out = (
-                [head]
-                if b"\r\ncontent-length:" in head.lower()
-                else [head, b"Content-Length: %d\r\n" % buffer.size]
-            )
+            out = _without(self.response_lines, CONTENT_LENGTH)
+            out.append(b"Content-Length: %d" % buffer.size)
+            self.response_lines = []
             self.response_buffer = None
             self._start_response(out, _with_length(self.response_head))
             for piece in buffer.chunks():
@@ -891,25 +886,16 @@ def _origin_path(raw: bytes) -> bytes:
     return raw[slash:] if slash >= 0 else b"/"
 
 
-def _without(parts: list[bytes], names: set[bytes] | frozenset[bytes]) -> list[bytes]:
-    """Remove header fields (name, ': ', value, CRLF quadruples) whose lower-cased name is in ``names``.
+def _without(lines: list[bytes], names: set[bytes] | frozenset[bytes]) -> list[bytes]:
+    """Field lines (`Name: value`, no CRLF) whose lower-cased name is not in ``names``.
 
-    The first element may be a start line; it is kept as it is.
+    A start line (it has no colon before its first space) is kept as it is.
     """
-    out: list[bytes] = []
-    i = 0
-    n = len(parts)
-    if n and parts[0].endswith(CRLF) and not (n > 1 and parts[1] == COLON):
-        out.append(parts[0])
-        i = 1
-    while i < n:
-        if i + 3 < n and parts[i + 1] == COLON:
-            if parts[i].lower() not in names:
-                out.extend(parts[i : i + 4])
-            i += 4
-        else:
-            out.append(parts[i])
-            i += 1
+    out = []
+    for line in lines:
+        colon = line.find(b":")
+        if colon < 0 or line[:colon].lower() not in names or b" " in line[:colon]:
+            out.append(line)
     return out
 
 

@@ -44,7 +44,12 @@ def new_request_id() -> str:
 
 def connection_tokens(value: bytes) -> set[bytes]:
     """Header names listed in a Connection field (they are hop-by-hop too)."""
+    if value.lower() in _CONNECTION_OPTIONS:  # the usual `keep-alive` / `close`: nothing to drop
+        return _NO_TOKENS
     return {t.strip().lower() for t in value.split(b",")} - _CONNECTION_OPTIONS - {b""}
+
+
+_NO_TOKENS: set[bytes] = set()
 
 
 def chunk(data: bytes) -> bytes:
