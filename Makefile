@@ -6,7 +6,7 @@ PORT ?= 8080
 DEMO_PORT ?= 3000
 RUN_DIR ?= /tmp/kamal-proxy-demo
 
-.PHONY: install install-system run test lint bench clean
+.PHONY: install install-system run test test-e2e lint bench clean
 
 install:
 	$(PYTHON) -m pip install --quiet -e '.[dev]'
@@ -36,6 +36,11 @@ run: install
 
 test: install install-system
 	$(PYTHON) -m pytest -q
+
+# The deployer's end-to-end loop: sshd + podman engines in network namespaces, a local registry.
+test-e2e: install
+	sh tests/deployer/e2e/setup.sh
+	$(PYTHON) -m pytest -q -m e2e tests/deployer/e2e
 
 lint:
 	ruff check proxy deployer tests benchmarks

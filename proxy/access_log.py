@@ -1,7 +1,9 @@
 """One JSON line per request, with kamal-proxy's fields in kamal-proxy's order (msg "Request").
 
 The line is rendered by hand rather than through json.dumps of a dict: this runs once per request
-and the fields are known. Strings from the client go through ``quote``, which escapes as JSON.
+and the fields are known. Strings from the client go through ``quote`` (JSON escaping); values the
+proxy itself made (service and target names, generated request IDs, the peer address) are quoted
+once, where they are made.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ if TYPE_CHECKING:
     from proxy.http.parser import Headers
 
 PROTO = {b"1.1": "HTTP/1.1", b"1.0": "HTTP/1.0"}
+_METHODS: dict[bytes, str] = {}
 
 
 def _header(headers: Headers, lname: bytes) -> str:
@@ -23,9 +26,20 @@ def _header(headers: Headers, lname: bytes) -> str:
     return ",".join(values)
 
 
+def _method(method: bytes) -> str:
+    quoted = _METHODS.get(method)
+    if quoted is None:
+        quoted = quote(method.decode("latin-1"))
+        if len(_METHODS) < 64:  # arbitrary client methods must not grow the cache without bound
+            _METHODS[method] = quoted
+    return quoted
+
+
 class AccessLog:
-    def __init__(self, *, log: JsonLog) -> None:
+    def __init__(self, *, log: JsonLog, port: int, scheme: str) -> None:
         self._log = log
+        self.port = port
+        self._scheme = scheme
 
     def request(self, conn: ClientConnection) -> None:
         now = time.time()
@@ -33,24 +47,22 @@ class AccessLog:
         service = conn.service
         target = conn.target
         if head is not None:
-            length = head.content_length
-            req_length = -1 if head.chunked else length
+            req_length = -1 if head.chunked else head.content_length
             proto = PROTO.get(head.version, "HTTP/1.1")
         else:
             req_length, proto = -1, "HTTP/1.1"
-        ctx = conn.ctx
         line = (
             f'{{"time":"{self._log.timestamp(now)}","level":"INFO","msg":"Request",'
-            f'"host":{quote(conn.host)},"port":{ctx.port},"path":{quote(conn.path)},'
-            f'"request_id":{quote(conn.request_id)},"status":{conn.status or 200},'
-            f'"service":{quote(service.name) if service else chr(34) * 2},'
-            f'"target":{quote(target.address) if target else chr(34) * 2},'
-            f'"duration":{int((now - conn.started) * 1e9)},"method":{quote(conn.method.decode("latin-1"))},'
+            f'"host":{quote(conn.host)},"port":{self.port},"path":{quote(conn.path)},'
+            f'"request_id":{conn.request_id_json or quote(conn.request_id)},"status":{conn.status or 200},'
+            f'"service":{service.name_json if service is not None else chr(34) * 2},'
+            f'"target":{target.address_json if target is not None else chr(34) * 2},'
+            f'"duration":{int((now - conn.started) * 1e9)},"method":{_method(conn.method)},'
             f'"req_content_length":{req_length},"req_content_type":{quote(conn.req_content_type)},'
             f'"resp_content_length":{conn.resp_bytes},"resp_content_type":{quote(conn.resp_content_type)},'
-            f'"client_addr":{quote(conn.peer_ip)},"client_port":"{conn.peer_port}",'
+            f"{conn.peer_json},"
             f'"remote_addr":{quote(conn.remote_addr)},"user_agent":{quote(conn.user_agent)},'
-            f'"proto":"{proto}","scheme":"{ctx.scheme}","query":{quote(conn.query)}'
+            f'"proto":"{proto}","scheme":"{self._scheme}","query":{quote(conn.query)}'
         )
         if service is not None and (service.log_request_headers or service.log_response_headers):
             extra = []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from proxy.lifecycle import ServiceMode
+from proxy.log import quote
 from proxy.options import ServiceOptions, TargetOptions
 from proxy.targets import TargetSet
 
@@ -24,6 +25,7 @@ class Service:
         "max_response_body",
         "mode",
         "name",
+        "name_json",
         "options",
         "response_timeout",
         "strip_prefix",
@@ -40,6 +42,7 @@ class Service:
         mode: ServiceMode = ServiceMode.RUNNING,
     ) -> None:
         self.name = name
+        self.name_json = quote(name)
         self.active = active
         self.mode = mode
         self.options = options

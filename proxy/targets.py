@@ -17,7 +17,7 @@ import httpx
 from proxy import defaults
 from proxy.health import HealthChecker, health_check_url
 from proxy.lifecycle import TargetEvent, TargetState, next_target_state
-from proxy.log import JsonLog
+from proxy.log import JsonLog, quote
 from proxy.options import HealthCheckConfig
 
 if TYPE_CHECKING:
@@ -55,6 +55,8 @@ class Target:
         "_drained",
         "_on_change",
         "address",
+        "address_json",
+        "connect_host",
         "header_value",
         "host",
         "idle",
@@ -66,7 +68,12 @@ class Target:
 
     def __init__(self, *, address: str, max_idle: int = defaults.UPSTREAM_MAX_IDLE) -> None:
         self.host, self.port = split_address(address)
+        # What new connections dial: the host name until one connection succeeded, then the
+        # address it resolved to. A container's address does not change while it runs, and a name
+        # lookup per new connection would make every burst of connections depend on the resolver.
+        self.connect_host = self.host
         self.address = address
+        self.address_json = quote(address)
         self.header_value = address.encode()
         self.state = TargetState.ADDING
         self.idle: list[UpstreamConnection] = []
@@ -89,6 +96,13 @@ class Target:
     @property
     def healthy(self) -> bool:
         return self.state is TargetState.HEALTHY
+
+    def remember_address(self, peer: tuple[str, int] | None) -> None:
+        if peer:
+            self.connect_host = peer[0]
+
+    def forget_address(self) -> None:
+        self.connect_host = self.host
 
     # --- pool ---------------------------------------------------------------------------------
     def take_idle(self) -> UpstreamConnection | None:

@@ -365,3 +365,11 @@ def test_client_disconnect_mid_request_is_logged_499(proxy: ProxyProcess, backen
 
 def _unused(sock: socket.socket) -> None:
     sock.close()
+
+
+def test_targets_given_by_name_are_resolved(proxy: ProxyProcess, backend: Backend) -> None:
+    proxy.deploy("app", f"localhost:{backend.port}")
+    with httpx.Client() as client:
+        for _ in range(3):
+            assert client.get(proxy.url("/echo")).json()["backend"] == "one"
+    assert backend.last_headers["x-kamal-target"] == f"localhost:{backend.port}"

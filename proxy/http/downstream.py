@@ -45,7 +45,7 @@ from proxy.http.parser import (
 )
 from proxy.http.upstream import UpstreamConnection
 from proxy.lifecycle import ServiceMode, TargetState
-from proxy.log import JsonLog
+from proxy.log import JsonLog, quote
 from proxy.service import Service
 from proxy.service_map import ServiceMap
 from proxy.targets import Target
@@ -122,6 +122,7 @@ class ClientConnection(asyncio.Protocol):
         "paused",
         "peer_b",
         "peer_ip",
+        "peer_json",
         "peer_port",
         "pending",
         "pending_bytes",
@@ -133,6 +134,7 @@ class ClientConnection(asyncio.Protocol):
         "req_content_type",
         "request_buffer",
         "request_id",
+        "request_id_json",
         "request_sent",
         "resp_bytes",
         "resp_content_type",
@@ -160,6 +162,7 @@ class ClientConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.peer_ip = ""
         self.peer_b = b""
+        self.peer_json = '"client_addr":"","client_port":"0"'
         self.peer_port = 0
         self.queue: list[RequestEvent] = []
         self.queued_bytes = 0
@@ -196,6 +199,7 @@ class ClientConnection(asyncio.Protocol):
         self.query = ""
         self.host = ""
         self.request_id = ""
+        self.request_id_json = ""  # set when the proxy made the ID: no escaping needed
         self.remote_addr = ""
         self.user_agent = ""
         self.req_content_type = ""
@@ -210,6 +214,7 @@ class ClientConnection(asyncio.Protocol):
         if peer:
             self.peer_ip, self.peer_port = peer[0], peer[1]
             self.peer_b = self.peer_ip.encode()
+            self.peer_json = f'"client_addr":{quote(self.peer_ip)},"client_port":"{self.peer_port}"'
         self.ctx.connections.add(self)
         self.deadline = self.loop.time() + self.ctx.read_header_timeout
 
@@ -414,6 +419,7 @@ class ClientConnection(asyncio.Protocol):
             self.request_id = request_id.decode("latin-1")
         else:
             self.request_id = rid = new_request_id()
+            self.request_id_json = '"' + rid + '"'
             append(b"X-Request-Id: " + rid.encode())
         if not has_request_start:
             append(b"X-Request-Start: t=%d" % int(self.started * 1000))
@@ -526,7 +532,7 @@ class ClientConnection(asyncio.Protocol):
         def connected(task: asyncio.Task[tuple[asyncio.Transport, UpstreamConnection]]) -> None:
             self._connected(task, pending)
 
-        task = loop.create_task(loop.create_connection(factory, target.host, target.port))
+        task = loop.create_task(loop.create_connection(factory, target.connect_host, target.port))
         task.add_done_callback(connected)
 
     def _connected(
@@ -539,9 +545,13 @@ class ClientConnection(asyncio.Protocol):
             return
         if exc is not None or task.cancelled():
             self.pending = None
+            if self.target is not None:
+                self.target.forget_address()
             self._upstream_error(str(exc) if exc else "connect cancelled")
             return
         transport, conn = task.result()
+        if self.target is not None:
+            self.target.remember_address(transport.get_extra_info("peername"))
         transport.set_write_buffer_limits(high=defaults.WRITE_HIGH_WATER, low=defaults.WRITE_LOW_WATER)
         self.pending = None
         self._use(conn)
