@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from proxy.options import DeploymentOptions, ServiceOptions, TargetOptions
+from proxy import defaults
+from proxy.options import NANOS, DeploymentOptions, ServiceOptions, TargetOptions
 
 
 class CommandError(ValueError):
@@ -63,6 +64,64 @@ class RemoveCommand:
 
 
 @dataclass(frozen=True, kw_only=True)
+class PauseCommand:
+    name: ClassVar[str] = "pause"
+    service: str
+    drain_timeout: float = defaults.DRAIN_TIMEOUT
+    pause_timeout: float = defaults.MAX_PAUSE
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "service": self.service,
+            "drain_timeout": _nanos(self.drain_timeout),
+            "pause_timeout": _nanos(self.pause_timeout),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> PauseCommand:
+        return cls(
+            service=_string(data, "service"),
+            drain_timeout=_seconds(data, "drain_timeout", defaults.DRAIN_TIMEOUT),
+            pause_timeout=_seconds(data, "pause_timeout", defaults.MAX_PAUSE),
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class StopCommand:
+    name: ClassVar[str] = "stop"
+    service: str
+    drain_timeout: float = defaults.DRAIN_TIMEOUT
+    message: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"service": self.service, "drain_timeout": _nanos(self.drain_timeout), "message": self.message}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> StopCommand:
+        message = data.get("message", "")
+        if not isinstance(message, str):
+            raise CommandError("message must be a string")
+        return cls(
+            service=_string(data, "service"),
+            drain_timeout=_seconds(data, "drain_timeout", defaults.DRAIN_TIMEOUT),
+            message=message,
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class ResumeCommand:
+    name: ClassVar[str] = "resume"
+    service: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"service": self.service}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ResumeCommand:
+        return cls(service=_string(data, "service"))
+
+
+@dataclass(frozen=True, kw_only=True)
 class ListCommand:
     name: ClassVar[str] = "list"
 
@@ -74,10 +133,10 @@ class ListCommand:
         return cls()
 
 
-Command = DeployCommand | RemoveCommand | ListCommand
+Command = DeployCommand | RemoveCommand | PauseCommand | StopCommand | ResumeCommand | ListCommand
 
-COMMANDS: dict[str, type[DeployCommand] | type[RemoveCommand] | type[ListCommand]] = {
-    c.name: c for c in (DeployCommand, RemoveCommand, ListCommand)
+COMMANDS: dict[str, type[Command]] = {
+    c.name: c for c in (DeployCommand, RemoveCommand, PauseCommand, StopCommand, ResumeCommand, ListCommand)
 }
 
 
@@ -106,6 +165,19 @@ def _string(data: dict[str, Any], key: str) -> str:
     if not isinstance(value, str):
         raise CommandError(f"{key} must be a string")
     return value
+
+
+def _seconds(data: dict[str, Any], key: str, default: float) -> float:
+    value = data.get(key)
+    if value is None:
+        return default
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        raise CommandError(f"{key} must be a number of nanoseconds")
+    return float(value) / NANOS
+
+
+def _nanos(seconds: float) -> int:
+    return round(seconds * NANOS)
 
 
 def _strings(data: dict[str, Any], key: str) -> tuple[str, ...]:

@@ -75,6 +75,7 @@ _M, _ME = ServiceMode, ModeEvent
 MODE_TRANSITIONS: dict[tuple[ServiceMode, ModeEvent], ServiceMode] = {
     (_M.RUNNING, _ME.PAUSE): _M.PAUSED,
     (_M.PAUSED, _ME.PAUSE): _M.PAUSED,
+    (_M.STOPPED, _ME.PAUSE): _M.PAUSED,  # kamal-proxy pauses whatever the state
     (_M.RUNNING, _ME.STOP): _M.STOPPED,
     (_M.PAUSED, _ME.STOP): _M.STOPPED,
     (_M.STOPPED, _ME.STOP): _M.STOPPED,

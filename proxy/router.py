@@ -11,8 +11,17 @@ from typing import Any
 
 import httpx
 
-from proxy.commands import DeployCommand, ListCommand, RemoveCommand
+from proxy import defaults
+from proxy.commands import (
+    Command,
+    DeployCommand,
+    PauseCommand,
+    RemoveCommand,
+    ResumeCommand,
+    StopCommand,
+)
 from proxy.durations import format_duration
+from proxy.lifecycle import ModeEvent
 from proxy.log import JsonLog
 from proxy.options import OptionsError, ServiceOptions, validate_service_options
 from proxy.service import Service
@@ -52,14 +61,27 @@ class Router:
             await self._client.aclose()
 
     # ------------------------------------------------------------------ commands
-    async def handle(self, command: DeployCommand | RemoveCommand | ListCommand) -> Any:
+    async def handle(self, command: Command) -> Any:
         if isinstance(command, DeployCommand):
             await self.deploy(command)
-            return True
-        if isinstance(command, RemoveCommand):
+        elif isinstance(command, RemoveCommand):
             await self.remove(command.service)
-            return True
-        return self.list()
+        elif isinstance(command, PauseCommand):
+            await self.change_mode(
+                command.service,
+                ModeEvent.PAUSE,
+                drain_timeout=command.drain_timeout,
+                pause_timeout=command.pause_timeout,
+            )
+        elif isinstance(command, StopCommand):
+            await self.change_mode(
+                command.service, ModeEvent.STOP, drain_timeout=command.drain_timeout, message=command.message
+            )
+        elif isinstance(command, ResumeCommand):
+            await self.change_mode(command.service, ModeEvent.RESUME)
+        else:
+            return self.list()
+        return True
 
     async def deploy(self, cmd: DeployCommand) -> None:
         options = cmd.service_options.normalized()
@@ -139,6 +161,28 @@ class Router:
             self._persist()
         self._log.info("Removed", service=name)
 
+    async def change_mode(
+        self,
+        name: str,
+        event: ModeEvent,
+        *,
+        drain_timeout: float = 0.0,
+        pause_timeout: float = 0.0,
+        message: str = "",
+    ) -> None:
+        """Pause, stop or resume; a pause or stop returns once the requests in flight settled."""
+        async with self._lock:
+            service = self._services.get(name)
+            if service is None:
+                raise ControlError("service not found")
+            service.change_mode(event, message=message, pause_timeout=pause_timeout)
+            self._persist()
+        verb = {ModeEvent.PAUSE: "paused", ModeEvent.STOP: "stopped", ModeEvent.RESUME: "resumed"}[event]
+        self._log.info(f"Service {verb}", service=name)
+        if event is not ModeEvent.RESUME:
+            await service.active.settle(drain_timeout)
+            self._log.info("Service drained", service=name)
+
     def list(self) -> dict[str, Any]:
         services = {}
         for name in sorted(self._services):
@@ -188,6 +232,8 @@ class Router:
                 target_options=entry.target_options,
                 active=target_set,
                 mode=entry.mode,
+                stop_message=entry.stop_message,
+                pause_timeout=entry.pause_timeout or defaults.MAX_PAUSE,
             )
         self._publish()
         self._log.info("Restored saved state", path=path)
@@ -209,6 +255,8 @@ class Router:
             target_options=service.target_options,
             active_targets=tuple(service.active.addresses),
             mode=service.mode,
+            stop_message=service.stop_message,
+            pause_timeout=service.pause_timeout,
         )
 
     # ------------------------------------------------------------------ routing snapshot

@@ -139,6 +139,18 @@ class Target:
     async def drain(self, timeout: float) -> None:
         """No new requests; tunnels are cut now; others may finish until ``timeout``, then are cancelled."""
         self.apply(TargetEvent.DRAIN)
+        await self.settle(timeout)
+        for conn in self.idle:
+            conn.close()
+        self.idle.clear()
+        self.apply(TargetEvent.DRAINED)
+
+    async def settle(self, timeout: float) -> None:
+        """Cut tunnels now; let other requests in flight finish until ``timeout``, then cancel them.
+
+        The target stays as it is: a deploy drains replaced targets with this, a pause or stop
+        settles the active ones.
+        """
         for request in list(self.inflight):
             if request.is_tunnel:
                 request.cancel_for_drain()
@@ -149,10 +161,8 @@ class Target:
             except TimeoutError:
                 for request in list(self.inflight):
                     request.cancel_for_drain()
-        for conn in self.idle:
-            conn.close()
-        self.idle.clear()
-        self.apply(TargetEvent.DRAINED)
+            finally:
+                self._drained = None
 
 
 class TargetSet:
@@ -235,6 +245,9 @@ class TargetSet:
     async def drain(self, timeout: float) -> None:
         self.stop_health_checks()
         await asyncio.gather(*(t.drain(timeout) for t in self.targets))
+
+    async def settle(self, timeout: float) -> None:
+        await asyncio.gather(*(t.settle(timeout) for t in self.targets))
 
     def _reporter(self, target: Target) -> Callable[[bool], None]:
         def report(passed: bool) -> None:

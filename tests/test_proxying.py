@@ -148,17 +148,18 @@ def test_oversized_head_is_431(proxy: ProxyProcess, backend: Backend) -> None:
 def test_pipelined_requests_are_answered_in_order(proxy: ProxyProcess, backend: Backend) -> None:
     proxy.deploy("app", backend.address)
     sock = proxy.connect()
-    sock.sendall(
+    stream = raw_request(
+        sock,
         b"GET /slow?ms=200 HTTP/1.1\r\nHost: a\r\n\r\n"
         b"GET /echo?n=2 HTTP/1.1\r\nHost: a\r\n\r\n"
-        b"POST /echo?n=3 HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello"
+        b"POST /echo?n=3 HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello",
+        until_close=True,
     )
-    first = read_response(sock)
-    assert first.endswith(b"slow one")
-    second = read_response(sock)
-    assert b'"target": "/echo?n=2"' in second
-    third = read_response(sock)
-    assert b'"body": "hello"' in third
+    responses = [b"HTTP/1.1 " + r for r in stream.split(b"HTTP/1.1 ")[1:]]
+    assert len(responses) == 3
+    assert responses[0].endswith(b"slow one")
+    assert b'"target": "/echo?n=2"' in responses[1]
+    assert b'"body": "hello"' in responses[2]
 
 
 def test_http10_client_gets_close_delimited_or_keep_alive_response(

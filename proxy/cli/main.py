@@ -18,8 +18,11 @@ Available Commands:
   deploy      Deploy a target host
   help        Help about any command
   list        List the services currently running
+  pause       Pause a service
   remove      Remove the service
+  resume      Resume a service
   run         Run the server
+  stop        Stop a service
 
 Flags:
   -h, --help   help for kamal-proxy
@@ -29,13 +32,16 @@ Use "kamal-proxy [command] --help" for more information about a command.
 
 
 def _commands() -> dict[str, Callable[[list[str]], int]]:
-    from proxy.cli import deploy, list, remove, run
+    from proxy.cli import deploy, list, pause, remove, resume, run, stop
 
     return {
         "run": run.main,
         "deploy": deploy.main,
         "remove": remove.main,
         "rm": remove.main,
+        "pause": pause.main,
+        "stop": stop.main,
+        "resume": resume.main,
         "list": list.main,
         "ls": list.main,
     }

@@ -113,6 +113,7 @@ class ClientConnection(asyncio.Protocol):
         "ctx",
         "deadline",
         "head",
+        "held",
         "host",
         "keep_alive",
         "loop",
@@ -190,6 +191,7 @@ class ClientConnection(asyncio.Protocol):
         self.request_buffer: SpoolBuffer | None = None
         self.response_buffer: SpoolBuffer | None = None
         self.chunk_out = False
+        self.held: tuple[list[bytes], bytes, bytes, bytes, bytes, bytes, bytes, bytes] | None = None
         self.tunnel = False
         self.retried = False
         self.status = 0
@@ -222,7 +224,7 @@ class ClientConnection(asyncio.Protocol):
         if not self.busy and not self.queue:
             self.deadline = self.loop.time() + self.ctx.read_header_timeout
         events = self.parser.feed(data)
-        if self.queue:
+        if self.queue or self.held is not None:
             self._enqueue(events, 0)
         else:
             self._dispatch(events)
@@ -244,6 +246,9 @@ class ClientConnection(asyncio.Protocol):
         ctx.connections.discard(self)
         ctx.awaiting.discard(self)
         self.queue = []
+        if self.held is not None and self.service is not None:
+            self.service.held.discard(self)
+            self.held = None
         if self.busy:
             upstream = self.upstream
             self.upstream = None
@@ -281,6 +286,9 @@ class ClientConnection(asyncio.Protocol):
                     self._enqueue(events, i)
                     return
                 self._request_head(event)  # type: ignore[arg-type]
+                if self.held is not None:  # its body and what follows wait for the resume
+                    self._enqueue(events, i + 1)
+                    return
             elif kind is TunnelData:
                 self._tunnel_in(event.data)  # type: ignore[union-attr]
             elif kind is ParseError:
@@ -381,15 +389,80 @@ class ClientConnection(asyncio.Protocol):
         self.host = host_s = host.decode("latin-1")
         self.remote_addr = xff.decode("latin-1") if xff else self.peer_ip
 
+        if request_id:
+            self.request_id = request_id.decode("latin-1")
+        else:
+            self.request_id = rid = new_request_id()
+            self.request_id_json = '"' + rid + '"'
+            append(b"X-Request-Id: " + rid.encode())
+        if not has_request_start:
+            append(b"X-Request-Start: t=%d" % int(self.started * 1000))
+        if head.upgrade:
+            append(b"Connection: Upgrade\r\nUpgrade: " + _header(head, b"upgrade"))
+
         found = ctx.routes().lookup(host_s, path)
         if found is None:
             self._respond_error(404)
             return
         service, prefix = found
         self.service = service
+        if prefix != "/" and service.strip_prefix:
+            raw_path = raw_path[len(prefix) :] or b"/"
         if service.mode is not ServiceMode.RUNNING:
-            self._respond_error(503)
+            self._gate(service, (kept, raw_path, raw_query, host, xff, xfh, xfp, kamal_target))
             return
+        self._admit(service, kept, raw_path, raw_query, host, xff, xfh, xfp, kamal_target)
+
+    def _gate(
+        self,
+        service: Service,
+        forwarding: tuple[list[bytes], bytes, bytes, bytes, bytes, bytes, bytes, bytes],
+    ) -> None:
+        """A paused or stopped service: answer health checks, refuse (stopped) or hold (paused)."""
+        head = self.head
+        assert head is not None
+        if (head.method == b"GET" or head.method == b"HEAD") and forwarding[1] == service.health_path:
+            self._respond(200, b"", content_type="")  # load balancers keep the host in rotation
+            return
+        if service.mode is ServiceMode.STOPPED:
+            self._respond_error(503, message=service.stop_message)
+            return
+        self.held = forwarding
+        service.held.add(self)
+        self.response_deadline = self.loop.time() + service.pause_timeout
+        self.ctx.awaiting.add(self)
+
+    def release(self) -> None:
+        """The paused service runs again or stopped: go on with the held request."""
+        forwarding = self.held
+        self.held = None
+        service = self.service
+        if forwarding is None or service is None or self.transport is None:
+            return
+        self.ctx.awaiting.discard(self)
+        if service.mode is ServiceMode.STOPPED:
+            self._respond_error(503, message=service.stop_message)
+        else:
+            self._admit(service, *forwarding)
+        if self.queue and self.transport is not None:
+            self._drain_queue()  # the held request's body, and what was pipelined behind it
+
+    def _admit(
+        self,
+        service: Service,
+        kept: list[bytes],
+        raw_path: bytes,
+        raw_query: bytes,
+        host: bytes,
+        xff: bytes,
+        xfh: bytes,
+        xfp: bytes,
+        kamal_target: bytes,
+    ) -> None:
+        """Pick a target and send the request head (or start buffering the body)."""
+        head = self.head
+        assert head is not None
+        ctx = self.ctx
         target = service.active.pick()
         if target is None or target.state is TargetState.DRAINING:
             self._respond_error(503)
@@ -397,10 +470,8 @@ class ClientConnection(asyncio.Protocol):
         self.target = target
         target.inflight.add(self)
 
-        if prefix != "/" and service.strip_prefix:
-            raw_path = raw_path[len(prefix) :] or b"/"
-
         # Headers the proxy adds.
+        append = kept.append
         peer = self.peer_b
         if service.forward_headers:
             append(b"X-Forwarded-For: " + (xff + b", " + peer if xff else peer))
@@ -415,16 +486,6 @@ class ClientConnection(asyncio.Protocol):
             append(b"X-Forwarded-Host: " + host)
             append(b"X-Forwarded-Proto: " + ctx.scheme_b)
             append(b"X-Kamal-Target: " + target.header_value)
-        if request_id:
-            self.request_id = request_id.decode("latin-1")
-        else:
-            self.request_id = rid = new_request_id()
-            self.request_id_json = '"' + rid + '"'
-            append(b"X-Request-Id: " + rid.encode())
-        if not has_request_start:
-            append(b"X-Request-Start: t=%d" % int(self.started * 1000))
-        if head.upgrade:
-            append(b"Connection: Upgrade\r\nUpgrade: " + _header(head, b"upgrade"))
 
         if service.buffer_requests and not head.upgrade:
             if head.expect_continue:
@@ -767,6 +828,13 @@ class ClientConnection(asyncio.Protocol):
 
     def target_timed_out(self) -> None:
         self.ctx.awaiting.discard(self)
+        if self.held is not None:
+            self.held = None
+            if self.service is not None:
+                self.service.held.discard(self)
+            self.ctx.log.warn("Rejecting request due to expired pause", path=self.path)
+            self._respond_error(504)
+            return
         if self.response_head is None and self.busy:
             self._upstream_failed_response(504)
 
@@ -785,8 +853,12 @@ class ClientConnection(asyncio.Protocol):
         self.ctx.log.info("Request cancelled due to draining", path=self.path)
         self._upstream_failed_response(504)
 
-    def _respond_error(self, status: int) -> None:
+    def _respond_error(self, status: int, *, message: str = "") -> None:
         """Answer with a proxy error page; the exchange ends once the request is read."""
+        self._respond(status, error_page(status, message=message))
+
+    def _respond(self, status: int, body: bytes, *, content_type: str = "text/html; charset=utf-8") -> None:
+        """Answer from the proxy itself; the exchange ends once the request is read."""
         self.ctx.awaiting.discard(self)
         self.status = status
         if self.receiving and (self.head is None or self.head.content_length != 0 or self.head.chunked):
@@ -794,12 +866,15 @@ class ClientConnection(asyncio.Protocol):
             self.keep_alive = False
         if self.ctx.closing:
             self.keep_alive = False
-        page = error_page(status)
         is_head = self.method == b"HEAD"
-        self.resp_bytes = 0 if is_head else len(page)
-        self.resp_content_type = "text/html; charset=utf-8"
+        self.resp_bytes = 0 if is_head else len(body)
+        self.resp_content_type = content_type
         self.response_started = True
-        self._write(response_bytes(status, body=page, keep_alive=self.keep_alive, head=is_head))
+        self._write(
+            response_bytes(
+                status, body=body, keep_alive=self.keep_alive, head=is_head, content_type=content_type
+            )
+        )
         target = self.target
         if target is not None:
             target.request_done(self)

@@ -304,14 +304,18 @@ def _body_allowed(status: int) -> bool:
     return not (100 <= status < 200 or status in (204, 304))
 
 
-def response_bytes(status: int, *, body: bytes, keep_alive: bool, head: bool = False) -> bytes:
-    """A complete HTTP/1.1 response carrying an HTML ``body``.
+def response_bytes(
+    status: int, *, body: bytes, keep_alive: bool, head: bool = False, content_type: str = CONTENT_TYPE
+) -> bytes:
+    """A complete HTTP/1.1 response carrying ``body`` (an HTML page unless ``content_type`` says otherwise).
 
     For HEAD the headers (including ``Content-Length`` of the body that would have been sent) go
-    out without the body, as Go's net/http does.
+    out without the body, as Go's net/http does. An empty ``content_type`` sends no Content-Type.
     """
     reason = status_text(status) or f"status code {status}"
-    parts = [f"HTTP/1.1 {status:03d} {reason}\r\nContent-Type: {CONTENT_TYPE}\r\n"]
+    parts = [f"HTTP/1.1 {status:03d} {reason}\r\n"]
+    if content_type:
+        parts.append(f"Content-Type: {content_type}\r\n")
     allowed = _body_allowed(status)
     if allowed:
         parts.append(f"Content-Length: {len(body)}\r\n")
