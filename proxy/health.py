@@ -1,15 +1,21 @@
 """Health checks: GET <target><path> with `User-Agent: kamal-proxy`; any 2xx is healthy.
 
-One checker task per target. The first check runs at once, then one per interval, each with its
-own timeout. The checker only reports results; the target's transition table decides what they mean.
+One checker task per target. The first check runs at once (or, for targets restored from the state
+file, at a random point of the first interval, so a restart with many services does not check them
+all in the same instant), then one per interval, each with its own timeout. At most
+``slots`` checks run at the same moment across the daemon. Redirects are followed (up to 10), as
+Go's default client does; the body is read and discarded. Each check uses a fresh connection.
+The checker only reports results; the target's transition table decides what they mean.
 """
 
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import Callable
+from urllib.parse import urljoin, urlsplit
 
-import httpx
+import h11
 
 from proxy import defaults
 from proxy.log import JsonLog
@@ -17,10 +23,75 @@ from proxy.options import HealthCheckConfig
 
 CheckResult = Callable[[bool], None]
 
+MAX_REDIRECTS = 10
+MAX_BODY = 1 << 20  # bytes of a health-check response body read before giving up on it
+REDIRECTS = frozenset({301, 302, 303, 307, 308})
+
+
+class CheckFailed(Exception):
+    pass
+
 
 def health_check_url(*, host: str, port: int, config: HealthCheckConfig) -> str:
     path = config.path if config.path.startswith("/") else "/" + config.path
     return f"http://{host}:{config.port or port}{path}"
+
+
+async def probe(url: str, *, host_header: str) -> int:
+    """The final status of GET ``url`` after following redirects."""
+    for _ in range(MAX_REDIRECTS + 1):
+        status, location = await _get(url, host_header=host_header)
+        if status in REDIRECTS and location:
+            url = urljoin(url, location)
+            if urlsplit(location).netloc:  # another site; a relative redirect keeps the Host
+                host_header = urlsplit(url).netloc
+            continue
+        return status
+    raise CheckFailed(f"stopped after {MAX_REDIRECTS} redirects")
+
+
+async def _get(url: str, *, host_header: str) -> tuple[int, str]:
+    parts = urlsplit(url)
+    if parts.scheme != "http" or not parts.hostname:
+        raise CheckFailed(f"unsupported URL {url}")
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    reader, writer = await asyncio.open_connection(parts.hostname, parts.port or 80)
+    try:
+        conn = h11.Connection(h11.CLIENT)
+        writer.write(
+            conn.send(
+                h11.Request(
+                    method="GET",
+                    target=target,
+                    headers=[
+                        ("Host", host_header),
+                        ("User-Agent", defaults.HEALTH_CHECK_USER_AGENT),
+                        ("Connection", "close"),
+                    ],
+                )
+            )
+            + conn.send(h11.EndOfMessage())
+        )
+        status, location, read = 0, "", 0
+        while True:
+            event = conn.next_event()
+            if event is h11.NEED_DATA:
+                data = await reader.read(65536)
+                conn.receive_data(data)
+                continue
+            if isinstance(event, h11.Response):
+                status = event.status_code
+                location = next((v.decode("latin-1") for n, v in event.headers if n == b"location"), "")
+            elif isinstance(event, h11.Data):
+                read += len(event.data)
+                if read > MAX_BODY:
+                    return status, location
+            elif isinstance(event, h11.EndOfMessage | h11.ConnectionClosed):
+                return status, location
+    except h11.RemoteProtocolError as exc:
+        raise CheckFailed(f"malformed response: {exc}") from None
+    finally:
+        writer.close()
 
 
 class HealthChecker:
@@ -29,21 +100,23 @@ class HealthChecker:
     def __init__(
         self,
         *,
-        client: httpx.AsyncClient,
         log: JsonLog,
         url: str,
         host_header: str,
         config: HealthCheckConfig,
         report: CheckResult,
         stop_when_healthy: bool,
+        slots: asyncio.Semaphore,
+        stagger: bool = False,
     ) -> None:
-        self._client = client
         self._log = log
         self._url = url
-        self._headers = {"User-Agent": defaults.HEALTH_CHECK_USER_AGENT, "Host": host_header}
+        self._host_header = host_header
         self._config = config
         self._report = report
         self._stop_when_healthy = stop_when_healthy
+        self._slots = slots
+        self._stagger = stagger
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -56,25 +129,25 @@ class HealthChecker:
 
     async def check_once(self) -> bool:
         try:
-            response = await self._client.get(
-                self._url, headers=self._headers, timeout=self._config.timeout, follow_redirects=True
-            )
-        except httpx.TimeoutException:
+            async with self._slots:
+                async with asyncio.timeout(self._config.timeout):
+                    status = await probe(self._url, host_header=self._host_header)
+        except TimeoutError:
             self._log.info("Healthcheck failed", url=self._url, error="request timed out")
             return False
-        except (httpx.HTTPError, OSError, ValueError) as exc:
+        except (CheckFailed, OSError, ValueError, h11.LocalProtocolError) as exc:
             self._log.info("Healthcheck failed", url=self._url, error=str(exc) or type(exc).__name__)
             return False
-        if 200 <= response.status_code < 300:
+        if 200 <= status < 300:
             return True
-        self._log.info(
-            "Healthcheck failed", url=self._url, error=f"unexpected status ({response.status_code})"
-        )
+        self._log.info("Healthcheck failed", url=self._url, error=f"unexpected status ({status})")
         return False
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         interval = max(self._config.interval, 0.01)
+        if self._stagger:
+            await asyncio.sleep(random.uniform(0, interval))
         next_at = loop.time()
         while True:
             healthy = await self.check_once()

@@ -9,8 +9,6 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import httpx
-
 from proxy import defaults
 from proxy.commands import (
     Command,
@@ -29,7 +27,6 @@ from proxy.service_map import ServiceMap
 from proxy.state import SavedService, StateError, StateFile
 from proxy.targets import InvalidTarget, TargetSet
 
-
 class ControlError(Exception):
     """A command failed; the message is what the CLI prints after `Error: `."""
 
@@ -40,25 +37,22 @@ class Router:
         self._state = state
         self._services: dict[str, Service] = {}
         self._lock = asyncio.Lock()
-        self._client: httpx.AsyncClient | None = None
+        self._health_slots: asyncio.Semaphore | None = None
         self.routes: ServiceMap[Service] = ServiceMap()
 
     def current_routes(self) -> ServiceMap[Service]:
         return self.routes
 
     @property
-    def health_client(self) -> httpx.AsyncClient:
-        if self._client is None:
-            self._client = httpx.AsyncClient(
-                limits=httpx.Limits(max_keepalive_connections=0), trust_env=False
-            )
-        return self._client
+    def health_slots(self) -> asyncio.Semaphore:
+        """Bounds how many health checks run at once, whatever the number of targets."""
+        if self._health_slots is None:
+            self._health_slots = asyncio.Semaphore(defaults.MAX_CONCURRENT_HEALTH_CHECKS)
+        return self._health_slots
 
     async def close(self) -> None:
         for service in self._services.values():
             service.active.stop_health_checks()
-        if self._client is not None:
-            await self._client.aclose()
 
     # ------------------------------------------------------------------ commands
     async def handle(self, command: Command) -> Any:
@@ -112,9 +106,9 @@ class Router:
         if cmd.deployment_options.force:
             target_set.mark_all_healthy()
             if len(cmd.targets) > 1:
-                target_set.start_health_checks(self.health_client)
+                target_set.start_health_checks(slots=self.health_slots)
         else:
-            target_set.start_health_checks(self.health_client)
+            target_set.start_health_checks(slots=self.health_slots)
             if not await target_set.wait_healthy(timeout):
                 target_set.stop_health_checks()
                 raise ControlError(
@@ -242,7 +236,7 @@ class Router:
         """Restored multi-target services keep checking their targets' health."""
         for service in self._services.values():
             if len(service.active.targets) > 1:
-                service.active.start_health_checks(self.health_client)
+                service.active.start_health_checks(slots=self.health_slots, stagger=True)
 
     def _persist(self) -> None:
         self._state.save([self._saved(s) for s in self._services.values()])

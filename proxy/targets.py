@@ -12,8 +12,6 @@ import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
-import httpx
-
 from proxy import defaults
 from proxy.health import HealthChecker, health_check_url
 from proxy.lifecycle import TargetEvent, TargetState, next_target_state
@@ -207,19 +205,20 @@ class TargetSet:
         return healthy[i]
 
     # --- health ------------------------------------------------------------------------------
-    def start_health_checks(self, client: httpx.AsyncClient) -> None:
+    def start_health_checks(self, *, slots: asyncio.Semaphore, stagger: bool = False) -> None:
         """Check every target; a set of one stops checking once its target is healthy."""
         single = len(self.targets) == 1
         for target in self.targets:
             url = health_check_url(host=target.host, port=target.port, config=self._health)
             checker = HealthChecker(
-                client=client,
                 log=self._log,
                 url=url,
                 host_header=self._health.host or target.address,
                 config=self._health,
                 report=self._reporter(target),
                 stop_when_healthy=single,
+                slots=slots,
+                stagger=stagger,
             )
             self._checkers.append(checker)
             checker.start()

@@ -34,6 +34,7 @@ class Backend:
         self.requests = 0
         self.health_checks = 0
         self.last_headers: dict[str, str] = {}
+        self.health_headers: dict[str, str] = {}
         self.seen: list[dict[str, Any]] = []
         self._loop = asyncio.new_event_loop()
         self._server: asyncio.AbstractServer | None = None
@@ -107,8 +108,9 @@ class Backend:
         url = urlsplit(target)
         query = {k: v[0] for k, v in parse_qs(url.query).items()}
         path = url.path
-        if path == "/up":
+        if path in ("/up", "/redir"):
             self.health_checks += 1
+            self.health_headers = lower
         else:
             self.requests += 1
             if id(writer) not in self._proxy_connections:
@@ -136,6 +138,8 @@ class Backend:
 
         if path == "/up":
             respond(200 if self.healthy else 500, b"OK")
+        elif path == "/redir":
+            respond(302, b"", "Location: /up\r\n")
         elif path == "/echo":
             payload = json.dumps(
                 {

@@ -317,3 +317,14 @@ def test_sigterm_lets_in_flight_requests_finish(tmp_path: Path, backend: Backend
     t.join()
     assert results == [200]
     assert any(e.get("msg") == "Server stopped" for e in proxy.logs())
+
+
+def test_health_checks_send_kamal_proxy_agent_target_host_and_follow_redirects(
+    proxy: ProxyProcess, backend: Backend, backend2: Backend
+) -> None:
+    proxy.deploy("app", backend.address)
+    assert backend.health_headers["user-agent"] == "kamal-proxy"
+    assert backend.health_headers["host"] == backend.address
+    proxy.deploy("other", backend2.address, args=("--host=o.test", "--health-check-path=redir", "--health-check-host=app.internal"))
+    assert backend2.health_headers["host"] == "app.internal"
+    assert backend_of(proxy, host="o.test") == "two"

@@ -384,11 +384,6 @@ def test_rollback_to_v1_under_load(world: World) -> None:
 
 def test_maintenance_then_live(world: World) -> None:
     result = world.deployer("app", "maintenance", "--message", "Back in five minutes")
-    if result.returncode != 0 and 'unknown command "stop"' in result.stdout + result.stderr:
-        pytest.xfail(
-            "proxy bug: our kamal-proxy CLI has no `stop`/`resume` (maintenance mode, "
-            "kamal-proxy.md §1.5/§1.6), so `deployer app maintenance` fails on every host"
-        )
     assert result.returncode == 0, result.stderr
     for host in HOSTS:
         r = world.get(host)
