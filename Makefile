@@ -6,7 +6,7 @@ PORT ?= 8080
 DEMO_PORT ?= 3000
 RUN_DIR ?= /tmp/kamal-proxy-demo
 
-.PHONY: install install-system run test test-e2e lint bench clean
+.PHONY: install install-system run test test-e2e lint bench bench-setup clean
 
 install:
 	$(PYTHON) -m pip install --quiet -e '.[dev]'
@@ -46,9 +46,13 @@ lint:
 	ruff check proxy deployer tests benchmarks
 	mypy --strict proxy deployer
 
-bench: install
+# make bench (full, ~25-35 min) · make bench BENCH_ARGS=--quick (~5-8 min)
+BENCH_ARGS ?=
+bench-setup:
 	bash benchmarks/setup.sh
-	$(PYTHON) -m benchmarks.run --quick
+
+bench: install bench-setup
+	$(PYTHON) -m benchmarks.run $(BENCH_ARGS)
 
 clean:
 	rm -rf build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -36,7 +36,7 @@ ACME_CACHE_DIR = "certs"  # under the state dir
 MAX_PAUSE = 30.0
 
 # data plane
-UPSTREAM_MAX_IDLE = 100  # idle keep-alive connections kept per target
+UPSTREAM_MAX_IDLE = 512  # idle keep-alive connections kept per target
 WRITE_HIGH_WATER = 256 * 1024  # pause the other side above this many buffered bytes
 WRITE_LOW_WATER = 64 * 1024
 PIPELINE_MAX_BUFFERED = 256 * 1024  # pipelined request bytes held while a response is in flight

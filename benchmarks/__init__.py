@@ -1,0 +1,1 @@
+"""Benchmark suite: this proxy vs nginx, HAProxy, Caddy (see README.md)."""

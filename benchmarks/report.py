@@ -1,0 +1,602 @@
+"""Reports: Markdown (stdout + results/latest.md), JSON (results/<stamp>.json + latest.json) and
+one matplotlib PNG per scenario (results/<scenario>.png)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+OURS = "ours-httptools"
+
+
+def _f(x: Any, nd: int = 2) -> str:
+    if x is None or x == "":
+        return "-"
+    if isinstance(x, float):
+        if abs(x) >= 1000:
+            return f"{x:,.0f}"
+        return f"{x:.{nd}f}"
+    if isinstance(x, int):
+        return f"{x:,}"
+    return str(x)
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(_f(c) for c in r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def parse_h2load(out: str) -> dict[str, Any]:
+    r: dict[str, Any] = {}
+    if m := re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", out):
+        r["rps"] = float(m.group(1))
+    if m := re.search(
+        r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored", out
+    ):
+        r["done"], r["succeeded"], r["failed"], r["errored"] = map(int, m.groups())
+    if m := re.search(r"time for request:\s+(\S+)\s+(\S+)\s+(\S+)", out):
+        r["min"], r["max"], r["mean"] = m.groups()
+    return r
+
+
+def _why(d: dict[str, Any]) -> str:
+    """First line of a skip/error message."""
+    return str(d.get("skipped") or d.get("error") or "?").strip().splitlines()[0]
+
+
+def _ratio(x: float | None) -> str:
+    return f"{x:.2f}x" if x else "-"
+
+
+def targets(res: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
+    """(target, measured, pass?) for the issue's goals; None = not measured."""
+    out: list[tuple[str, str, bool | None]] = []
+    med = res.get("peers", {}).get("median", {})
+    o = med.get(OURS, {}).get("50")
+    for peer, goal in (("caddy", 2.0), ("nginx", 0.5)):
+        p = med.get(peer, {}).get("50")
+        if o and p and p.get("rps"):
+            r = o["rps"] / p["rps"]
+            out.append((f"c=50 req/s >= {goal}x {peer}", f"{r:.2f}x", r >= goal))
+        else:
+            out.append((f"c=50 req/s >= {goal}x {peer}", "not measured", None))
+    for peer, goal in (("caddy", 2.0), ("nginx", 0.5)):
+        p = med.get(peer, {}).get("50")
+        if o and p and o.get("cpu_us_per_req") and p.get("cpu_us_per_req"):
+            r = p["cpu_us_per_req"] / o["cpu_us_per_req"]
+            out.append(
+                (
+                    f"c=50 CPU/request: {peer}'s ÷ ours >= {goal} (noise-robust stand-in for req/s)",
+                    f"{o['cpu_us_per_req']:.1f} vs {p['cpu_us_per_req']:.1f} µs/req = {r:.2f}x",
+                    r >= goal,
+                )
+            )
+    p = med.get("nginx", {}).get("50")
+    if o and p and p.get("p99_ms"):
+        r = o["p99_ms"] / p["p99_ms"]
+        out.append(
+            ("c=50 p99 <= 2x nginx p99", f"{r:.2f}x ({o['p99_ms']:.2f} vs {p['p99_ms']:.2f} ms)", r <= 2)
+        )
+    else:
+        out.append(("c=50 p99 <= 2x nginx p99", "not measured", None))
+    d = res.get("deploy", {})
+    if "under_swaps" in d:
+        e = d["under_swaps"]["errors"] + len(d.get("swap_failures", []))
+        out.append(("deploy swaps: 0 errors", f"{e} errors over {d['swaps']} swaps", e == 0))
+    else:
+        out.append(("deploy swaps: 0 errors", "not measured", None))
+    c = res.get("conns", {}).get(OURS, {})
+    if "kib_per_conn" in c:
+        out.append(
+            ("<= 8 KiB RSS per idle keep-alive conn", f"{c['kib_per_conn']:.2f} KiB", c["kib_per_conn"] <= 8)
+        )
+        out.append((f"{c['n']:,} idle conns held without errors", f"{c['errors']} errors", c["errors"] == 0))
+    else:
+        out.append(("<= 8 KiB RSS per idle keep-alive conn", "not measured", None))
+    s = res.get("services", {}).get("counts", {})
+    # "flat": the largest service count is no worse than 10% below the smallest one
+    ks = sorted((int(k) for k, v in s.items() if "last" in v))
+    if len(ks) >= 2:
+        lo_k, hi_k = str(ks[0]), str(ks[-1])
+        a, b = s[lo_k]["last"]["rps"], s[hi_k]["last"]["rps"]
+        desc = ", ".join(f"{k:,}: {s[str(k)]['last']['rps']:,.0f}" for k in ks)
+        out.append(
+            (f"req/s flat from {ks[0]:,} to {ks[-1]:,} services (last >= 0.9x first)", desc, b >= 0.9 * a)
+        )
+        if "cpu_us_per_req" in s[lo_k]["last"] and "cpu_us_per_req" in s[hi_k]["last"]:
+            a, b = s[lo_k]["last"]["cpu_us_per_req"], s[hi_k]["last"]["cpu_us_per_req"]
+            desc = ", ".join(f"{k:,}: {s[str(k)]['last'].get('cpu_us_per_req', 0):.1f} µs" for k in ks)
+            out.append(("(noise-robust) CPU/request flat (last <= 1.1x first)", desc, b <= 1.1 * a))
+    else:
+        out.append(("flat req/s 1 -> 10,000 services", "not measured", None))
+    return out
+
+
+def markdown(res: dict[str, Any]) -> str:
+    m = res.get("meta", {})
+    mach = m.get("machine", {})
+    args = m.get("args", {})
+    parts = [
+        "## Benchmark results",
+        "",
+        f"Run {m.get('started', '?')} on {mach.get('cpu', '?')}, {mach.get('cores', '?')} cores, "
+        f"{mach.get('mem_gib', '?')} GiB, Linux {mach.get('kernel', '?')}, Python {mach.get('python', '?')}; "
+        f"{mach.get('pinning', '')}. Backend: {m.get('backend', '?')} (12-byte body). "
+        f"wrk -t1, {args.get('duration')} s per run, {args.get('reps')} interleaved reps, medians "
+        f"(errors summed). Total {m.get('seconds', '?')} s.",
+        f"Peers: {mach.get('nginx', '')}; {mach.get('haproxy', '')}; caddy {mach.get('caddy', '')}.",
+        "",
+    ]
+    loads = {
+        k: v["other_load_before"] for k, v in res.items() if isinstance(v, dict) and "other_load_before" in v
+    }
+    if loads:
+        parts += [
+            "CPU used by *other* processes just before each scenario (a shared machine makes numbers noisy): "
+            + ", ".join(f"{k} {v['busy_pct']}% (steal {v['steal_pct']}%)" for k, v in loads.items()),
+            "",
+        ]
+
+    tg = targets(res)
+    parts += ["### Targets", ""]
+    parts.append(
+        _table(
+            ["target", "measured", "status"],
+            [[t, v, "PASS" if ok else ("FAIL" if ok is False else "-")] for t, v, ok in tg],
+        )
+    )
+    parts.append("")
+
+    peers = res.get("peers", {})
+    if "median" in peers:
+        med = peers["median"]
+        ratios = peers.get("ratios", {})
+        conc = sorted({c for per in med.values() for c in per}, key=int)
+        parts += ["### Hello world, HTTP/1.1 keep-alive (req/s, latency ms)", ""]
+        for c in conc:
+            hdr = ["proxy", "req/s", "p50", "p99", "max", "errors", "CPU µs/req"]
+            ours_cols = [o for o in ratios if c in ratios[o]]
+            hdr += [f"{o} ÷ this (req/s)" for o in ours_cols]
+            hdr += [f"{o} CPU efficiency vs this" for o in ours_cols[:1]]
+            rows = []
+            for n, per in med.items():
+                r = per.get(c)
+                if not r:
+                    continue
+                row = [n, r.get("rps"), r.get("p50_ms"), r.get("p99_ms"), r.get("max_ms"), r.get("errors")]
+                row.append(r.get("cpu_us_per_req"))
+                for o in ours_cols:
+                    row.append(_ratio(ratios[o][c].get(n, {}).get("rps")) if n != o else "1.00x")
+                for o in ours_cols[:1]:
+                    row.append(_ratio(ratios[o][c].get(n, {}).get("cpu_efficiency")) if n != o else "1.00x")
+                rows.append(row)
+            parts += [f"**c={c}**", "", _table(hdr, rows), ""]
+        if peers.get("rss_kib_after"):
+            parts.append(
+                "RSS after the loop (KiB): "
+                + ", ".join(f"{k} {v:,}" for k, v in peers["rss_kib_after"].items() if v)
+            )
+            parts.append("")
+    elif peers:
+        parts += [f"peers: {_why(peers)}", ""]
+
+    d = res.get("deploy", {})
+    if "under_swaps" in d:
+        u, b = d["under_swaps"], d["baseline"]
+        ds = sorted(d["deploy_seconds"]) or [0.0]
+        parts += [
+            "### Deploy swaps under load (ours, c=50)",
+            "",
+            _table(
+                ["", "req/s", "p50", "p99", "max", "errors"],
+                [
+                    ["baseline (no swaps)", b["rps"], b["p50_ms"], b["p99_ms"], b["max_ms"], b["errors"]],
+                    [
+                        f"during {d['swaps']} swaps",
+                        u["rps"],
+                        u["p50_ms"],
+                        u["p99_ms"],
+                        u["max_ms"],
+                        u["errors"],
+                    ],
+                ],
+            ),
+            "",
+            f"deploy call: median {ds[len(ds) // 2]:.2f} s, max {ds[-1]:.2f} s; failed deploys: "
+            f"{len(d.get('swap_failures', []))}",
+            "",
+        ]
+    elif d:
+        parts += [f"deploy: {_why(d)}", ""]
+
+    pz = res.get("pause", {})
+    if "under_pause" in pz:
+        u, b = pz["under_pause"], pz["baseline"]
+        paused = sorted(c["paused_s"] for c in pz["cycles"]) or [0.0]
+        parts += [
+            "### Pause -> deploy -> resume under load (ours, c=50)",
+            "",
+            _table(
+                ["", "req/s", "p50", "p99", "max", "errors"],
+                [
+                    ["baseline", b["rps"], b["p50_ms"], b["p99_ms"], b["max_ms"], b["errors"]],
+                    [
+                        f"during {len(pz['cycles'])} cycles",
+                        u["rps"],
+                        u["p50_ms"],
+                        u["p99_ms"],
+                        u["max_ms"],
+                        u["errors"],
+                    ],
+                ],
+            ),
+            "",
+            f"paused for: median {paused[len(paused) // 2]:.2f} s, max {paused[-1]:.2f} s; "
+            f"failed cycles: {len(pz.get('failures', []))}",
+            "",
+        ]
+    elif pz:
+        parts += [f"pause: {_why(pz)}", ""]
+
+    bo = {k: v for k, v in res.get("bodies", {}).items() if isinstance(v, dict) and "download_1m" in v}
+    if bo:
+        rows = []
+        for n, r in bo.items():
+            peak = max(
+                r[k]["peak_rss_kib"] for k in ("download_1m", "upload_1m", "download_100m", "upload_100m")
+            )
+            errs = sum(r[k]["errors"] for k in ("download_1m", "upload_1m", "download_100m", "upload_100m"))
+            rows.append(
+                [
+                    n,
+                    r["download_1m"]["mib_s"],
+                    r["upload_1m"]["mib_s"],
+                    r["download_100m"]["mib_s"],
+                    r["upload_100m"]["mib_s"],
+                    r["rss_idle_kib"],
+                    peak,
+                    errs,
+                ]
+            )
+        parts += [
+            "### Large bodies, streamed (MiB/s; RSS KiB)",
+            "",
+            _table(
+                [
+                    "proxy",
+                    "1 MiB down",
+                    "1 MiB up",
+                    "100 MiB down",
+                    "100 MiB up",
+                    "RSS idle",
+                    "RSS peak",
+                    "errors",
+                ],
+                rows,
+            ),
+            "",
+        ]
+
+    co = {k: v for k, v in res.get("conns", {}).items() if isinstance(v, dict) and "kib_per_conn" in v}
+    if co:
+        rows = [
+            [
+                n,
+                r["n"],
+                r["established_while_held"],
+                r["rss_before_kib"],
+                r["rss_held_kib"],
+                r["kib_per_conn"],
+                r["errors"],
+                r["connect_seconds"],
+            ]
+            for n, r in co.items()
+        ]
+        parts += [
+            "### Idle keep-alive connections held",
+            "",
+            _table(
+                [
+                    "proxy",
+                    "conns",
+                    "established",
+                    "RSS before KiB",
+                    "RSS held KiB",
+                    "KiB/conn",
+                    "errors",
+                    "connect s",
+                ],
+                rows,
+            ),
+            "",
+        ]
+
+    sv = res.get("services", {}).get("counts", {})
+    if sv:
+        rows = []
+        for k, r in sv.items():
+            if "first" in r:
+                rows.append(
+                    [
+                        int(k),
+                        r["method"],
+                        r["first"]["rps"],
+                        r["last"]["rps"],
+                        r["last"]["p99_ms"],
+                        r["first"].get("cpu_us_per_req"),
+                        r["last"].get("cpu_us_per_req"),
+                        r["first"]["errors"] + r["last"]["errors"],
+                        r["rss_kib"],
+                    ]
+                )
+            else:
+                rows.append([int(k), r.get("error", "?"), "", "", "", "", "", "", ""])
+        parts += [
+            "### Many services (ours, c=50, Host header routing)",
+            "",
+            _table(
+                [
+                    "services",
+                    "deployed via",
+                    "req/s svc0",
+                    "req/s last svc",
+                    "p99 last",
+                    "CPU µs/req svc0",
+                    "CPU µs/req last",
+                    "errors",
+                    "RSS KiB",
+                ],
+                rows,
+            ),
+            "",
+        ]
+
+    tls = res.get("tls", {})
+    if "median" in tls:
+        rows = []
+        for n, per in tls["median"].items():
+            for c, r in sorted(per.items(), key=lambda kv: int(kv[0])):
+                rows.append([n, int(c), r["rps"], r["p50_ms"], r["p99_ms"], r["max_ms"], r["errors"]])
+        parts += [
+            "### TLS (HTTPS keep-alive, HTTP/1.1)",
+            "",
+            _table(["proxy", "c", "req/s", "p50", "p99", "max", "errors"], rows),
+            "",
+        ]
+        if tls.get("h2load"):
+            parts.append(
+                "h2load (HTTP/2, c=50, m=10): "
+                + "; ".join(
+                    f"{n}: {v.get('rps', 0):,.0f} req/s, {v.get('failed', '?')} failed"
+                    for n, v in tls["h2load"].items()
+                )
+            )
+            parts.append("")
+    elif tls:
+        parts += [f"tls: {_why(tls)}", ""]
+    return "\n".join(parts)
+
+
+# --------------------------------------------------------------------------------------
+# charts
+# --------------------------------------------------------------------------------------
+
+COLORS = {
+    "direct": "#999999",
+    "nginx": "#009639",
+    "haproxy": "#1f6fb2",
+    "caddy": "#6c3fb5",
+    "ours-httptools": "#e4572e",
+    "ours-h11": "#f3a712",
+}
+
+
+def charts(res: dict[str, Any], out: Path) -> list[Path]:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return []
+    paths: list[Path] = []
+
+    def save(fig: Any, name: str) -> None:
+        p = out / f"{name}.png"
+        fig.tight_layout()
+        fig.savefig(p, dpi=110)
+        plt.close(fig)
+        paths.append(p)
+
+    med = res.get("peers", {}).get("median")
+    if med:
+        names = list(med)
+        conc = sorted({c for per in med.values() for c in per}, key=int)
+        fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(16, 4.5))
+        w = 0.8 / max(1, len(names))
+        for i, n in enumerate(names):
+            xs = [j + i * w for j in range(len(conc))]
+            ax1.bar(xs, [med[n].get(c, {}).get("rps", 0) for c in conc], w, label=n, color=COLORS.get(n))
+            ax2.bar(xs, [med[n].get(c, {}).get("p99_ms", 0) for c in conc], w, label=n, color=COLORS.get(n))
+            ax3.bar(
+                xs,
+                [med[n].get(c, {}).get("cpu_us_per_req", 0) for c in conc],
+                w,
+                label=n,
+                color=COLORS.get(n),
+            )
+        for ax, title in (
+            (ax1, "throughput (req/s, higher is better)"),
+            (ax2, "p99 latency (ms, log, lower is better)"),
+            (ax3, "proxy CPU per request (µs, lower is better)"),
+        ):
+            ax.set_xticks([j + 0.4 - w / 2 for j in range(len(conc))], [f"c={c}" for c in conc])
+            ax.set_title(title)
+        ax2.set_yscale("log")
+        ax1.legend(fontsize=8)
+        fig.suptitle("HTTP/1.1 keep-alive, 12-byte body, proxy on 1 core")
+        save(fig, "peers")
+
+    d = res.get("deploy", {})
+    if "under_swaps" in d:
+        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4))
+        ax1.plot(range(1, len(d["deploy_seconds"]) + 1), d["deploy_seconds"], marker=".", color=COLORS[OURS])
+        ax1.set_xlabel("swap #")
+        ax1.set_ylabel("deploy call (s)")
+        ax1.set_title("deploy duration per swap")
+        b, u = d["baseline"], d["under_swaps"]
+        labels = ["p50", "p99", "max"]
+        pos = list(range(len(labels)))
+        ax2.bar([x - 0.2 for x in pos], [b["p50_ms"], b["p99_ms"], b["max_ms"]], 0.4, label="baseline")
+        ax2.bar(
+            [x + 0.2 for x in pos],
+            [u["p50_ms"], u["p99_ms"], u["max_ms"]],
+            0.4,
+            label="during swaps",
+            color=COLORS[OURS],
+        )
+        ax2.set_xticks(pos, labels)
+        ax2.set_yscale("log")
+        ax2.set_ylabel("latency (ms)")
+        ax2.set_title(f"c=50 latency; errors during swaps: {u['errors']}")
+        ax2.legend()
+        save(fig, "deploy")
+
+    pz = res.get("pause", {})
+    if "under_pause" in pz:
+        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4))
+        ax1.plot([c["paused_s"] for c in pz["cycles"]], marker="o", color=COLORS[OURS])
+        ax1.set_xlabel("cycle #")
+        ax1.set_ylabel("paused (s)")
+        ax1.set_title("pause -> deploy -> resume duration")
+        b, u = pz["baseline"], pz["under_pause"]
+        labels = ["p50", "p99", "max"]
+        pos = list(range(len(labels)))
+        ax2.bar([x - 0.2 for x in pos], [b["p50_ms"], b["p99_ms"], b["max_ms"]], 0.4, label="baseline")
+        ax2.bar(
+            [x + 0.2 for x in pos],
+            [u["p50_ms"], u["p99_ms"], u["max_ms"]],
+            0.4,
+            label="during cycles",
+            color=COLORS[OURS],
+        )
+        ax2.set_xticks(pos, labels)
+        ax2.set_yscale("log")
+        ax2.set_title(f"c=50 latency; errors: {u['errors']}")
+        ax2.legend()
+        save(fig, "pause")
+
+    bo = {k: v for k, v in res.get("bodies", {}).items() if isinstance(v, dict) and "download_1m" in v}
+    if bo:
+        kinds = ["download_1m", "upload_1m", "download_100m", "upload_100m"]
+        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
+        w = 0.8 / len(bo)
+        for i, (n, r) in enumerate(bo.items()):
+            xs = [j + i * w for j in range(len(kinds))]
+            ax1.bar(xs, [r[k]["mib_s"] for k in kinds], w, label=n, color=COLORS.get(n))
+            ax2.bar(xs, [r[k]["peak_rss_kib"] / 1024 for k in kinds], w, label=n, color=COLORS.get(n))
+        for ax, t in ((ax1, "throughput (MiB/s)"), (ax2, "peak RSS during transfer (MiB)")):
+            ax.set_xticks([j + 0.4 - w / 2 for j in range(len(kinds))], [k.replace("_", " ") for k in kinds])
+            ax.set_title(t)
+        ax1.legend(fontsize=8)
+        save(fig, "bodies")
+
+    co = {k: v for k, v in res.get("conns", {}).items() if isinstance(v, dict) and "kib_per_conn" in v}
+    if co:
+        fig, ax = plt.subplots(figsize=(7, 4))
+        ax.bar(list(co), [v["kib_per_conn"] for v in co.values()], color=[COLORS.get(n) for n in co])
+        ax.axhline(8, ls="--", color="red", label="target 8 KiB")
+        ax.set_ylabel("KiB RSS per idle connection")
+        n = next(iter(co.values()))["n"]
+        ax.set_title(f"{n:,} idle keep-alive connections held")
+        ax.legend()
+        save(fig, "conns")
+
+    sv = {int(k): v for k, v in res.get("services", {}).get("counts", {}).items() if "last" in v}
+    if sv:
+        ks = sorted(sv)
+        fig, ax = plt.subplots(figsize=(7, 4))
+        ax.plot(ks, [sv[k]["first"]["rps"] for k in ks], marker="o", label="svc0", color=COLORS[OURS])
+        ax.plot(ks, [sv[k]["last"]["rps"] for k in ks], marker="s", label="last service", color="#333333")
+        ax.set_xscale("log")
+        ax.set_ylim(bottom=0)
+        ax.set_xlabel("deployed services")
+        ax.set_ylabel("req/s (c=50)")
+        ax.set_title("routing with many services")
+        ax.legend()
+        save(fig, "services")
+
+    tls = res.get("tls", {}).get("median")
+    if tls:
+        fig, ax = plt.subplots(figsize=(7, 4))
+        names = list(tls)
+        conc = sorted({c for per in tls.values() for c in per}, key=int)
+        w = 0.8 / len(names)
+        for i, n in enumerate(names):
+            ax.bar(
+                [j + i * w for j in range(len(conc))],
+                [tls[n].get(c, {}).get("rps", 0) for c in conc],
+                w,
+                label=n,
+                color=COLORS.get(n),
+            )
+        ax.set_xticks([j + 0.4 - w / 2 for j in range(len(conc))], [f"c={c}" for c in conc])
+        ax.set_title("HTTPS keep-alive req/s")
+        ax.legend()
+        save(fig, "tls")
+    return paths
+
+
+def write(res: dict[str, Any], md: str, out: Path, stamp: str, with_charts: bool = True) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name in (f"{stamp}.json", "latest.json"):
+        p = out / name
+        p.write_text(json.dumps(res, indent=1, sort_keys=False))
+        paths.append(p)
+    p = out / "latest.md"
+    p.write_text(md + "\n")
+    paths.append(p)
+    if with_charts:
+        paths += charts(res, out)
+    return paths
+
+
+def update_readme(readme: Path, md: str, chart_paths: list[Path]) -> None:
+    """Replace the text between the PERFORMANCE markers of readme with md and the charts."""
+    text = readme.read_text()
+    begin, end = "<!-- PERFORMANCE:BEGIN -->", "<!-- PERFORMANCE:END -->"
+    if begin not in text or end not in text:
+        return
+    charts_md = "\n".join(f"![{p.stem}](results/{p.name})" for p in chart_paths if p.suffix == ".png")
+    body = md.replace("## Benchmark results", "### Latest run", 1)
+    body = body.replace("\n### ", "\n#### ").replace("#### Latest run", "### Latest run")
+    new = f"{begin}\n{body}\n\n{charts_md}\n\nReproduce: `bash benchmarks/setup.sh && python -m benchmarks.run`\n{end}"
+    head, rest = text.split(begin, 1)
+    tail = rest.split(end, 1)[1]
+    readme.write_text(head + new + tail)
+
+
+def main() -> None:
+    """Re-render the Markdown, charts (and optionally the README) from a results JSON."""
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.report")
+    ap.add_argument("json", type=Path, nargs="?", default=Path(__file__).parent / "results" / "latest.json")
+    ap.add_argument("--update-readme", action="store_true")
+    a = ap.parse_args()
+    res = json.loads(a.json.read_text())
+    md = markdown(res)
+    out = a.json.parent
+    (out / "latest.md").write_text(md + "\n")
+    paths = charts(res, out)
+    if a.update_readme:
+        update_readme(Path(__file__).parent / "README.md", md, paths)
+    print(md)
+
+
+if __name__ == "__main__":
+    main()
