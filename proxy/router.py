@@ -27,6 +27,7 @@ from proxy.service_map import ServiceMap
 from proxy.state import SavedService, StateError, StateFile
 from proxy.targets import InvalidTarget, TargetSet
 
+
 class ControlError(Exception):
     """A command failed; the message is what the CLI prints after `Error: `."""
 

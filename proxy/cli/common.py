@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from proxy import defaults
 from proxy.cli.flags import Flag, FlagError, Parsed, help_text, parse_flags
 from proxy.commands import Command
 from proxy.control import call
@@ -35,3 +36,14 @@ class Usage:
 
 def send(command: Command) -> Any:
     return call(command)
+
+
+DRAIN_TIMEOUT = Flag(
+    "drain-timeout", "duration", defaults.DRAIN_TIMEOUT, "How long to allow in-flight requests to complete"
+)
+
+
+def seconds(parsed: Parsed, name: str) -> float:
+    value = parsed.values[name]
+    assert isinstance(value, int | float)
+    return float(value)

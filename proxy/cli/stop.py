@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from proxy import defaults
-from proxy.cli.common import Usage, send
+from proxy.cli.common import DRAIN_TIMEOUT, Usage, seconds, send
 from proxy.cli.flags import Flag
 from proxy.commands import StopCommand
 
@@ -12,12 +11,7 @@ USAGE = Usage(
     use="stop <service>",
     short="Stop a service",
     flags=[
-        Flag(
-            "drain-timeout",
-            "duration",
-            defaults.DRAIN_TIMEOUT,
-            "How long to allow in-flight requests to complete",
-        ),
+        DRAIN_TIMEOUT,
         Flag("message", "string", "", "Message to display to clients while stopped"),
     ],
     nargs=1,
@@ -28,12 +22,11 @@ def main(argv: list[str]) -> int:
     parsed = USAGE.parse(argv)
     if parsed is None:
         return 0
-    v = parsed.values
     send(
         StopCommand(
             service=parsed.args[0],
-            drain_timeout=float(v["drain-timeout"]),  # type: ignore[arg-type]
-            message=str(v["message"]),
+            drain_timeout=seconds(parsed, "drain-timeout"),
+            message=str(parsed.values["message"]),
         )
     )
     return 0

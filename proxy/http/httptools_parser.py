@@ -15,6 +15,8 @@ mandatory one for HTTP/1.1, no ``CONNECT``, no body on an upgrade request, and t
 
 from __future__ import annotations
 
+from typing import Any
+
 import httptools
 from httptools import HttpParserError, HttpParserUpgrade
 
@@ -73,27 +75,96 @@ def _keep_alive_slow(version: bytes, headers: Headers) -> bool:
     return b"keep-alive" in tokens
 
 
-class HttptoolsRequestParser:
-    """Parses the requests a client sends (pipelined ones included) with httptools."""
+class _HttptoolsParser:
+    """What the request and response parsers share: limits on what llhttp buffers, and errors.
+
+    Subclasses provide ``_start``: the request URL or the response reason phrase collected so far.
+    """
 
     __slots__ = (
         "_began",
         "_body_seen",
         "_chunked",
-        "_cl",
         "_error",
         "_events",
-        "_expect",
-        "_feed_len",
         "_head_raw",
         "_headers",
-        "_hosts",
-        "_keep_alive",
         "_max_head_size",
         "_mode",
-        "_parser",
         "_stall",
         "_state",
+    )
+    _what = "message"
+    _max_head_size: int
+    _error: ParseError | None
+    _headers: Headers
+    _state: int
+    _mode: int
+    _began: bool
+    _head_raw: int
+    _chunked: bool
+    _body_seen: bool
+    _stall: int
+    _events: list[Any]
+
+    def _start(self) -> bytes:
+        raise NotImplementedError
+
+    def _fail(self, status: int, message: str) -> _Abort:
+        self._error = ParseError(status, message)
+        return _Abort(message)
+
+    def _check_trailers(self) -> None:
+        trailers = self._headers
+        self._headers = []
+        size = 0
+        for name, value in trailers:
+            size += len(name) + len(value)
+        if size > self._max_head_size:
+            raise self._fail(431, "trailer section too large")
+
+    def _head_size(self) -> int:
+        size = len(self._start())
+        for name, value in self._headers:
+            size += len(name) + len(value)
+        return size
+
+    def _check_partial(self, size: int) -> None:
+        """Bound what llhttp/httptools buffer for an incomplete head or trailer section."""
+        if self._state == _HEAD:
+            # Bytes of the head received so far: all of the feeds after the one it started in; of
+            # that one, all of it if that is small, else the start line and the fields completed.
+            if self._began:
+                raw = size if size <= self._max_head_size else self._head_size()
+            else:
+                raw = self._head_raw + size
+            self._head_raw = raw
+            if raw > self._max_head_size:
+                self._mode = _ERROR
+                self._events.append(ParseError(431, f"{self._what} header fields too large"))
+        elif self._state == _BODY and self._chunked:
+            # chunked body: feeds that carry no body data are chunk framing or trailers
+            if self._body_seen:
+                self._body_seen = False
+                self._stall = 0
+            else:
+                self._stall += size
+                if self._stall > self._max_head_size:
+                    self._mode = _ERROR
+                    self._events.append(ParseError(431, "chunk framing or trailer section too large"))
+
+
+class HttptoolsRequestParser(_HttptoolsParser):
+    """Parses the requests a client sends (pipelined ones included) with httptools."""
+
+    _what = "request"
+    __slots__ = (
+        "_cl",
+        "_expect",
+        "_feed_len",
+        "_hosts",
+        "_keep_alive",
+        "_parser",
         "_te",
         "_url",
     )
@@ -158,48 +229,8 @@ class HttptoolsRequestParser:
 
     # -- helpers ------------------------------------------------------------------------------
 
-    def _fail(self, status: int, message: str) -> _Abort:
-        self._error = ParseError(status, message)
-        return _Abort(message)
-
-    def _check_trailers(self) -> None:
-        trailers = self._headers
-        self._headers = []
-        size = 0
-        for name, value in trailers:
-            size += len(name) + len(value)
-        if size > self._max_head_size:
-            raise self._fail(431, "trailer section too large")
-
-    def _head_size(self) -> int:
-        size = len(self._url)
-        for name, value in self._headers:
-            size += len(name) + len(value)
-        return size
-
-    def _check_partial(self, size: int) -> None:
-        """Bound what llhttp/httptools buffer for an incomplete head or trailer section."""
-        if self._state == _HEAD:
-            # Bytes of the head received so far: all of the feeds after the one it started in; of
-            # that one, all of it if that is small, else the URL and the header fields completed.
-            if self._began:
-                raw = size if size <= self._max_head_size else self._head_size()
-            else:
-                raw = self._head_raw + size
-            self._head_raw = raw
-            if raw > self._max_head_size:
-                self._mode = _ERROR
-                self._events.append(ParseError(431, "request header fields too large"))
-        elif self._chunked:
-            # chunked body: feeds that carry no body data are chunk framing or trailers
-            if self._body_seen:
-                self._body_seen = False
-                self._stall = 0
-            else:
-                self._stall += size
-                if self._stall > self._max_head_size:
-                    self._mode = _ERROR
-                    self._events.append(ParseError(431, "chunk framing or trailer section too large"))
+    def _start(self) -> bytes:
+        return self._url
 
     # -- httptools callbacks (public names because httptools looks them up) -------------------
 
@@ -298,7 +329,7 @@ class HttptoolsRequestParser:
             self._mode = _DONE
 
 
-class HttptoolsResponseParser:
+class HttptoolsResponseParser(_HttptoolsParser):
     """Parses the responses to the requests we send, one at a time, with httptools.
 
     llhttp cannot be told that a response answers a HEAD request, so such a response is handled by
@@ -306,27 +337,17 @@ class HttptoolsResponseParser:
     parser afterwards.
     """
 
+    _what = "response"
     __slots__ = (
-        "_began",
-        "_body_seen",
-        "_chunked",
         "_cl",
-        "_error",
-        "_events",
         "_feed_len",
         "_head_buf",
         "_head_only",
-        "_head_raw",
-        "_headers",
         "_keep_alive",
-        "_max_head_size",
-        "_mode",
         "_next",
         "_parser",
         "_reason",
-        "_stall",
         "_started",
-        "_state",
         "_status",
         "_te",
         "_until_eof",
@@ -465,44 +486,8 @@ class HttptoolsResponseParser:
             self._head_only, self._upgrade = nxt
             self._next = None
 
-    def _fail(self, status: int, message: str) -> _Abort:
-        self._error = ParseError(status, message)
-        return _Abort(message)
-
-    def _check_trailers(self) -> None:
-        trailers = self._headers
-        self._headers = []
-        size = 0
-        for name, value in trailers:
-            size += len(name) + len(value)
-        if size > self._max_head_size:
-            raise self._fail(431, "trailer section too large")
-
-    def _head_size(self) -> int:
-        size = len(self._reason)
-        for name, value in self._headers:
-            size += len(name) + len(value)
-        return size
-
-    def _check_partial(self, size: int) -> None:
-        if self._state == _HEAD:
-            if self._began:
-                raw = size if size <= self._max_head_size else self._head_size()
-            else:
-                raw = self._head_raw + size
-            self._head_raw = raw
-            if raw > self._max_head_size:
-                self._mode = _ERROR
-                self._events.append(ParseError(431, "response header fields too large"))
-        elif self._state == _BODY and self._chunked:
-            if self._body_seen:
-                self._body_seen = False
-                self._stall = 0
-            else:
-                self._stall += size
-                if self._stall > self._max_head_size:
-                    self._mode = _ERROR
-                    self._events.append(ParseError(431, "chunk framing or trailer section too large"))
+    def _start(self) -> bytes:
+        return self._reason
 
     # -- httptools callbacks ------------------------------------------------------------------
 
