@@ -92,7 +92,7 @@ SERVICE = "demo"
 PROXY_VERSION = "v0.9.2"
 DEPLOY_TIMEOUT = 8
 
-# Slow (podman engines in network namespaces) and not yet reliable: run with `make test-e2e`.
+# Slow (podman engines in network namespaces): a separate pytest run in `make test`, or `make test-e2e`.
 pytestmark = [pytest.mark.timeout(120), pytest.mark.e2e]
 
 
