@@ -48,6 +48,8 @@ lint:
 	mypy --strict proxy deployer
 
 # make bench (full, ~25-35 min) · make bench BENCH_ARGS=--quick (~5-8 min)
+# bench-setup installs the peers and the load generator when missing: nginx haproxy caddy wrk
+# (apt-get) and matplotlib (pip).
 BENCH_ARGS ?=
 bench-setup:
 	bash benchmarks/setup.sh

@@ -256,7 +256,7 @@ class ClientConnection(asyncio.Protocol):
                 upstream.close()
             if not self.tunnel:
                 self.status = 499  # the client went away before its response was complete
-            self._finish_exchange(log=True)
+            self._finish_exchange()
         self._drop_buffers()
         self.transport = None
 
@@ -567,7 +567,8 @@ class ClientConnection(asyncio.Protocol):
     def _send_head(self) -> None:
         target = self.target
         assert target is not None and self.head is not None
-        self.response_deadline = self.loop.time() + (self.service.response_timeout if self.service else 30.0)
+        timeout = self.service.response_timeout if self.service is not None else defaults.TARGET_TIMEOUT
+        self.response_deadline = self.loop.time() + timeout
         self.ctx.awaiting.add(self)
         conn = target.take_idle()
         if conn is not None:
@@ -883,17 +884,18 @@ class ClientConnection(asyncio.Protocol):
 
     def _exchange_done(self) -> None:
         if not self.keep_alive:
-            self._finish_exchange(log=True)
+            self._finish_exchange()
             self._close()
             return
         if self.receiving:
             return  # the rest of this request's body is read (and dropped) before the next request
-        self._finish_exchange(log=True)
+        self._finish_exchange()
         self.deadline = self.loop.time() + self.ctx.idle_timeout
         if self.queue:
             self._drain_queue()
 
-    def _finish_exchange(self, *, log: bool) -> None:
+    def _finish_exchange(self) -> None:
+        """The exchange is over: log it and forget it."""
         if not self.busy:
             return
         self.busy = False
@@ -901,8 +903,10 @@ class ClientConnection(asyncio.Protocol):
         target = self.target
         if target is not None:
             target.request_done(self)
-        if log:
-            self.ctx.access_log.request(self)
+        self.ctx.access_log.request(self)
+        if self.paused & (PAUSE_UPSTREAM | PAUSE_CONNECTING):
+            # paused for this exchange's upstream, which will not say resume_writing any more
+            self._resume(PAUSE_UPSTREAM | PAUSE_CONNECTING)
         self._drop_buffers()
         self._reset_exchange()
 
