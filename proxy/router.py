@@ -1,4 +1,6 @@
-"""The control plane: deploy / remove / list; prepares outside the lock, swaps under it, drains after.
+"""The control plane: deploy / remove / pause / stop / resume / list.
+
+A deploy prepares outside the lock, swaps under it and drains after.
 
 The data plane never waits on anything here. It reads ``routes``, an immutable ServiceMap that
 this class replaces (one reference assignment) after each change.
@@ -18,7 +20,7 @@ from proxy.commands import (
     ResumeCommand,
     StopCommand,
 )
-from proxy.durations import format_duration
+from proxy.gotext import format_duration
 from proxy.lifecycle import ModeEvent
 from proxy.log import JsonLog
 from proxy.options import OptionsError, ServiceOptions, validate_service_options

@@ -20,6 +20,16 @@ from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Literal
 
+from proxy.gotext import (
+    format_duration,
+    go_quote,
+    go_quote_rune,
+    is_digit,
+    parse_duration,
+    parse_duration_ns,
+    utf8,
+)
+
 __all__ = [
     "ENV_PREFIX",
     "Flag",
@@ -84,240 +94,6 @@ class Parsed:
     args: list[str]
 
 
-# ---------------------------------------------------------------------------------------------
-# Go string quoting
-
-
-_ESCAPES = {
-    "\a": "\\a",
-    "\b": "\\b",
-    "\f": "\\f",
-    "\n": "\\n",
-    "\r": "\\r",
-    "\t": "\\t",
-    "\v": "\\v",
-    "\\": "\\\\",
-}
-
-
-def _utf8(text: str) -> bytes:
-    # argv/environ strings carry undecodable bytes as lone surrogates (surrogateescape).
-    return text.encode("utf-8", "surrogateescape")
-
-
-def _quote_body(text: str, quote: str) -> str:
-    out: list[str] = []
-    for ch in text:
-        code = ord(ch)
-        if ch == quote:
-            out.append("\\" + ch)
-        elif ch in _ESCAPES:
-            out.append(_ESCAPES[ch])
-        elif 0xDC80 <= code <= 0xDCFF:  # an invalid UTF-8 byte smuggled in by surrogateescape
-            out.append(f"\\x{code - 0xDC00:02x}")
-        elif ch.isprintable():
-            out.append(ch)
-        elif code < 0x80:
-            out.append(f"\\x{code:02x}")
-        elif code < 0x10000:
-            out.append(f"\\u{code:04x}")
-        else:
-            out.append(f"\\U{code:08x}")
-    return "".join(out)
-
-
-def go_quote(text: str) -> str:
-    """Go's ``strconv.Quote`` (what ``%q`` does to a string)."""
-    return '"' + _quote_body(text, '"') + '"'
-
-
-def _go_quote_rune(ch: str) -> str:
-    """Go's ``strconv.QuoteRune`` (what ``%q`` does to a byte/rune)."""
-    return "'" + _quote_body(ch, "'") + "'"
-
-
-def _time_quote(text: str) -> str:
-    """The ``time`` package's private ``quote``: non-ASCII and control bytes become ``\\xNN``."""
-    out = ['"']
-    for ch in text:
-        code = ord(ch)
-        if code >= 0x80 or code < 0x20:
-            out.extend(f"\\x{b:02x}" for b in _utf8(ch))
-        else:
-            if ch in '"\\':
-                out.append("\\")
-            out.append(ch)
-    out.append('"')
-    return "".join(out)
-
-
-# ---------------------------------------------------------------------------------------------
-# Durations (time.ParseDuration / Duration.String)
-
-_UNITS: dict[str, int] = {
-    "ns": 1,
-    "us": 1_000,
-    "\u00b5s": 1_000,  # micro sign
-    "\u03bcs": 1_000,  # Greek mu
-    "ms": 1_000_000,
-    "s": 1_000_000_000,
-    "m": 60 * 1_000_000_000,
-    "h": 3600 * 1_000_000_000,
-}
-
-
-def _is_digit(ch: str) -> bool:
-    return "0" <= ch <= "9"
-
-
-def parse_duration_ns(text: str) -> int:
-    """Go's ``time.ParseDuration``, returning integer nanoseconds (a Go ``time.Duration``)."""
-    invalid = ValueError("time: invalid duration " + _time_quote(text))
-    s = text
-    neg = False
-    if s and s[0] in "+-":
-        neg = s[0] == "-"
-        s = s[1:]
-    if s == "0":
-        return 0
-    if s == "":
-        raise invalid
-    total = 0
-    limit = 1 << 63
-    while s:
-        if not (s[0] == "." or _is_digit(s[0])):
-            raise invalid
-        # [0-9]*
-        i = 0
-        v = 0
-        while i < len(s) and _is_digit(s[i]):
-            if v > limit // 10:
-                raise invalid
-            v = v * 10 + ord(s[i]) - 48
-            if v > limit:
-                raise invalid
-            i += 1
-        pre = i > 0
-        s = s[i:]
-        # (\.[0-9]*)?
-        post = False
-        frac = 0
-        scale = 1.0
-        if s and s[0] == ".":
-            s = s[1:]
-            i = 0
-            overflow = False
-            while i < len(s) and _is_digit(s[i]):
-                if not overflow:
-                    if frac > _INT64_MAX // 10:
-                        overflow = True
-                    else:
-                        y = frac * 10 + ord(s[i]) - 48
-                        if y > limit:
-                            overflow = True
-                        else:
-                            frac = y
-                            scale *= 10
-                i += 1
-            post = i > 0
-            s = s[i:]
-        if not pre and not post:
-            raise invalid
-        # unit
-        i = 0
-        while i < len(s) and not (s[i] == "." or _is_digit(s[i])):
-            i += 1
-        if i == 0:
-            raise ValueError("time: missing unit in duration " + _time_quote(text))
-        unit_text = s[:i]
-        s = s[i:]
-        unit = _UNITS.get(unit_text)
-        if unit is None:
-            raise ValueError(
-                "time: unknown unit " + _time_quote(unit_text) + " in duration " + _time_quote(text)
-            )
-        if v > limit // unit:
-            raise invalid
-        v *= unit
-        if frac > 0:
-            v += int(float(frac) * (float(unit) / scale))
-            if v > limit:
-                raise invalid
-        total += v
-        if total > limit:
-            raise invalid
-    if neg:
-        return -total
-    if total > _INT64_MAX:
-        raise invalid
-    return total
-
-
-def parse_duration(text: str) -> float:
-    """Go's ``time.ParseDuration``, returning float seconds.
-
-    ``"30s"``, ``"500ms"``, ``"1m30s"``, ``"1.5s"``, ``"2µs"``, ``"-1s"`` and ``"0"`` parse; errors
-    carry Go's exact text: ``time: invalid duration "abc"``, ``time: missing unit in duration
-    "30"``, ``time: unknown unit "x" in duration "3x"``.
-    """
-    return parse_duration_ns(text) / 1e9
-
-
-def _fmt_frac(v: int, prec: int) -> tuple[str, int]:
-    digits: list[str] = []
-    printing = False
-    for _ in range(prec):
-        digit = v % 10
-        printing = printing or digit != 0
-        if printing:
-            digits.append(chr(48 + digit))
-        v //= 10
-    if not printing:
-        return "", v
-    return "." + "".join(reversed(digits)), v
-
-
-def _format_duration_ns(ns: int) -> str:
-    neg = ns < 0
-    u = -ns if neg else ns
-    if u < 1_000_000_000:
-        if u == 0:
-            return "0s"
-        if u < 1_000:
-            frac, u = _fmt_frac(u, 0)
-            out = f"{u}{frac}ns"
-        elif u < 1_000_000:
-            frac, u = _fmt_frac(u, 3)
-            out = f"{u}{frac}\u00b5s"
-        else:
-            frac, u = _fmt_frac(u, 6)
-            out = f"{u}{frac}ms"
-    else:
-        frac, u = _fmt_frac(u, 9)
-        out = f"{u % 60}{frac}s"
-        u //= 60
-        if u > 0:
-            out = f"{u % 60}m{out}"
-            u //= 60
-            if u > 0:
-                out = f"{u}h{out}"
-    return "-" + out if neg else out
-
-
-def format_duration(seconds: float) -> str:
-    """Go's ``Duration.String()`` for a duration given in (float) seconds.
-
-    ``30 -> "30s"``, ``90 -> "1m30s"``, ``0.5 -> "500ms"``, ``0 -> "0s"``, ``3600 -> "1h0m0s"``.
-    """
-    ns = round(seconds * 1e9)
-    ns = max(-(1 << 63), min(_INT64_MAX, ns))
-    return _format_duration_ns(ns)
-
-
-# ---------------------------------------------------------------------------------------------
-# strconv
-
-
 def _num_error(func: str, text: str, reason: str) -> ValueError:
     return ValueError(f"strconv.{func}: parsing {go_quote(text)}: {reason}")
 
@@ -349,7 +125,7 @@ def _underscore_ok(text: str) -> bool:
         hexa = s[1].lower() == "x"
     while i < len(s):
         ch = s[i]
-        if _is_digit(ch) or (hexa and "a" <= ch.lower() <= "f"):
+        if is_digit(ch) or (hexa and "a" <= ch.lower() <= "f"):
             saw = "0"
         elif ch == "_":
             if saw != "0":
@@ -391,7 +167,7 @@ def _parse_int(text: str) -> int:
         if ch == "_":
             underscores = True
             continue
-        if _is_digit(ch):
+        if is_digit(ch):
             d = ord(ch) - 48
         elif "a" <= ch.lower() <= "z":
             d = ord(ch.lower()) - 87
@@ -437,7 +213,7 @@ def _parse_float(text: str) -> float:
     if "_" in text and not _underscore_ok(text):
         raise _num_error("ParseFloat", text, "invalid syntax")
     plain = text.replace("_", "")
-    if not any(_is_digit(ch) for ch in plain.split("e")[0].split("E")[0]) and not is_hex:
+    if not any(is_digit(ch) for ch in plain.split("e")[0].split("E")[0]) and not is_hex:
         raise _num_error("ParseFloat", text, "invalid syntax")
     try:
         value = float.fromhex(plain) if is_hex else float(plain)
@@ -479,7 +255,7 @@ def _format_float(value: float) -> str:
 
 
 def _blen(text: str) -> int:
-    return len(_utf8(text))
+    return len(utf8(text))
 
 
 def _csv_lines(text: str) -> list[str]:
@@ -717,8 +493,8 @@ class _FlagSet:
             if flag is None:
                 if ch == "h":
                     raise HelpRequested()
-                first_byte = chr(_utf8(ch)[0])  # pflag looks at bytes, not runes
-                raise FlagError(f"unknown shorthand flag: {_go_quote_rune(first_byte)} in -{shorthands}")
+                first_byte = chr(utf8(ch)[0])  # pflag looks at bytes, not runes
+                raise FlagError(f"unknown shorthand flag: {go_quote_rune(first_byte)} in -{shorthands}")
             if len(shorthands) > 2 and shorthands[1] == "=":
                 value = shorthands[2:]
                 remaining = ""
@@ -730,7 +506,7 @@ class _FlagSet:
             elif rest:
                 value = rest.pop(0)
             else:
-                raise FlagError(f"flag needs an argument: {_go_quote_rune(ch)} in -{shorthands}")
+                raise FlagError(f"flag needs an argument: {go_quote_rune(ch)} in -{shorthands}")
             self.set(flag, value)
             shorthands = remaining
         return rest
