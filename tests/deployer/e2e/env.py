@@ -471,7 +471,8 @@ def docker_shim(directory: Path) -> Path:
 
 
 # -- images ----------------------------------------------------------------------------------------
-APP_CMD = '["/bin/sh", "-c", "trap \'exit 0\' TERM; /bin/httpd -f -p 80 -h /www & wait"]'
+# httpd -vv logs each request (`ip:port: url:/path` and `ip:port: response:200`) to stderr, i.e. to the container's log
+APP_CMD = '["/bin/sh", "-c", "trap \'exit 0\' TERM; /bin/httpd -f -vv -p 80 -h /www & wait"]'
 
 
 def app_context(dest: Path, version: str, healthy: bool = True) -> Path:

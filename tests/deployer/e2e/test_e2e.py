@@ -20,7 +20,8 @@ What is real
       the deployer from ``proxy.run`` (registry/repository/version) and driven with
       ``docker exec kamal-proxy kamal-proxy deploy|stop|resume|remove``.
     * App images ``FROM scratch`` with busybox-static: ``httpd`` serves ``/`` (the version) and ``/up``;
-      v3 has no ``/up``, so its health check fails. Images carry the ``service=demo`` label the
+      v3 has no ``/up``, so its health check fails. ``httpd -vv`` logs every request (path and
+      status) to the container's log, which ``app logs`` / ``app logs -f`` show. Images carry the ``service=demo`` label the
       deployer verifies after pulling.
     * Debian's ``docker-registry`` on 127.0.0.1:<free port>; the hosts pull from it.
 
@@ -63,14 +64,21 @@ What differs from production, and how the behaviour is still covered
       the proxy.
     * Requests are made from inside each host's namespace to 127.0.0.1:80 (``env.http_get``), i.e. the
       way a client on the server's own address would reach the published port.
+    * ``app logs -f`` and ``app exec -i`` ``exec`` a local ``ssh -t``; the test runs them under a
+      pseudo-terminal (``Terminal``), as from a user's shell, so ssh allocates a remote tty and
+      ``docker exec -it`` / ``docker run -it`` get one.
     * No TLS/Let's Encrypt, no accessories, a single role.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
+import select
+import struct
 import subprocess
 import sys
+import termios
 import threading
 import time
 from collections import Counter
@@ -187,6 +195,78 @@ class World:
 
     def running(self, host: str) -> set[str]:
         return {n for n, state in self.containers(host).items() if state == "running"}
+
+
+class Terminal:
+    """``python -m deployer.cli ARGS`` under a pseudo-terminal, as a user runs ``app logs -f`` or
+    ``app exec -i``: the deployer ``exec``s ``ssh -t``, which only allocates a remote tty (and so
+    ``docker … -it`` only works) when its own stdin is a terminal."""
+
+    def __init__(self, world: World, *args: str) -> None:
+        self.args = args
+        controller, terminal = os.openpty()
+        fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))
+        self.fd = controller
+        self.output = b""
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "deployer.cli", *args],
+            cwd=world.project,
+            stdin=terminal,
+            stdout=terminal,
+            stderr=terminal,
+            start_new_session=True,  # its own session: signals and hangups stay away from pytest
+            env={**os.environ, "PYTHONPATH": str(env.REPO), "NO_COLOR": "1", "TERM": "xterm"},
+        )
+        os.close(terminal)
+
+    @property
+    def text(self) -> str:
+        return self.output.decode(errors="replace").replace("\r", "")
+
+    def _read(self, timeout: float) -> bool:
+        """Append what arrives within ``timeout``; False once the terminal is closed (child gone)."""
+        ready, _, _ = select.select([self.fd], [], [], max(timeout, 0))
+        if not ready:
+            return True
+        try:
+            data = os.read(self.fd, 65536)
+        except OSError:  # EIO: every process holding the terminal has exited
+            return False
+        self.output += data
+        return bool(data)
+
+    def expect(self, needle: str, timeout: float) -> bool:
+        """Wait until ``needle`` appears in the output (True), or timeout / end of output (False)."""
+        deadline = time.monotonic() + timeout
+        while needle not in self.text:
+            left = deadline - time.monotonic()
+            if left <= 0 or not self._read(min(left, 0.2)):
+                return needle in self.text
+        return True
+
+    def send(self, text: str) -> None:
+        os.write(self.fd, text.encode())
+
+    def wait(self, timeout: float) -> int | None:
+        """Drain the output until the process exits (its exit status) or ``timeout`` (None)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self._read(min(deadline - time.monotonic(), 0.2)):
+            pass
+        try:
+            return self.proc.wait(max(deadline - time.monotonic(), 0.1))
+        except subprocess.TimeoutExpired:
+            return None
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        os.close(self.fd)
+        print(f"$ deployer {' '.join(self.args)}  (tty) → exit {self.proc.returncode}\n{self.text}")
 
 
 def _start_host(world: World, address: str, index: int) -> None:
@@ -352,6 +432,67 @@ def test_setup_deploys_v1_to_fresh_hosts(world: World) -> None:
             "exec", "kamal-proxy", "cat", "/home/kamal-proxy/.config/kamal-proxy/kamal-proxy.state"
         ).stdout
         assert "demo-web" in state
+
+
+def test_app_logs_show_the_running_containers_requests(world: World) -> None:
+    for host in HOSTS:
+        assert world.get(host, f"/logs-{host}").status == 404  # httpd -vv logs the path
+    result = world.deployer("app", "logs", "-n", "5")
+    assert result.returncode == 0, result.stderr
+    for host in HOSTS:
+        assert f"App Host: {host}" in result.stdout
+        assert f"url:/logs-{host}" in result.stdout, result.stdout
+    other = HOSTS[1]
+    assert f"url:/logs-{other}" not in result.stdout.split(f"App Host: {other}")[0]  # per host
+    grep = world.deployer("app", "logs", "--grep", f"logs-{HOSTS[0]}")
+    assert grep.returncode == 0, grep.stderr
+    assert f"url:/logs-{HOSTS[0]}" in grep.stdout and f"url:/logs-{HOSTS[1]}" not in grep.stdout
+
+
+def test_app_logs_follow_streams_new_lines(world: World) -> None:
+    host = HOSTS[1]  # -f follows one host: the first --hosts entry (default: the primary host)
+    world.get(host, "/before-follow")
+    term = Terminal(world, "app", "logs", "-f", "-n", "3", "--hosts", host)
+    try:
+        assert term.expect("url:/before-follow", 15), term.text  # --tail 3 of what is there
+        marker = f"/after-follow-{time.monotonic_ns()}"
+        assert world.get(host, marker).status == 404
+        assert term.expect(f"url:{marker}", 10), term.text  # a line written after it started
+        assert term.proc.poll() is None, "logs -f keeps following"
+    finally:
+        term.close()
+
+
+def test_app_exec_reuse_runs_in_the_running_container(world: World) -> None:
+    result = world.deployer("app", "exec", "--reuse", "cat /www/index.html")
+    assert result.returncode == 0, result.stderr
+    for host in HOSTS:
+        assert f"App Host: {host}\ndemo version v1" in result.stdout, result.stdout
+    # the command ran in the running container (no exec container left behind)
+    for host in HOSTS:
+        assert world.containers(host).keys() == {"kamal-proxy", "demo-web-v1"}
+
+
+@pytest.mark.parametrize("reuse", [True, False], ids=["reuse", "new-container"])
+def test_app_exec_interactive_gets_a_terminal(world: World, reuse: bool) -> None:
+    args = ["app", "exec", "-i", *(["--reuse"] if reuse else []), "sh"]
+    term = Terminal(world, *args)
+    try:
+        # the shell's prompt, then a line typed at it; the answer is computed so that the terminal's
+        # echo of the typed line cannot match, and `[ -t 0 ]` checks the container got a real tty
+        assert term.expect("# ", 20), term.text
+        term.send("[ -t 0 ] && echo tty-$((6*7)) || echo no-tty; cat /www/index.html; exit\n")
+        assert term.expect("tty-42", 10), term.text
+        assert term.expect("demo version v1", 5), term.text
+        assert term.wait(10) == 0, term.text
+    finally:
+        term.close()
+    assert "no-tty" not in term.text.replace("echo no-tty", "")
+    # it ran on the primary host only, and a new exec container was removed afterwards (--rm)
+    deadline = time.monotonic() + 5
+    while (names := set(world.containers(HOSTS[0]))) != {"kamal-proxy", "demo-web-v1"}:
+        assert time.monotonic() < deadline, names
+        time.sleep(0.2)
 
 
 def test_deploy_v2_under_load_has_zero_errors(world: World) -> None:
