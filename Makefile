@@ -11,7 +11,7 @@ RUN_DIR ?= /tmp/kamal-proxy-demo
 install:
 	$(PYTHON) -m pip install --quiet -e '.[dev]'
 
-# Debian packages the tests use: sshd, podman (+ netavark, aardvark-dns, runc), docker-registry,
+# Debian packages the tests use: openssh-server, podman (+ netavark, aardvark-dns, runc), docker-registry,
 # busybox-static, for the deployer's SSH and end-to-end tests. Idempotent; needs root.
 install-system:
 	sh tests/deployer/e2e/setup.sh
