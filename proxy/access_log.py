@@ -36,16 +36,15 @@ def _method(method: bytes) -> str:
 
 
 class AccessLog:
-    def __init__(self, *, log: JsonLog, port: int, scheme: str) -> None:
+    def __init__(self, *, log: JsonLog) -> None:
         self._log = log
-        self.port = port
-        self._scheme = scheme
 
     def request(self, conn: ClientConnection) -> None:
         now = time.time()
         head = conn.head
         service = conn.service
         target = conn.target
+        ctx = conn.ctx
         if head is not None:
             req_length = -1 if head.chunked else head.content_length
             proto = PROTO.get(head.version, "HTTP/1.1")
@@ -53,7 +52,7 @@ class AccessLog:
             req_length, proto = -1, "HTTP/1.1"
         line = (
             f'{{"time":"{self._log.timestamp(now)}","level":"INFO","msg":"Request",'
-            f'"host":{quote(conn.host)},"port":{self.port},"path":{quote(conn.path)},'
+            f'"host":{quote(conn.host)},"port":{ctx.port},"path":{quote(conn.path)},'
             f'"request_id":{conn.request_id_json or quote(conn.request_id)},"status":{conn.status or 200},'
             f'"service":{service.name_json if service is not None else chr(34) * 2},'
             f'"target":{target.address_json if target is not None else chr(34) * 2},'
@@ -62,7 +61,7 @@ class AccessLog:
             f'"resp_content_length":{conn.resp_bytes},"resp_content_type":{quote(conn.resp_content_type)},'
             f"{conn.peer_json},"
             f'"remote_addr":{quote(conn.remote_addr)},"user_agent":{quote(conn.user_agent)},'
-            f'"proto":"{proto}","scheme":"{self._scheme}","query":{quote(conn.query)}'
+            f'"proto":"{proto}","scheme":"{ctx.scheme}","query":{quote(conn.query)}'
         )
         if service is not None and (service.log_request_headers or service.log_response_headers):
             extra = []

@@ -57,7 +57,7 @@ class Daemon:
         ctx = ProxyContext(
             loop=loop,
             log=self.log,
-            access_log=AccessLog(log=self.log, port=config.http_port, scheme="http"),
+            access_log=AccessLog(log=self.log),
             routes=self.router.current_routes,
             request_parser=lambda: make_request_parser(parser, max_head_size=max_head),
             response_parser=lambda: make_response_parser(parser, max_head_size=max_head),
@@ -74,7 +74,7 @@ class Daemon:
             backlog=2048,
         )
         http_port = server.sockets[0].getsockname()[1]
-        ctx.port = ctx.access_log.port = http_port if config.http_port == 0 else config.http_port
+        ctx.port = http_port if config.http_port == 0 else config.http_port
         control = ControlServer(path=config.socket_path, handler=self.router.handle, errors=(ControlError,))
         await control.start()
         self.router.start_monitoring()

@@ -91,10 +91,6 @@ class Target:
             self._on_change(self, was)
         return self.state
 
-    @property
-    def healthy(self) -> bool:
-        return self.state is TargetState.HEALTHY
-
     def remember_address(self, peer: tuple[str, int] | None) -> None:
         if peer:
             self.connect_host = peer[0]

@@ -93,6 +93,7 @@ class _HttptoolsParser:
         "_mode",
         "_stall",
         "_state",
+        "_te",
     )
     _what = "message"
     _max_head_size: int
@@ -106,6 +107,8 @@ class _HttptoolsParser:
     _body_seen: bool
     _stall: int
     _events: list[Any]
+    _feed_len: int
+    _te: bytes | None
 
     def _start(self) -> bytes:
         raise NotImplementedError
@@ -122,6 +125,19 @@ class _HttptoolsParser:
             size += len(name) + len(value)
         if size > self._max_head_size:
             raise self._fail(431, "trailer section too large")
+
+    def _check_head_size(self) -> None:
+        """At the end of a head: a head that arrived in one small feed is within the limit."""
+        if (not self._began or self._feed_len > self._max_head_size) and (
+            self._head_size() > self._max_head_size
+        ):
+            raise self._fail(431, f"{self._what} header fields too large")
+
+    def _note_te(self, value: bytes) -> bytes:
+        """Collect Transfer-Encoding values (lower-cased, as h11 does); returns this one."""
+        value = value.lower()
+        self._te = value if self._te is None else self._te + b", " + value
+        return value
 
     def _head_size(self) -> int:
         size = len(self._start())
@@ -165,7 +181,6 @@ class HttptoolsRequestParser(_HttptoolsParser):
         "_hosts",
         "_keep_alive",
         "_parser",
-        "_te",
         "_url",
     )
 
@@ -256,8 +271,7 @@ class HttptoolsRequestParser(_HttptoolsParser):
             elif lname == b"content-length":
                 self._cl = value
             elif lname == b"transfer-encoding":
-                value = value.lower()
-                self._te = value if self._te is None else self._te + b", " + value
+                value = self._note_te(value)
             elif lname == b"expect":
                 self._expect = value
         self._headers.append((name, value))
@@ -266,10 +280,7 @@ class HttptoolsRequestParser(_HttptoolsParser):
         p = self._parser
         self._state = _BODY
         # The head is within this feed: only count its bytes when the feed is large.
-        if (not self._began or self._feed_len > self._max_head_size) and (
-            self._head_size() > self._max_head_size
-        ):
-            raise self._fail(431, "request header fields too large")
+        self._check_head_size()
         headers = self._headers
         self._headers = []  # trailer fields go here
         version = _VERSIONS.get(p.get_http_version())
@@ -349,7 +360,6 @@ class HttptoolsResponseParser(_HttptoolsParser):
         "_reason",
         "_started",
         "_status",
-        "_te",
         "_until_eof",
         "_upgrade",
     )
@@ -510,17 +520,13 @@ class HttptoolsResponseParser(_HttptoolsParser):
             if lname == b"content-length":
                 self._cl = value
             elif lname == b"transfer-encoding":
-                value = value.lower()
-                self._te = value if self._te is None else self._te + b", " + value
+                value = self._note_te(value)
         self._headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         p = self._parser
         self._state = _BODY
-        if (not self._began or self._feed_len > self._max_head_size) and (
-            self._head_size() > self._max_head_size
-        ):
-            raise self._fail(431, "response header fields too large")
+        self._check_head_size()
         headers = self._headers
         self._headers = []  # trailer fields go here
         version = _VERSIONS.get(p.get_http_version())
