@@ -43,9 +43,11 @@ test: install install-system
 test-e2e: install install-system
 	$(PYTHON) -m pytest -q -m e2e tests/deployer/e2e
 
+LINT_PATHS = proxy deployer tests benchmarks
 lint:
-	ruff check proxy deployer tests benchmarks
-	mypy --strict proxy deployer
+	ruff check $(LINT_PATHS)
+	ruff format --check $(LINT_PATHS)
+	mypy --strict $(LINT_PATHS)
 
 # make bench (full, ~25-35 min) · make bench BENCH_ARGS=--quick (~5-8 min)
 # bench-setup installs the peers and the load generator when missing: nginx haproxy caddy wrk

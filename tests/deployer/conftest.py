@@ -33,8 +33,13 @@ def make_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ConfigFactor
     """Build a Config from a dict (like Kamal's tests), with optional secrets file contents."""
     monkeypatch.delenv("KAMAL_REGISTRY_PASSWORD", raising=False)
 
-    def factory(raw: dict[str, Any], destination: str | None = None, version: str | None = "999",
-                secrets: str | None = None, extra: dict[str, Any] | None = None) -> Config:
+    def factory(
+        raw: dict[str, Any],
+        destination: str | None = None,
+        version: str | None = "999",
+        secrets: str | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> Config:
         if secrets is not None:
             (tmp_path / ".kamal").mkdir(exist_ok=True)
             name = f"secrets.{destination}" if destination else "secrets"

@@ -32,8 +32,17 @@ class FakeRunner:
                 return 0, str(value), ""
         return 0, "", ""
 
-    async def run(self, host: str, command: Sequence[str] | str, *, check: bool = True, stdin: bytes | None = None,
-                  timeout: float | None = None, on_line: Any = None, quiet: bool = False) -> Result:
+    async def run(
+        self,
+        host: str,
+        command: Sequence[str] | str,
+        *,
+        check: bool = True,
+        stdin: bytes | None = None,
+        timeout: float | None = None,
+        on_line: Any = None,
+        quiet: bool = False,
+    ) -> Result:
         line = command if isinstance(command, str) else redact(command)
         self.log.append((host, line))
         status, out, err = self._answer(host, line)

@@ -56,7 +56,11 @@ class SshServer:
 
     def connections_to(self, host: str) -> int:
         text = self.log.read_text() if self.log.exists() else ""
-        return sum(1 for line in text.splitlines() if "Connection from" in line and f" on {host} port {self.port}" in line)
+        return sum(
+            1
+            for line in text.splitlines()
+            if "Connection from" in line and f" on {host} port {self.port}" in line
+        )
 
     def start(self) -> None:
         (self.root / "hosts").mkdir(parents=True, exist_ok=True)
@@ -103,7 +107,9 @@ class SshServer:
         )
         self.proc = subprocess.Popen(
             [SSHD, "-D", "-f", str(self.root / "sshd_config"), "-E", str(self.log)],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
         )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:

@@ -38,17 +38,21 @@ def test_init_creates_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cap
     assert "service: my-app" in out and "from-env-1234" not in out
 
 
-def test_config_is_redacted_and_merges_destination(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                   capsys: Any) -> None:
+def test_config_is_redacted_and_merges_destination(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
     monkeypatch.chdir(tmp_path)
-    write_config(tmp_path, """\
+    write_config(
+        tmp_path,
+        """\
         service: app
         image: app
         registry:
           username: me
           password: [PW]
         servers: [1.1.1.1]
-        """)
+        """,
+    )
     (tmp_path / "config" / "deploy.staging.yml").write_text("servers: [2.2.2.2]\n")
     (tmp_path / ".kamal").mkdir()
     (tmp_path / ".kamal" / "secrets.staging").write_text("PW=top-secret-pw\n")
@@ -58,17 +62,23 @@ def test_config_is_redacted_and_merges_destination(tmp_path: Path, monkeypatch: 
     assert "password: '[REDACTED]'" in out and "top-secret-pw" not in out
 
 
-def test_config_errors_exit_1_with_file_and_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                capsys: Any) -> None:
+def test_config_errors_exit_1_with_file_and_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
     monkeypatch.chdir(tmp_path)
-    write_config(tmp_path, "service: app\nimage: app\nregistry: {server: 'localhost:5000'}\nservers: [h]\n"
-                           "proxy:\n  helthcheck: {path: /up}\n")
+    write_config(
+        tmp_path,
+        "service: app\nimage: app\nregistry: {server: 'localhost:5000'}\nservers: [h]\n"
+        "proxy:\n  helthcheck: {path: /up}\n",
+    )
     assert run_cli(["deploy"]) == 1
     err = capsys.readouterr().err
     assert "ERROR (ConfigError): config/deploy.yml: proxy/helthcheck: unknown key" in err
 
 
-def test_global_options_after_the_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:
+def test_global_options_after_the_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
     monkeypatch.chdir(tmp_path)
     write_config(tmp_path, "service: app\nregistry: {server: 'localhost:5000'}\nservers: [h]\n")
     (tmp_path / "config" / "deploy.prod.yml").write_text("servers: [p1]\n")
@@ -87,8 +97,10 @@ def test_missing_destination_names_file(tmp_path: Path, monkeypatch: pytest.Monk
 def ssh_project(ssh_server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("KAMAL_LOCK", raising=False)
-    write_config(tmp_path, f"""\
-        service: cli-{tmp_path.name[-8:].replace('_', '-').lower()}
+    write_config(
+        tmp_path,
+        f"""\
+        service: cli-{tmp_path.name[-8:].replace("_", "-").lower()}
         registry:
           server: localhost:5000
         servers:
@@ -100,7 +112,8 @@ def ssh_project(ssh_server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
           config: {ssh_server.client_config}
         aliases:
           who: audit
-        """)
+        """,
+    )
     return tmp_path
 
 
@@ -120,8 +133,9 @@ def test_lock_commands_over_ssh(ssh_project: Path, ssh_server: Any, capsys: Any)
     assert "There is no deploy lock" in capsys.readouterr().out
 
 
-def test_audit_and_alias_over_ssh(ssh_project: Path, ssh_server: Any, capsys: Any,
-                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_audit_and_alias_over_ssh(
+    ssh_project: Path, ssh_server: Any, capsys: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     service = (ssh_project / "config/deploy.yml").read_text().split()[1]
     for host in ("127.0.0.2", "127.0.0.3"):
         log = ssh_server.host_dir(host) / ".kamal" / f"{service}-audit.log"

@@ -35,9 +35,16 @@ def current(role: str = "web") -> str:
 
 @pytest.fixture
 def app(make_config: ConfigFactory) -> Any:
-    def factory(role: str = "web", host: str = "1.1.1.1", destination: str | None = None,
-                extra: dict[str, Any] | None = None, raw: dict[str, Any] | None = None) -> App:
-        config = make_config(raw or BASE, destination=destination, secrets="RAILS_MASTER_KEY=456", extra=extra)
+    def factory(
+        role: str = "web",
+        host: str = "1.1.1.1",
+        destination: str | None = None,
+        extra: dict[str, Any] | None = None,
+        raw: dict[str, Any] | None = None,
+    ) -> App:
+        config = make_config(
+            raw or BASE, destination=destination, secrets="RAILS_MASTER_KEY=456", extra=extra
+        )
         return App(config, config.role(role), host)
 
     return factory
@@ -45,7 +52,7 @@ def app(make_config: ConfigFactory) -> Any:
 
 def test_run(app: Any) -> None:
     assert join(app().run()) == (
-        'docker run --detach --restart unless-stopped --name app-web-999 --network kamal '
+        "docker run --detach --restart unless-stopped --name app-web-999 --network kamal "
         '--env KAMAL_CONTAINER_NAME="app-web-999" --env KAMAL_VERSION="999" --env KAMAL_HOST="1.1.1.1" '
         '--env-file .kamal/apps/app/env/roles/web.env --log-opt max-size="10m" '
         '--label service="app" --label role="web" --label destination dhh/app:999'
@@ -54,7 +61,7 @@ def test_run(app: Any) -> None:
 
 def test_run_with_destination(app: Any) -> None:
     assert join(app(destination="staging").run()) == (
-        'docker run --detach --restart unless-stopped --name app-web-staging-999 --network kamal '
+        "docker run --detach --restart unless-stopped --name app-web-staging-999 --network kamal "
         '--env KAMAL_CONTAINER_NAME="app-web-staging-999" --env KAMAL_VERSION="999" --env KAMAL_HOST="1.1.1.1" '
         '--env KAMAL_DESTINATION="staging" --env-file .kamal/apps/app-staging/env/roles/web.env '
         '--log-opt max-size="10m" --label service="app" --label role="web" --label destination="staging" '
@@ -64,7 +71,7 @@ def test_run_with_destination(app: Any) -> None:
 
 def test_run_with_hostname(app: Any) -> None:
     assert join(app().run(hostname="myhost")) == (
-        'docker run --detach --restart unless-stopped --name app-web-999 --network kamal --hostname myhost '
+        "docker run --detach --restart unless-stopped --name app-web-999 --network kamal --hostname myhost "
         '--env KAMAL_CONTAINER_NAME="app-web-999" --env KAMAL_VERSION="999" --env KAMAL_HOST="1.1.1.1" '
         '--env-file .kamal/apps/app/env/roles/web.env --log-opt max-size="10m" '
         '--label service="app" --label role="web" --label destination dhh/app:999'
@@ -73,7 +80,7 @@ def test_run_with_hostname(app: Any) -> None:
 
 def test_run_with_volumes(app: Any) -> None:
     assert join(app(extra={"volumes": ["/local/path:/container/path"]}).run()) == (
-        'docker run --detach --restart unless-stopped --name app-web-999 --network kamal '
+        "docker run --detach --restart unless-stopped --name app-web-999 --network kamal "
         '--env KAMAL_CONTAINER_NAME="app-web-999" --env KAMAL_VERSION="999" --env KAMAL_HOST="1.1.1.1" '
         '--env-file .kamal/apps/app/env/roles/web.env --log-opt max-size="10m" '
         "--volume /local/path:/container/path "
@@ -82,10 +89,19 @@ def test_run_with_volumes(app: Any) -> None:
 
 
 def test_run_with_custom_options(app: Any) -> None:
-    raw = {**BASE, "servers": {"web": ["1.1.1.1"], "jobs": {"hosts": ["1.1.1.2"], "cmd": "bin/jobs",
-                                                            "options": {"mount": "somewhere", "cap-add": True}}}}
+    raw = {
+        **BASE,
+        "servers": {
+            "web": ["1.1.1.1"],
+            "jobs": {
+                "hosts": ["1.1.1.2"],
+                "cmd": "bin/jobs",
+                "options": {"mount": "somewhere", "cap-add": True},
+            },
+        },
+    }
     assert join(app(role="jobs", host="1.1.1.2", raw=raw).run()) == (
-        'docker run --detach --restart unless-stopped --name app-jobs-999 --network kamal '
+        "docker run --detach --restart unless-stopped --name app-jobs-999 --network kamal "
         '--env KAMAL_CONTAINER_NAME="app-jobs-999" --env KAMAL_VERSION="999" --env KAMAL_HOST="1.1.1.2" '
         '--env-file .kamal/apps/app/env/roles/jobs.env --log-opt max-size="10m" '
         '--label service="app" --label role="jobs" --label destination --mount "somewhere" --cap-add '
@@ -94,11 +110,19 @@ def test_run_with_custom_options(app: Any) -> None:
 
 
 def test_run_with_restart_option_and_labels(app: Any) -> None:
-    raw = {**BASE, "labels": {"team": "a"},
-           "servers": {"web": {"hosts": ["1.1.1.1"], "labels": {"x": 1}, "options": {"restart": "always",
-                                                                                     "memory": "2g"}}}}
+    raw = {
+        **BASE,
+        "labels": {"team": "a"},
+        "servers": {
+            "web": {
+                "hosts": ["1.1.1.1"],
+                "labels": {"x": 1},
+                "options": {"restart": "always", "memory": "2g"},
+            }
+        },
+    }
     assert join(app(raw=raw).run()) == (
-        'docker run --detach --restart always --name app-web-999 --network kamal '
+        "docker run --detach --restart always --name app-web-999 --network kamal "
         '--env KAMAL_CONTAINER_NAME="app-web-999" --env KAMAL_VERSION="999" --env KAMAL_HOST="1.1.1.1" '
         '--env-file .kamal/apps/app/env/roles/web.env --log-opt max-size="10m" '
         '--label service="app" --label role="web" --label destination --label team="a" --label x="1" '
@@ -109,7 +133,7 @@ def test_run_with_restart_option_and_labels(app: Any) -> None:
 def test_run_with_logging_config(app: Any) -> None:
     extra = {"logging": {"driver": "local", "options": {"max-size": "100m", "max-file": "3"}}}
     assert join(app(extra=extra).run()) == (
-        'docker run --detach --restart unless-stopped --name app-web-999 --network kamal '
+        "docker run --detach --restart unless-stopped --name app-web-999 --network kamal "
         '--env KAMAL_CONTAINER_NAME="app-web-999" --env KAMAL_VERSION="999" --env KAMAL_HOST="1.1.1.1" '
         '--env-file .kamal/apps/app/env/roles/web.env --log-driver "local" --log-opt max-size="100m" '
         '--log-opt max-file="3" --label service="app" --label role="web" --label destination dhh/app:999'
@@ -117,11 +141,15 @@ def test_run_with_logging_config(app: Any) -> None:
 
 
 def test_run_with_role_logging_config(app: Any) -> None:
-    raw = {**BASE, "logging": {"driver": "local", "options": {"max-size": "10m", "max-file": "3"}},
-           "servers": {"web": {"hosts": ["1.1.1.1"], "logging": {"driver": "local",
-                                                                 "options": {"max-size": "100m"}}}}}
+    raw = {
+        **BASE,
+        "logging": {"driver": "local", "options": {"max-size": "10m", "max-file": "3"}},
+        "servers": {
+            "web": {"hosts": ["1.1.1.1"], "logging": {"driver": "local", "options": {"max-size": "100m"}}}
+        },
+    }
     assert join(app(raw=raw).run()) == (
-        'docker run --detach --restart unless-stopped --name app-web-999 --network kamal '
+        "docker run --detach --restart unless-stopped --name app-web-999 --network kamal "
         '--env KAMAL_CONTAINER_NAME="app-web-999" --env KAMAL_VERSION="999" --env KAMAL_HOST="1.1.1.1" '
         '--env-file .kamal/apps/app/env/roles/web.env --log-driver "local" --log-opt max-size="100m" '
         '--log-opt max-file="3" --label service="app" --label role="web" --label destination dhh/app:999'
@@ -129,10 +157,13 @@ def test_run_with_role_logging_config(app: Any) -> None:
 
 
 def test_run_with_tags(app: Any) -> None:
-    raw = {**BASE, "servers": [{"1.1.1.1": "tag1"}],
-           "env": {"secret": ["RAILS_MASTER_KEY"], "tags": {"tag1": {"ENV1": "value1"}}}}
+    raw = {
+        **BASE,
+        "servers": [{"1.1.1.1": "tag1"}],
+        "env": {"secret": ["RAILS_MASTER_KEY"], "tags": {"tag1": {"ENV1": "value1"}}},
+    }
     assert join(app(raw=raw).run()) == (
-        'docker run --detach --restart unless-stopped --name app-web-999 --network kamal '
+        "docker run --detach --restart unless-stopped --name app-web-999 --network kamal "
         '--env KAMAL_CONTAINER_NAME="app-web-999" --env KAMAL_VERSION="999" --env KAMAL_HOST="1.1.1.1" '
         '--env ENV1="value1" --env-file .kamal/apps/app/env/roles/web.env --log-opt max-size="10m" '
         '--label service="app" --label role="web" --label destination dhh/app:999'
@@ -161,7 +192,10 @@ def test_stop_with_version(app: Any) -> None:
 
 
 def test_info(app: Any) -> None:
-    assert join(app().info()) == "docker ps --filter label=service=app --filter label=destination= --filter label=role=web"
+    assert (
+        join(app().info())
+        == "docker ps --filter label=service=app --filter label=destination= --filter label=role=web"
+    )
     assert join(app(destination="staging").info()) == (
         "docker ps --filter label=service=app --filter label=destination=staging --filter label=role=web"
     )
@@ -246,7 +280,10 @@ def test_remove_live_maintenance(app: Any) -> None:
     assert join(app().maintenance(drain_timeout=10, message="Hi")) == (
         'docker exec kamal-proxy kamal-proxy stop app-web --drain-timeout="10s" --message="Hi"'
     )
-    assert join(app(destination="staging").remove()) == "docker exec kamal-proxy kamal-proxy remove app-web-staging"
+    assert (
+        join(app(destination="staging").remove())
+        == "docker exec kamal-proxy kamal-proxy remove app-web-staging"
+    )
 
 
 def test_logs(app: Any) -> None:
@@ -337,7 +374,7 @@ def test_current_running_version(app: Any) -> None:
 
 def test_list_versions(app: Any) -> None:
     assert join(app().list_versions()) == (
-        'docker ps --filter label=service=app --filter label=destination= --filter label=role=web '
+        "docker ps --filter label=service=app --filter label=destination= --filter label=role=web "
         '--format "{{.Names}}" | while read line; do echo ${line#app-web-}; done'
     )
     assert join(app().list_versions("--latest", statuses=("running", "restarting"))) == (
@@ -378,7 +415,9 @@ def test_images(app: Any) -> None:
         "docker image prune --all --force --filter label=service=app"
     )
     assert join(app().tag_latest_image()) == "docker tag dhh/app:999 dhh/app:latest"
-    assert join(app(destination="staging").tag_latest_image()) == "docker tag dhh/app:999 dhh/app:latest-staging"
+    assert (
+        join(app(destination="staging").tag_latest_image()) == "docker tag dhh/app:999 dhh/app:latest-staging"
+    )
 
 
 def test_remove_proxy_app_directory(app: Any) -> None:

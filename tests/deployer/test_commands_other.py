@@ -100,7 +100,9 @@ def test_proxy_other_commands(make_config: ConfigFactory) -> None:
     assert join(p.remove_image()) == (
         "docker image prune --all --force --filter label=org.opencontainers.image.title=kamal-proxy"
     )
-    assert join(p.version()) == "docker inspect kamal-proxy --format '{{.Config.Image}}' | awk -F: '{print $NF}'"
+    assert (
+        join(p.version()) == "docker inspect kamal-proxy --format '{{.Config.Image}}' | awk -F: '{print $NF}'"
+    )
     assert join(p.ensure_proxy_directory()) == "mkdir -p .kamal/proxy"
     assert join(p.ensure_apps_config_directory()) == "mkdir -p .kamal/proxy/apps-config"
     assert join(p.list()) == "docker exec kamal-proxy kamal-proxy list"
@@ -109,15 +111,16 @@ def test_proxy_other_commands(make_config: ConfigFactory) -> None:
 
 
 def test_lock(make_config: ConfigFactory) -> None:
-    lock = Lock(make_config(BASE, destination="production", version="123",
-                            extra={}, secrets=""))
+    lock = Lock(make_config(BASE, destination="production", version="123", extra={}, secrets=""))
     assert join(lock.status()) == (
         "stat .kamal/lock-app-production > /dev/null && cat .kamal/lock-app-production/details | base64 -d"
     )
     assert join(lock.release()) == "rm .kamal/lock-app-production/details && rm -r .kamal/lock-app-production"
     at = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
     line = join(lock.acquire("Hello", "123", locked_by="Ann", at=at))
-    m = re.fullmatch(r'mkdir \.kamal/lock-app-production && echo "(.*)" > \.kamal/lock-app-production/details', line)
+    m = re.fullmatch(
+        r'mkdir \.kamal/lock-app-production && echo "(.*)" > \.kamal/lock-app-production/details', line
+    )
     assert m
     assert base64.b64decode(m.group(1)).decode() == (
         "Locked by: Ann at 2026-01-02T03:04:05Z\nVersion: 123\nMessage: Hello"
@@ -131,7 +134,9 @@ def test_auditor(make_config: ConfigFactory) -> None:
         'mkdir -p .kamal && echo "[2026-01-02T03:04:05Z] [deployer@example.com] app removed container" '
         ">> .kamal/app-audit.log"
     )
-    staging = Auditor(make_config(BASE, destination="staging", version="123", secrets=""), "deployer@example.com")
+    staging = Auditor(
+        make_config(BASE, destination="staging", version="123", secrets=""), "deployer@example.com"
+    )
     assert join(staging.record("app removed container", at=at)) == (
         'mkdir -p .kamal && echo "[2026-01-02T03:04:05Z] [deployer@example.com] [staging] app removed container" '
         ">> .kamal/app-staging-audit.log"
@@ -166,8 +171,13 @@ def test_prune(make_config: ConfigFactory) -> None:
 REG: dict[str, Any] = {
     **BASE,
     "registry": {"username": "dhh", "password": "secret", "server": "hub.docker.com"},
-    "accessories": {"db": {"image": "mysql:8.0", "hosts": ["1.1.1.1"],
-                           "registry": {"username": "user", "password": "pw", "server": "other.hub.docker.com"}}},
+    "accessories": {
+        "db": {
+            "image": "mysql:8.0",
+            "hosts": ["1.1.1.1"],
+            "registry": {"username": "user", "password": "pw", "server": "other.hub.docker.com"},
+        }
+    },
 }
 
 
@@ -176,7 +186,10 @@ def test_registry(make_config: ConfigFactory) -> None:
     r = RegistryCommands(config)
     assert join(r.login()) == 'docker login hub.docker.com -u "dhh" -p "secret"'
     assert redact(r.login()) == "docker login hub.docker.com -u [REDACTED] -p [REDACTED]"
-    assert join(r.login(config.accessories["db"].registry)) == 'docker login other.hub.docker.com -u "user" -p "pw"'
+    assert (
+        join(r.login(config.accessories["db"].registry))
+        == 'docker login other.hub.docker.com -u "user" -p "pw"'
+    )
     assert join(r.logout()) == "docker logout hub.docker.com"
     assert join(r.logout(config.accessories["db"].registry)) == "docker logout other.hub.docker.com"
     assert join(r.remove()) == "docker stop kamal-docker-registry && docker rm kamal-docker-registry"
@@ -189,10 +202,18 @@ def test_registry(make_config: ConfigFactory) -> None:
 
 def test_registry_with_secrets(make_config: ConfigFactory) -> None:
     raw = {**REG, "registry": {**REG["registry"], "password": ["KAMAL_REGISTRY_PASSWORD"]}}
-    raw["accessories"] = {"db": {**REG["accessories"]["db"],
-                                 "registry": {**REG["accessories"]["db"]["registry"],
-                                              "password": ["KAMAL_MYSQL_REGISTRY_PASSWORD"]}}}
-    config = make_config(raw, secrets="KAMAL_REGISTRY_PASSWORD=more-secret\nKAMAL_MYSQL_REGISTRY_PASSWORD=secret-pw")
+    raw["accessories"] = {
+        "db": {
+            **REG["accessories"]["db"],
+            "registry": {
+                **REG["accessories"]["db"]["registry"],
+                "password": ["KAMAL_MYSQL_REGISTRY_PASSWORD"],
+            },
+        }
+    }
+    config = make_config(
+        raw, secrets="KAMAL_REGISTRY_PASSWORD=more-secret\nKAMAL_MYSQL_REGISTRY_PASSWORD=secret-pw"
+    )
     r = RegistryCommands(config)
     assert join(r.login()) == 'docker login hub.docker.com -u "dhh" -p "more-secret"'
     assert join(r.login(config.accessories["db"].registry)) == (
@@ -203,7 +224,9 @@ def test_registry_with_secrets(make_config: ConfigFactory) -> None:
 def test_registry_escapes_password(make_config: ConfigFactory) -> None:
     raw = {**REG, "registry": {**REG["registry"], "password": ["KAMAL_REGISTRY_PASSWORD"]}}
     config = make_config(raw, secrets="KAMAL_REGISTRY_PASSWORD=more-secret'\"\n")
-    assert join(RegistryCommands(config).login()) == 'docker login hub.docker.com -u "dhh" -p "more-secret\'\\""'
+    assert (
+        join(RegistryCommands(config).login()) == 'docker login hub.docker.com -u "dhh" -p "more-secret\'\\""'
+    )
 
 
 def test_docker_bootstrap_commands() -> None:
@@ -250,8 +273,14 @@ def test_builder_push(make_config: ConfigFactory) -> None:
     assert join(builder(make_config, {"arch": "amd64"}).push(no_cache=True)) == (
         f'{prefix} {tags} --label service="app" --file Dockerfile --no-cache . 2>&1'
     )
-    assert join(builder(make_config, {"arch": "amd64", "target": "prod", "ssh": "default=$SSH_AUTH_SOCK"})
-                .build_options()) == '--label service="app" --file Dockerfile --target prod --ssh default=$SSH_AUTH_SOCK'
+    assert (
+        join(
+            builder(
+                make_config, {"arch": "amd64", "target": "prod", "ssh": "default=$SSH_AUTH_SOCK"}
+            ).build_options()
+        )
+        == '--label service="app" --file Dockerfile --target prod --ssh default=$SSH_AUTH_SOCK'
+    )
     assert join(builder(make_config, {"arch": "amd64", "dockerfile": "Dockerfile.xyz"}).build_options()) == (
         '--label service="app" --file Dockerfile.xyz'
     )
@@ -271,21 +300,38 @@ def test_builder_host_side(make_config: ConfigFactory) -> None:
     assert join(b.clean()) == "docker image rm --force dhh/app:123"
     assert join(b.ensure_local_dependencies_installed()) == "docker --version && docker buildx version"
     assert join(b.inspect_builder()) == "docker buildx inspect kamal-local-docker-container"
-    assert join(b.create()) == "docker buildx create --name kamal-local-docker-container --driver=docker-container"
+    assert (
+        join(b.create())
+        == "docker buildx create --name kamal-local-docker-container --driver=docker-container"
+    )
 
 
 ACC: dict[str, Any] = {
     **BASE,
     "registry": {"server": "private.registry", "username": "dhh", "password": "secret"},
     "accessories": {
-        "mysql": {"image": "private.registry/mysql:8.0", "host": "1.1.1.5", "port": "3306",
-                  "env": {"clear": {"MYSQL_ROOT_HOST": "%"}, "secret": ["MYSQL_ROOT_PASSWORD"]},
-                  "options": {"cpus": "4", "memory": "2GB"}},
-        "redis": {"image": "redis:latest", "host": "1.1.1.6", "port": "6379:6379", "labels": {"cache": "true"},
-                  "env": {"SOMETHING": "else"}, "volumes": ["/var/lib/redis:/data"]},
-        "busybox": {"service": "custom-busybox", "image": "busybox:latest", "host": "1.1.1.7",
-                    "registry": {"server": "other.registry", "username": "user", "password": "pw"},
-                    "proxy": {"host": "busybox.example.com"}},
+        "mysql": {
+            "image": "private.registry/mysql:8.0",
+            "host": "1.1.1.5",
+            "port": "3306",
+            "env": {"clear": {"MYSQL_ROOT_HOST": "%"}, "secret": ["MYSQL_ROOT_PASSWORD"]},
+            "options": {"cpus": "4", "memory": "2GB"},
+        },
+        "redis": {
+            "image": "redis:latest",
+            "host": "1.1.1.6",
+            "port": "6379:6379",
+            "labels": {"cache": "true"},
+            "env": {"SOMETHING": "else"},
+            "volumes": ["/var/lib/redis:/data"],
+        },
+        "busybox": {
+            "service": "custom-busybox",
+            "image": "busybox:latest",
+            "host": "1.1.1.7",
+            "registry": {"server": "other.registry", "username": "user", "password": "pw"},
+            "proxy": {"host": "busybox.example.com"},
+        },
     },
 }
 
@@ -303,7 +349,7 @@ def test_accessory_run(make_config: ConfigFactory) -> None:
         '--volume /var/lib/redis:/data --label service="app-redis" --label cache="true" redis:latest'
     )
     assert join(AccessoryCommands(config, "busybox").run()) == (
-        'docker run --name custom-busybox --detach --restart unless-stopped --network kamal '
+        "docker run --name custom-busybox --detach --restart unless-stopped --network kamal "
         '--log-opt max-size="10m" --env-file .kamal/apps/app/env/accessories/busybox.env '
         '--label service="custom-busybox" other.registry/busybox:latest'
     )
@@ -321,7 +367,10 @@ def test_accessory_other_commands(make_config: ConfigFactory) -> None:
         'docker run --rm --network kamal --env MYSQL_ROOT_HOST="%" --env-file .kamal/apps/app/env/accessories/mysql.env '
         '--cpus "4" --memory "2GB" private.registry/mysql:8.0 mysql -u root'
     )
-    assert join(mysql.execute_in_existing_container(["mysql", "-u", "root"])) == "docker exec app-mysql mysql -u root"
+    assert (
+        join(mysql.execute_in_existing_container(["mysql", "-u", "root"]))
+        == "docker exec app-mysql mysql -u root"
+    )
     assert join(mysql.logs()) == "docker logs app-mysql --timestamps 2>&1"
     assert join(mysql.logs(since="5m", lines=100, grep="thing")) == (
         "docker logs app-mysql  --since 5m  --tail 100 --timestamps 2>&1 | grep 'thing'"

@@ -126,7 +126,10 @@ def test_multi_document_errors_name_the_document(tmp_path: Path) -> None:
     [
         ("bogus: 1", r"config/deploy.yml: bogus: unknown key \(allowed here: .*accessories"),
         ("proxy:\n  bogus: 1", r"config/deploy.yml: proxy/bogus: unknown key"),
-        ("proxy:\n  healthcheck:\n    interval: soon", r"proxy/healthcheck/interval: expected a number of seconds"),
+        (
+            "proxy:\n  healthcheck:\n    interval: soon",
+            r"proxy/healthcheck/interval: expected a number of seconds",
+        ),
         ("proxy:\n  app_port: http", r"proxy/app_port: expected an integer >= 1, got 'http'"),
         ("boot:\n  limit: lots", r"boot/limit: expected an integer or a percentage like \"25%\", got 'lots'"),
         ("retain_containers: 0", r"retain_containers: expected an integer >= 1, got 0"),
@@ -135,8 +138,10 @@ def test_multi_document_errors_name_the_document(tmp_path: Path) -> None:
         ("accessories:\n  db:\n    host: 1.1.1.1", r"accessories/db/image: required key is missing"),
         ("accessories:\n  db:\n    image: x\n    hots: 1", r"accessories/db/hots: unknown key"),
         ("aliases:\n  deploy: app exec ls", r"aliases/deploy: conflicts with the built-in command"),
-        ("accessories:\n  db:\n    image: x\n    host: h\n    env:\n      secret:\n        - 'BAD NAME'",
-         r"accessories/db/env/secret/0: expected a secret name \(NAME or NAME:ALIAS\), got 'BAD NAME'"),
+        (
+            "accessories:\n  db:\n    image: x\n    host: h\n    env:\n      secret:\n        - 'BAD NAME'",
+            r"accessories/db/env/secret/0: expected a secret name \(NAME or NAME:ALIAS\), got 'BAD NAME'",
+        ),
     ],
 )
 def test_validation_errors_name_file_path_and_expectation(tmp_path: Path, snippet: str, message: str) -> None:
@@ -168,7 +173,9 @@ def test_missing_required_keys(make_config: ConfigFactory) -> None:
     with pytest.raises(ConfigError, match=r"servers: required key is missing"):
         make_config({"service": "s", "image": "x", "registry": {"username": "u", "password": "p"}})
     with pytest.raises(ConfigError, match=r"service: expected a service name matching"):
-        make_config({"service": "My App", "image": "x", "registry": {"server": "localhost:5000"}, "servers": ["h"]})
+        make_config(
+            {"service": "My App", "image": "x", "registry": {"server": "localhost:5000"}, "servers": ["h"]}
+        )
     # a local registry needs no credentials, and image defaults to service
     config = make_config({"service": "s", "registry": {"server": "localhost:5000"}, "servers": ["h"]})
     assert config.absolute_image == "localhost:5000/s:999"
@@ -176,7 +183,9 @@ def test_missing_required_keys(make_config: ConfigFactory) -> None:
 
 
 def test_x_keys_are_ignored_and_anchors_work(tmp_path: Path) -> None:
-    text = "x-common: &hosts\n  - 9.9.9.9\n" + BASE_YML.replace("  web:\n    - 1.1.1.1\n    - 1.1.1.2", "  web: *hosts")
+    text = "x-common: &hosts\n  - 9.9.9.9\n" + BASE_YML.replace(
+        "  web:\n    - 1.1.1.1\n    - 1.1.1.2", "  web: *hosts"
+    )
     config = load(tmp_path, text)
     assert config.role("web").hosts == ["9.9.9.9"]
 
@@ -197,7 +206,10 @@ def test_missing_file(tmp_path: Path) -> None:
 
 
 def test_legacy_healthcheck_is_mapped_with_warning(tmp_path: Path, warnings_seen: list[str]) -> None:
-    text = BASE_YML + "healthcheck:\n  path: /up\n  port: 3000\n  max_attempts: 7\n  interval: 20s\n  cord: /tmp/c\n"
+    text = (
+        BASE_YML
+        + "healthcheck:\n  path: /up\n  port: 3000\n  max_attempts: 7\n  interval: 20s\n  cord: /tmp/c\n"
+    )
     config = load(tmp_path, text)
     web = config.role("web")
     assert web.proxy is not None
@@ -209,8 +221,13 @@ def test_legacy_healthcheck_is_mapped_with_warning(tmp_path: Path, warnings_seen
     assert any("cord: ignored" in w for w in warnings_seen)
 
 
-def test_proxy_healthcheck_max_attempts_maps_to_deploy_timeout(tmp_path: Path, warnings_seen: list[str]) -> None:
-    text = BASE_YML + "proxy:\n  healthcheck:\n    path: /health\n    max_attempts: 15\n    interval: 20\n    timeout: 10s\n"
+def test_proxy_healthcheck_max_attempts_maps_to_deploy_timeout(
+    tmp_path: Path, warnings_seen: list[str]
+) -> None:
+    text = (
+        BASE_YML
+        + "proxy:\n  healthcheck:\n    path: /health\n    max_attempts: 15\n    interval: 20\n    timeout: 10s\n"
+    )
     config = load(tmp_path, text)
     assert config.deploy_timeout == 300
     assert config.role("web").proxy.deploy_options()["health-check-timeout"] == "10s"  # type: ignore[union-attr]
@@ -220,9 +237,15 @@ def test_proxy_healthcheck_max_attempts_maps_to_deploy_timeout(tmp_path: Path, w
 
 
 def test_legacy_hooks_map(tmp_path: Path, warnings_seen: list[str]) -> None:
-    text = BASE_YML + "hooks:\n  post-deploy:\n    - path: scripts/update_lb.sh\n  pre-deploy: scripts/check.sh\n"
+    text = (
+        BASE_YML
+        + "hooks:\n  post-deploy:\n    - path: scripts/update_lb.sh\n  pre-deploy: scripts/check.sh\n"
+    )
     config = load(tmp_path, text)
-    assert config.legacy_hooks == {"post-deploy": ["scripts/update_lb.sh"], "pre-deploy": ["scripts/check.sh"]}
+    assert config.legacy_hooks == {
+        "post-deploy": ["scripts/update_lb.sh"],
+        "pre-deploy": ["scripts/check.sh"],
+    }
     assert any("hooks: is not a Kamal key" in w for w in warnings_seen)
     with pytest.raises(ConfigError, match=r"hooks/after-deploy: unknown hook"):
         load(tmp_path, BASE_YML + "hooks:\n  after-deploy: x.sh\n")
@@ -230,17 +253,23 @@ def test_legacy_hooks_map(tmp_path: Path, warnings_seen: list[str]) -> None:
 
 def test_role_proxy_settings(make_config: ConfigFactory) -> None:
     raw = {
-        "service": "app", "image": "i", "registry": {"server": "localhost:5000"},
+        "service": "app",
+        "image": "i",
+        "registry": {"server": "localhost:5000"},
         "proxy": {"host": "a.com", "app_port": 3000},
-        "servers": {"web": {"hosts": ["h1"], "proxy": False},
-                    "api": {"hosts": ["h2"], "proxy": {"path_prefix": "/api"}},
-                    "jobs": {"hosts": ["h3"], "proxy": True}},
+        "servers": {
+            "web": {"hosts": ["h1"], "proxy": False},
+            "api": {"hosts": ["h2"], "proxy": {"path_prefix": "/api"}},
+            "jobs": {"hosts": ["h3"], "proxy": True},
+        },
         "primary_role": "api",
     }
     config = make_config(raw)
     assert config.role("web").proxy is None
     api = config.role("api").proxy
-    assert api is not None and api.hosts == ["a.com"] and api.path_prefixes == ["/api"] and api.app_port == 3000
+    assert (
+        api is not None and api.hosts == ["a.com"] and api.path_prefixes == ["/api"] and api.app_port == 3000
+    )
     assert config.role("jobs").proxy is not None
     assert config.proxy_hosts == ["h2", "h3"]
 
@@ -255,10 +284,15 @@ def test_tls_constraints(make_config: ConfigFactory) -> None:
 
 def test_env_tags_and_role_env(make_config: ConfigFactory) -> None:
     raw = {
-        "service": "app", "image": "i", "registry": {"server": "localhost:5000"},
+        "service": "app",
+        "image": "i",
+        "registry": {"server": "localhost:5000"},
         "servers": {"web": {"hosts": [{"h1": ["blue", "big"]}, "h2"], "env": {"ROLE": "web", "A": "role"}}},
-        "env": {"clear": {"A": "root"}, "secret": ["S1", "S2:ALIAS"], "tags": {"blue": {"COLOR": "blue"},
-                                                                                "big": {"clear": {"SIZE": 9}}}},
+        "env": {
+            "clear": {"A": "root"},
+            "secret": ["S1", "S2:ALIAS"],
+            "tags": {"blue": {"COLOR": "blue"}, "big": {"clear": {"SIZE": 9}}},
+        },
     }
     role = make_config(raw).role("web")
     assert role.env.clear == {"A": "role", "ROLE": "web"}
@@ -268,24 +302,40 @@ def test_env_tags_and_role_env(make_config: ConfigFactory) -> None:
 
 
 def test_boot_groups(make_config: ConfigFactory) -> None:
-    raw = {"service": "app", "image": "i", "registry": {"server": "localhost:5000"},
-           "servers": ["h1", "h2", "h3", "h4"]}
+    raw = {
+        "service": "app",
+        "image": "i",
+        "registry": {"server": "localhost:5000"},
+        "servers": ["h1", "h2", "h3", "h4"],
+    }
     assert make_config(raw).boot_groups(["h1", "h2", "h3", "h4"]) == [["h1", "h2", "h3", "h4"]]
     pct = make_config({**raw, "boot": {"limit": "25%", "wait": 2}})
     assert pct.boot_groups(["h1", "h2", "h3", "h4"]) == [["h1"], ["h2"], ["h3"], ["h4"]]
     assert pct.boot.wait == 2
     assert make_config({**raw, "boot": {"limit": 3}}).boot_groups(["h1", "h2", "h3", "h4"]) == [
-        ["h1", "h2", "h3"], ["h4"]]
+        ["h1", "h2", "h3"],
+        ["h4"],
+    ]
     # a tiny percentage still boots at least one host per group
     assert make_config({**raw, "boot": {"limit": "10%"}}).boot_groups(["h1", "h2"]) == [["h1"], ["h2"]]
 
 
 def test_accessory_hosts_from_roles_and_tags(make_config: ConfigFactory) -> None:
-    raw = {"service": "app", "image": "i", "registry": {"server": "localhost:5000"},
-           "servers": {"web": [{"h1": "db"}, "h2"]},
-           "accessories": {"db": {"image": "postgres:15", "tag": "db", "port": "127.0.0.1:5432:5432",
-                                  "directories": ["data:/var/lib/postgresql/data"]},
-                           "redis": {"image": "redis", "roles": ["web"], "port": 6379}}}
+    raw = {
+        "service": "app",
+        "image": "i",
+        "registry": {"server": "localhost:5000"},
+        "servers": {"web": [{"h1": "db"}, "h2"]},
+        "accessories": {
+            "db": {
+                "image": "postgres:15",
+                "tag": "db",
+                "port": "127.0.0.1:5432:5432",
+                "directories": ["data:/var/lib/postgresql/data"],
+            },
+            "redis": {"image": "redis", "roles": ["web"], "port": 6379},
+        },
+    }
     config = make_config(raw)
     assert config.accessories["db"].hosts == ["h1"]
     assert config.accessories["db"].port == "127.0.0.1:5432:5432"
@@ -294,15 +344,25 @@ def test_accessory_hosts_from_roles_and_tags(make_config: ConfigFactory) -> None
 
 
 def test_require_destination(make_config: ConfigFactory) -> None:
-    raw = {"service": "app", "image": "i", "registry": {"server": "localhost:5000"}, "servers": ["h"],
-           "require_destination": True}
+    raw = {
+        "service": "app",
+        "image": "i",
+        "registry": {"server": "localhost:5000"},
+        "servers": ["h"],
+        "require_destination": True,
+    }
     with pytest.raises(ConfigError, match="pass -d DESTINATION"):
         make_config(raw)
 
 
 def test_redacted_config_has_no_secrets(make_config: ConfigFactory) -> None:
-    raw = {"service": "app", "image": "i", "registry": {"username": "u", "password": ["PW"]}, "servers": ["h"],
-           "env": {"secret": ["DB"]}}
+    raw = {
+        "service": "app",
+        "image": "i",
+        "registry": {"username": "u", "password": ["PW"]},
+        "servers": ["h"],
+        "env": {"secret": ["DB"]},
+    }
     config = make_config(raw, secrets="PW=hunter22\nDB=postgres://x:y@z\n")
     text = repr(config.to_redacted_dict())
     assert "hunter22" not in text and "postgres://" not in text
@@ -310,7 +370,12 @@ def test_redacted_config_has_no_secrets(make_config: ConfigFactory) -> None:
 
 
 def test_secret_env_file_content(make_config: ConfigFactory) -> None:
-    raw = {"service": "app", "image": "i", "registry": {"server": "localhost:5000"}, "servers": ["h"],
-           "env": {"secret": ["DB", "KEY:OTHER_KEY"]}}
-    config = make_config(raw, secrets="DB=pg://x\nOTHER_KEY=\"multi\nline\"\n")
+    raw = {
+        "service": "app",
+        "image": "i",
+        "registry": {"server": "localhost:5000"},
+        "servers": ["h"],
+        "env": {"secret": ["DB", "KEY:OTHER_KEY"]},
+    }
+    config = make_config(raw, secrets='DB=pg://x\nOTHER_KEY="multi\nline"\n')
     assert config.secret_env_content(config.role("web").env) == "DB=pg://x\nKEY=multi\\nline\n"

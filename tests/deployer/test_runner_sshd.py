@@ -19,9 +19,15 @@ from deployer.secrets import REDACTOR
 HOSTS = ["127.0.0.2", "127.0.0.3"]
 
 
-def make_runner(server: Any, max_starts: int = 30, out: Output | None = None, port: int | None = None) -> Runner:
-    ssh = SshConfig(user="root", port=port or server.port, config=str(server.client_config),
-                    max_concurrent_starts=max_starts)
+def make_runner(
+    server: Any, max_starts: int = 30, out: Output | None = None, port: int | None = None
+) -> Runner:
+    ssh = SshConfig(
+        user="root",
+        port=port or server.port,
+        config=str(server.client_config),
+        max_concurrent_starts=max_starts,
+    )
     return Runner(ssh, out or Output(stream=io.StringIO()))
 
 
@@ -33,7 +39,9 @@ def test_commands_run_in_each_hosts_directory(ssh_server: Any) -> None:
     async def main() -> dict[str, str]:
         runner = make_runner(ssh_server)
         try:
-            return await runner.on(HOSTS, lambda h: runner.capture(h, ["pwd", "&&", "echo", "$SSH_CONNECTION"]))
+            return await runner.on(
+                HOSTS, lambda h: runner.capture(h, ["pwd", "&&", "echo", "$SSH_CONNECTION"])
+            )
         finally:
             await runner.close()
 
@@ -97,7 +105,9 @@ def test_single_failure_is_reraised_with_host_command_status_and_stderr(ssh_serv
     async def main() -> None:
         runner = make_runner(ssh_server)
         try:
-            await runner.on(HOSTS, lambda h: runner.run(h, "echo boom >&2; exit 125" if h == HOSTS[1] else "true"))
+            await runner.on(
+                HOSTS, lambda h: runner.run(h, "echo boom >&2; exit 125" if h == HOSTS[1] else "true")
+            )
         finally:
             await runner.close()
 
@@ -110,6 +120,7 @@ def test_every_host_finishes_and_failures_are_aggregated(ssh_server: Any) -> Non
     async def main() -> None:
         runner = make_runner(ssh_server)
         try:
+
             async def job(h: str) -> None:
                 await runner.run(h, "sleep 0.3")
                 (ssh_server.host_dir(h) / "finished").write_text("yes")
@@ -124,7 +135,9 @@ def test_every_host_finishes_and_failures_are_aggregated(ssh_server: Any) -> Non
     message = str(exc.value)
     assert message.startswith("Exceptions on 2 hosts:")
     for host in HOSTS:
-        assert f"host {host}: command `echo failed on {host} >&2; exit 3` exited 3: failed on {host}" in message
+        assert (
+            f"host {host}: command `echo failed on {host} >&2; exit 3` exited 3: failed on {host}" in message
+        )
         assert (ssh_server.host_dir(host) / "finished").read_text() == "yes"
 
 
@@ -152,7 +165,9 @@ def test_connection_failure_is_reported_per_host(ssh_server: Any) -> None:
         finally:
             await runner.close()
 
-    with pytest.raises(ConnectionFailed, match=r"host 127.0.0.2: SSH connection failed \(exit 255\): .*refused"):
+    with pytest.raises(
+        ConnectionFailed, match=r"host 127.0.0.2: SSH connection failed \(exit 255\): .*refused"
+    ):
         run(main())
 
 

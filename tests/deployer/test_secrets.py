@@ -59,11 +59,15 @@ def test_files_and_destination_precedence(tmp_path: Path) -> None:
     staging = Secrets(".kamal/secrets", "staging", root=tmp_path, env_fallback=False)
     assert staging["OVER"] == "staging"
     assert "ONLY_PLAIN" not in staging  # plain secrets are not read with a destination
-    with pytest.raises(SecretError, match=r"secret ONLY_PLAIN not found in .*secrets-common or .*secrets.staging"):
+    with pytest.raises(
+        SecretError, match=r"secret ONLY_PLAIN not found in .*secrets-common or .*secrets.staging"
+    ):
         staging["ONLY_PLAIN"]
 
 
-def test_env_fallback_warns(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, warnings_seen: list[str]) -> None:
+def test_env_fallback_warns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, warnings_seen: list[str]
+) -> None:
     monkeypatch.setenv("KAMAL_REGISTRY_PASSWORD", "exported-secret")
     secrets = Secrets(".kamal/secrets", None, root=tmp_path)
     assert secrets["KAMAL_REGISTRY_PASSWORD"] == "exported-secret"

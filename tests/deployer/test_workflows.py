@@ -28,8 +28,12 @@ RAW: dict[str, Any] = {
 }
 
 
-def make(make_config: ConfigFactory, tmp_path: Path, options: Options | None = None,
-         raw: dict[str, Any] | None = None) -> tuple[Deployer, FakeRunner, list[float], io.StringIO]:
+def make(
+    make_config: ConfigFactory,
+    tmp_path: Path,
+    options: Options | None = None,
+    raw: dict[str, Any] | None = None,
+) -> tuple[Deployer, FakeRunner, list[float], io.StringIO]:
     config: Config = make_config(raw or RAW, version=None, secrets="DB=postgres://secret-db\n")
     runner = FakeRunner()
     runner.when(r"current-version-marker", "")
@@ -44,8 +48,16 @@ def make(make_config: ConfigFactory, tmp_path: Path, options: Options | None = N
         sleeps.append(seconds)
 
     buf = io.StringIO()
-    deployer = Deployer(config, runner, Output(stream=buf), options or Options(version="v2"), tmp_path,
-                        "deploy", lock_held=False, sleep=fake_sleep)
+    deployer = Deployer(
+        config,
+        runner,
+        Output(stream=buf),
+        options or Options(version="v2"),
+        tmp_path,
+        "deploy",
+        lock_held=False,
+        sleep=fake_sleep,
+    )
     return deployer, runner, sleeps, buf
 
 
@@ -70,7 +82,9 @@ def test_deploy_sequence(make_config: ConfigFactory, tmp_path: Path) -> None:
     assert positions == sorted(positions), "\n".join(h1)
     # the env file was uploaded before docker run, with the secret, mode 0600
     assert r.uploads[("h1", ".kamal/apps/app/env/roles/web.env")] == b"DB=postgres://secret-db\n"
-    assert r.index(r"upload \.kamal/apps/app/env/roles/web\.env 600", "h1") < r.index(r"docker run --detach", "h1")
+    assert r.index(r"upload \.kamal/apps/app/env/roles/web\.env 600", "h1") < r.index(
+        r"docker run --detach", "h1"
+    )
     # no registry login for a local registry
     assert not r.has(r"docker login")
     # workers are not proxied: readiness is polled, old version stopped with -t drain_timeout
@@ -85,7 +99,9 @@ def test_deploy_sequence(make_config: ConfigFactory, tmp_path: Path) -> None:
     assert "secret-db" not in text
 
 
-def test_lock_is_taken_on_the_configured_primary_even_with_hosts(make_config: ConfigFactory, tmp_path: Path) -> None:
+def test_lock_is_taken_on_the_configured_primary_even_with_hosts(
+    make_config: ConfigFactory, tmp_path: Path
+) -> None:
     d, r, _, _ = make(make_config, tmp_path, Options(hosts=["h3"], version="v2"))
     asyncio.run(d.deploy(skip_push=True))
     assert r.has(r"^mkdir \.kamal/lock-app && echo", "h1")
@@ -97,10 +113,14 @@ def test_lock_is_taken_on_the_configured_primary_even_with_hosts(make_config: Co
 
 
 def test_failing_health_check_stops_new_container_and_skips_later_groups(
-        make_config: ConfigFactory, tmp_path: Path) -> None:
+    make_config: ConfigFactory, tmp_path: Path
+) -> None:
     d, r, _, _ = make(make_config, tmp_path)
-    r.when(r"kamal-proxy deploy app-web", (1, "", "Error: target failed to become healthy within configured "
-                                               "timeout (30s)"), host="h2")
+    r.when(
+        r"kamal-proxy deploy app-web",
+        (1, "", "Error: target failed to become healthy within configured timeout (30s)"),
+        host="h2",
+    )
     r.when(r"docker logs --tail 30 app-web-v2", "booting...\nlistening on 3000")
     with pytest.raises(BootError) as exc:
         asyncio.run(d.deploy(skip_push=True))
@@ -121,7 +141,10 @@ def test_failing_health_check_stops_new_container_and_skips_later_groups(
 
 def test_lock_already_held(make_config: ConfigFactory, tmp_path: Path) -> None:
     d, r, _, _ = make(make_config, tmp_path)
-    r.when(r"^mkdir \.kamal/lock-app &&", (1, "", "mkdir: cannot create directory '.kamal/lock-app': File exists"))
+    r.when(
+        r"^mkdir \.kamal/lock-app &&",
+        (1, "", "mkdir: cannot create directory '.kamal/lock-app': File exists"),
+    )
     r.when(r"base64 -d", "Locked by: ann at 2026-01-01T00:00:00Z\nVersion: v1\nMessage: deploying")
     with pytest.raises(LockError, match=r"Deploy lock already in place on h1:\nLocked by: ann"):
         asyncio.run(d.deploy(skip_push=True))
@@ -140,7 +163,11 @@ def _hook(tmp_path: Path, name: str, body: str) -> None:
 def test_hooks_get_kamal_env_and_failures_abort(make_config: ConfigFactory, tmp_path: Path) -> None:
     record = tmp_path / "hooks.log"
     for name in ("pre-connect", "pre-deploy", "pre-app-boot", "post-app-boot", "post-deploy"):
-        _hook(tmp_path, name, f'echo "{name} $KAMAL_HOSTS $KAMAL_VERSION $KAMAL_LOCK $DB $KAMAL_RUNTIME" >> {record}\n')
+        _hook(
+            tmp_path,
+            name,
+            f'echo "{name} $KAMAL_HOSTS $KAMAL_VERSION $KAMAL_LOCK $DB $KAMAL_RUNTIME" >> {record}\n',
+        )
     d, r, _, _ = make(make_config, tmp_path)
     asyncio.run(d.deploy(skip_push=True))
     lines = [line.split() for line in record.read_text().splitlines()]
@@ -150,7 +177,9 @@ def test_hooks_get_kamal_env_and_failures_abort(make_config: ConfigFactory, tmp_
     assert lines[3] == ["post-app-boot", "h1", "v2", "true"]
     assert [x[0] for x in lines].count("pre-app-boot") == 4  # one per boot group
     # post-deploy runs after the lock is released, with KAMAL_RUNTIME
-    assert lines[-1][:4] == ["post-deploy", "h1,h2,h3,h4", "v2", "postgres://secret-db"] and len(lines[-1]) == 5
+    assert (
+        lines[-1][:4] == ["post-deploy", "h1,h2,h3,h4", "v2", "postgres://secret-db"] and len(lines[-1]) == 5
+    )
 
     _hook(tmp_path, "pre-deploy", "echo nope; exit 3\n")
     d, r, _, _ = make(make_config, tmp_path)
@@ -186,8 +215,10 @@ def test_rollback_to_missing_version_does_nothing(make_config: ConfigFactory, tm
 def test_maintenance_and_live(make_config: ConfigFactory, tmp_path: Path) -> None:
     d, r, _, _ = make(make_config, tmp_path)
     asyncio.run(d.maintenance(None, "Back soon"))
-    assert r.has(r'^docker exec kamal-proxy kamal-proxy stop app-web --drain-timeout="30s" --message="Back soon"$',
-                 "h2")
+    assert r.has(
+        r'^docker exec kamal-proxy kamal-proxy stop app-web --drain-timeout="30s" --message="Back soon"$',
+        "h2",
+    )
     assert not r.has(r"kamal-proxy stop", "h4")
     asyncio.run(d.live())
     assert r.has(r"^docker exec kamal-proxy kamal-proxy resume app-web$", "h3")
@@ -195,21 +226,36 @@ def test_maintenance_and_live(make_config: ConfigFactory, tmp_path: Path) -> Non
 
 def test_app_status_shows_proxy_view(make_config: ConfigFactory, tmp_path: Path) -> None:
     d, r, _, _ = make(make_config, tmp_path, Options(hosts=["h1"]))
-    r.when(r"kamal-proxy list", "Service  Host  Path  Target  State  TLS\napp-web  *  /  cid-new:80  running  no")
-    r.when(r"\{\{\.ID\}\}\\t\{\{\.Names\}\}", "cid-new\tapp-web-v1\trunning\tUp 2 minutes\n"
-                                                 "cid-old\tapp-web-v0\texited\tExited (0) 1 hour ago")
+    r.when(
+        r"kamal-proxy list", "Service  Host  Path  Target  State  TLS\napp-web  *  /  cid-new:80  running  no"
+    )
+    r.when(
+        r"\{\{\.ID\}\}\\t\{\{\.Names\}\}",
+        "cid-new\tapp-web-v1\trunning\tUp 2 minutes\ncid-old\tapp-web-v0\texited\tExited (0) 1 hour ago",
+    )
     status = asyncio.run(d.app_status())
     rows = status["h1"]
-    assert rows[0] == {"role": "web", "container": "app-web-v1", "id": "cid-new", "version": "v1",
-                       "state": "running", "status": "Up 2 minutes", "current": "yes",
-                       "proxy": "running → cid-new:80"}
+    assert rows[0] == {
+        "role": "web",
+        "container": "app-web-v1",
+        "id": "cid-new",
+        "version": "v1",
+        "state": "running",
+        "status": "Up 2 minutes",
+        "current": "yes",
+        "proxy": "running → cid-new:80",
+    }
     assert rows[1]["current"] == "" and rows[1]["state"] == "exited"
 
 
-def test_version_from_git(make_config: ConfigFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_version_from_git(
+    make_config: ConfigFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("VERSION", raising=False)
     d, _, _, _ = make(make_config, tmp_path, Options())
-    os.system(f"cd {tmp_path} && git init -q && git -c user.email=a@b -c user.name=a commit -q --allow-empty -m x")
+    os.system(
+        f"cd {tmp_path} && git init -q && git -c user.email=a@b -c user.name=a commit -q --allow-empty -m x"
+    )
     sha = os.popen(f"git -C {tmp_path} rev-parse HEAD").read().strip()
     assert d.resolve_version() == sha
     monkeypatch.setenv("VERSION", "from-env")

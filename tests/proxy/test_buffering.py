@@ -6,8 +6,8 @@ import time
 
 import httpx
 
-from tests.backend import Backend
-from tests.conftest import ProxyProcess, raw_request, status_of
+from tests.proxy.backend import Backend
+from tests.proxy.conftest import ProxyProcess, raw_request, status_of
 
 BUFFERED = ("--buffer-requests", "--buffer-responses", "--buffer-memory=1000")
 

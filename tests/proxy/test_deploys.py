@@ -8,8 +8,8 @@ from pathlib import Path
 
 import httpx
 
-from tests.backend import Backend
-from tests.conftest import ProxyProcess, raw_request, status_of
+from tests.proxy.backend import Backend
+from tests.proxy.conftest import ProxyProcess, raw_request, status_of
 
 
 def backend_of(proxy: ProxyProcess, path: str = "/echo", host: str | None = None) -> str:
@@ -325,6 +325,10 @@ def test_health_checks_send_kamal_proxy_agent_target_host_and_follow_redirects(
     proxy.deploy("app", backend.address)
     assert backend.health_headers["user-agent"] == "kamal-proxy"
     assert backend.health_headers["host"] == backend.address
-    proxy.deploy("other", backend2.address, args=("--host=o.test", "--health-check-path=redir", "--health-check-host=app.internal"))
+    proxy.deploy(
+        "other",
+        backend2.address,
+        args=("--host=o.test", "--health-check-path=redir", "--health-check-host=app.internal"),
+    )
     assert backend2.health_headers["host"] == "app.internal"
     assert backend_of(proxy, host="o.test") == "two"

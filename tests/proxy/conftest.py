@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from tests.backend import Backend
+from tests.proxy.backend import Backend
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PARSERS = ["httptools", "h11"]
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.backend import Backend
-from tests.conftest import ROOT, ProxyProcess, clean_env
+from tests.proxy.backend import Backend
+from tests.proxy.conftest import ROOT, ProxyProcess, clean_env
 
 
 def bash(proxy: ProxyProcess, line: str) -> subprocess.CompletedProcess[str]:

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import httpx
 
-from tests.backend import Backend
-from tests.conftest import ProxyProcess
-from tests.test_cli import bash
+from tests.proxy.backend import Backend
+from tests.proxy.conftest import ProxyProcess
+from tests.proxy.test_cli import bash
 
 
 def test_stop_serves_503_with_message_and_resume_restores(proxy: ProxyProcess, backend: Backend) -> None:
@@ -34,7 +34,9 @@ def test_paused_requests_are_held_and_go_to_the_targets_active_at_resume(
     proxy.deploy("app", backend.address)
     proxy.ctl("pause", "app")
     results: list[httpx.Response] = []
-    held = threading.Thread(target=lambda: results.append(httpx.post(proxy.url("/echo"), content=b"held body", timeout=20)))
+    held = threading.Thread(
+        target=lambda: results.append(httpx.post(proxy.url("/echo"), content=b"held body", timeout=20))
+    )
     held.start()
     time.sleep(0.5)
     assert results == []  # still waiting
@@ -53,14 +55,18 @@ def test_pause_longer_than_max_pause_is_504(proxy: ProxyProcess, backend: Backen
     response = httpx.get(proxy.url("/echo"), timeout=10)
     assert response.status_code == 504
     assert 0.4 < time.monotonic() - started < 3
-    proxy.wait_log(lambda e: e.get("msg") == "Rejecting request due to expired pause" and e.get("level") == "WARN")
+    proxy.wait_log(
+        lambda e: e.get("msg") == "Rejecting request due to expired pause" and e.get("level") == "WARN"
+    )
 
 
 def test_stop_while_held_answers_503(proxy: ProxyProcess, backend: Backend) -> None:
     proxy.deploy("app", backend.address)
     proxy.ctl("pause", "app")
     results: list[int] = []
-    held = threading.Thread(target=lambda: results.append(httpx.get(proxy.url("/echo"), timeout=20).status_code))
+    held = threading.Thread(
+        target=lambda: results.append(httpx.get(proxy.url("/echo"), timeout=20).status_code)
+    )
     held.start()
     time.sleep(0.4)
     proxy.ctl("stop", "app")
@@ -71,7 +77,9 @@ def test_stop_while_held_answers_503(proxy: ProxyProcess, backend: Backend) -> N
 def test_stop_lets_in_flight_requests_finish_before_returning(proxy: ProxyProcess, backend: Backend) -> None:
     proxy.deploy("app", backend.address)
     results: list[int] = []
-    inflight = threading.Thread(target=lambda: results.append(httpx.get(proxy.url("/slow?ms=700")).status_code))
+    inflight = threading.Thread(
+        target=lambda: results.append(httpx.get(proxy.url("/slow?ms=700")).status_code)
+    )
     inflight.start()
     time.sleep(0.2)
     started = time.monotonic()

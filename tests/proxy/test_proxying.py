@@ -9,8 +9,8 @@ import time
 
 import httpx
 
-from tests.backend import Backend
-from tests.conftest import ProxyProcess, raw_request, read_response, status_of
+from tests.proxy.backend import Backend
+from tests.proxy.conftest import ProxyProcess, raw_request, read_response, status_of
 
 
 def echo(proxy: ProxyProcess, path: str = "/echo", **kwargs: object) -> dict[str, object]:
