@@ -17,7 +17,7 @@ from typing import Any
 
 from deployer import defaults, schema, validation
 from deployer.errors import ConfigError, SecretError, warn
-from deployer.loading import deep_merge, load_raw
+from deployer.loading import deep_merge, display_path, load_raw
 from deployer.secrets import Secrets
 from deployer.utils import argumentize, optionize, seconds_duration, to_s
 
@@ -427,7 +427,7 @@ class Config:
             raise SecretError(
                 f"{self.source}: secret{'s' if len(missing) > 1 else ''} {', '.join(missing)} "
                 f"referenced by the configuration but not found in {self.secrets.describe()} "
-                f"(add a line `{missing[0]}=...` to {self.secrets.files[-1]})"
+                f"(add a line `{missing[0]}=...` to {display_path(self.secrets.files[-1])})"
             )
 
     def referenced_secrets(self) -> list[str]:
@@ -549,6 +549,7 @@ class Config:
             "repository": self.repository,
             "destination": self.destination,
             "version": self.version,
+            "absolute_image": self.absolute_image if self.version else None,
             "primary_role": self.primary_role.name,
             "roles": [r.name for r in self.roles],
             "hosts": self.all_hosts,
@@ -572,6 +573,11 @@ class Config:
             },
             "proxy": {r.name: r.proxy.deploy_options() for r in self.roles if r.proxy},
             "proxy_image": self.proxy_run.image,
+            "builder": {
+                "arch": self.builder.arch,
+                "remote": self.builder.remote,
+                "local": self.builder.local,
+            },
             "boot": {"limit": self.boot.limit, "wait": self.boot.wait},
             "deploy_timeout": self.deploy_timeout,
             "drain_timeout": self.drain_timeout,

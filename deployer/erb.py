@@ -77,7 +77,7 @@ begin
 rescue Exception => e
   where = (e.backtrace_locations || []).find { |l| l.path == name }
   line = where ? where.lineno : (e.message[/#{Regexp.escape(name)}:(\d+)/, 1] || 0)
-  $stderr.write("#{line}\t#{e.class}: #{e.message.lines.first.to_s.strip}")
+  $stderr.write("#{line}\t#{e.message.lines.first.to_s.strip} (#{e.class})")
   exit 3
 end
 """

@@ -286,9 +286,8 @@ def no_conflicting_proxy_runs(runs: dict[str, list[tuple[str, Any]]], source: st
     for host, entries in runs.items():
         distinct = {repr(sorted((run or {}).items())) for _, run in entries}
         if len(distinct) > 1:
-            paths = ", ".join(path for path, _ in entries)
+            paths = ", ".join(f"{path}/run" for path, _ in entries)
+            where = next((path for path, _ in entries if path != "proxy"), entries[-1][0])
             raise _fail(
-                source,
-                f"{entries[-1][0]}/run",
-                f"Conflicting proxy run configurations for host {host} ({paths})",
+                source, f"{where}/run", f"Conflicting proxy run configurations for host {host} (from {paths})"
             )
