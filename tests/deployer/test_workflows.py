@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from deployer.config import Config
-from deployer.errors import BootError, HookError, LockError
+from deployer.errors import BootError, HookError, LockError, SecretError
 from deployer.output import Output
 from deployer.workflows import Deployer, Options
 from tests.deployer.conftest import ConfigFactory
@@ -262,3 +262,44 @@ def test_version_from_git(
     assert d.main.resolve_version() == sha
     monkeypatch.setenv("VERSION", "from-env")
     assert d.main.resolve_version() == "from-env"
+
+
+def test_missing_secret_stops_deploy_before_any_ssh_or_hook(
+    make_config: ConfigFactory, tmp_path: Path
+) -> None:
+    record = tmp_path / "hooks.log"
+    _hook(tmp_path, "pre-connect", f"echo ran >> {record}\n")
+    config = make_config(RAW, version=None, secrets="OTHER=1\n")
+    runner = FakeRunner()
+    d = Deployer(
+        config=config,
+        runner=runner,
+        out=Output(stream=io.StringIO()),
+        options=Options(version="v2"),
+        root=tmp_path,
+        command="deploy",
+        lock_held=False,
+    )
+    with pytest.raises(SecretError, match=r"secret DB referenced by the configuration but not found in"):
+        asyncio.run(d.main.deploy(skip_push=True))
+    assert runner.log == []  # nothing ran on any host
+    assert not record.exists()  # not even the pre-connect hook
+    with pytest.raises(SecretError, match=r"secret DB"):
+        asyncio.run(d.main.setup(skip_push=True))
+    assert runner.log == []
+
+
+def test_primary_role_boots_first_on_a_shared_host(make_config: ConfigFactory, tmp_path: Path) -> None:
+    raw = {
+        **RAW,
+        "primary_role": "workers",
+        "servers": {"web": ["h1"], "workers": {"hosts": ["h1"], "cmd": "x"}},
+    }
+    d, r, _, _ = make(make_config, tmp_path, raw=raw)
+    r.when(r"docker container ls --all --filter 'name=\^app-workers-v2\$' --quiet", "cid-w")
+    asyncio.run(d.main.deploy(skip_push=True))
+    assert [role.name for role in d.config.roles] == [
+        "web",
+        "workers",
+    ]  # the configuration keeps Kamal's order
+    assert r.index(r"--name app-workers-v2", "h1") < r.index(r"--name app-web-v2", "h1")
