@@ -21,7 +21,8 @@ from deployer.loading import deep_merge, display_path, load_raw
 from deployer.secrets import Secrets
 from deployer.utils import argumentize, optionize, seconds_duration, to_s
 
-LOCAL_REGISTRY = re.compile(r"^(localhost|127\.0\.0\.1|\[::1\]):\d+$")
+# Kamal's test (Registry#local?): only "localhost:PORT" is a local registry, not 127.0.0.1.
+LOCAL_REGISTRY = re.compile(r"^localhost:\d+$")
 RESERVED_ALIASES = {
     "init",
     "setup",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Callable, Mapping
+from pathlib import Path
 
 import pytest
 
@@ -107,3 +108,15 @@ def test_text_without_tags_is_not_rendered_and_the_choice_is_validated(
     monkeypatch.setenv("DEPLOYER_ERB", "perl")
     with pytest.raises(ErbError, match=r"DEPLOYER_ERB=perl: expected auto, ruby or subset"):
         render("a: <%= 1 %>\n", "f.yml")
+
+
+@pytest.mark.parametrize("renderer", RENDERERS)
+@pytest.mark.parametrize(("engine", "arch"), [("x86_64", "amd64"), ("aarch64", "arm64"), ("s390x", "s390x")])
+def test_kamal_utils_docker_arch_asks_the_local_docker(
+    renderer: Renderer, engine: str, arch: str, tmp_path: Path
+) -> None:
+    docker = tmp_path / "docker"
+    docker.write_text(f'#!/bin/sh\n[ "$1 $2" = "info --format" ] && echo {engine}\n')
+    docker.chmod(0o755)
+    env = {**ENV, "PATH": f"{tmp_path}:/usr/bin:/bin"}
+    assert renderer("arch: <%= Kamal::Utils.docker_arch %>\n", "deploy.yml", env) == f"arch: {arch}\n"
