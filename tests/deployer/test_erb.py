@@ -47,6 +47,10 @@ TEMPLATES = [
     ('n: <%= nil %>|<%= true %>|<%= 42 %>|<%= ENV["NOPE"].nil? %>\n', "n: |true|42|true\n"),
     ('lit: "<%%= kept %>"\n<%# a comment %>\nafter\n', 'lit: "<%= kept %>"\n\nafter\n'),
     ('s: <%= "a \\"quoted\\" \\\\ word" %>\n', 's: a "quoted" \\ word\n'),
+    (
+        'p: <%= ENV["EMPTY"].presence || "d" %> <%= ENV["USER_NAME"].present? %> <%= ENV["NOPE"].blank? %>\n',
+        "p: d true true\n",
+    ),
 ]
 
 
@@ -63,7 +67,7 @@ def test_both_renderers_give_kamals_text(renderer: Renderer, template: str, expe
             "a: 1\nb: <%= Time.now %>\n",
             "config/deploy.yml:2: ERB: `Time.now` (at `Time`) is outside the subset",
         ),
-        ("a: <%= ENV['X'].present? %>\n", "config/deploy.yml:1: ERB: `ENV['X'].present?` (at `.present?`)"),
+        ("a: <%= ENV['X'].split(',') %>\n", "config/deploy.yml:1: ERB: `ENV['X'].split(',')` (at `.split`)"),
         (
             "<% [1, 2].each do |i| %>\n<% end %>\n",
             "config/deploy.yml:1: ERB: `<% [1, 2].each do |i| %>` is outside",
