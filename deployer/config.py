@@ -822,7 +822,7 @@ def _build_registry(raw: dict[str, Any], source: str) -> Registry:
         for key in ("username", "password"):
             if key not in reg_raw:
                 raise ConfigError(
-                    f"{source}: registry/{key}: required key is missing (unless the registry is local)"
+                    f"{source}: registry/{key}: is required (unless the registry is local: server localhost:PORT)"
                 )
     return registry
 
@@ -991,7 +991,7 @@ def _aliases(raw: dict[str, Any], source: str) -> dict[str, str]:
 
 def _validate_proxy(proxy: ProxyConfig, role: str, hosts: list[str], where: str) -> None:
     if proxy.ssl and not proxy.hosts:
-        raise ConfigError(f"{where}/ssl: Must set a host to enable automatic SSL")
+        raise ConfigError(f"{where}: Must set a host to enable automatic SSL")
     if proxy.ssl and not proxy.custom_ssl_certificate and len(hosts) > 1:
         raise ConfigError(
             f"{where}/ssl: SSL is only supported on a single server unless you provide custom "
