@@ -76,15 +76,19 @@ class Backend:
         self.health_headers: dict[str, str] = {}
         self.seen: list[dict[str, Any]] = []
         self._loop = asyncio.new_event_loop()
-        self._server: asyncio.AbstractServer | None = None
+        self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         ready = threading.Event()
         self._thread = threading.Thread(target=self._run, args=(ready,), daemon=True)
         self._thread.start()
         ready.wait(5)
-        assert self._server is not None
-        self.port: int = self._server.sockets[0].getsockname()[1]
+        self.port = self._listening_port()
         self.address = f"127.0.0.1:{self.port}"
+
+    def _listening_port(self) -> int:
+        # A method of its own: mypy narrows ``self._server`` to None right after __init__ set it.
+        assert self._server is not None, "backend did not start"
+        return int(self._server.sockets[0].getsockname()[1])
 
     def _run(self, ready: threading.Event) -> None:
         asyncio.set_event_loop(self._loop)

@@ -15,7 +15,7 @@ from tests.proxy.conftest import ProxyProcess, raw_request, status_of
 def backend_of(proxy: ProxyProcess, path: str = "/echo", host: str | None = None) -> str:
     headers = {"Host": host} if host else {}
     response = httpx.get(proxy.url(path), headers=headers)
-    return response.headers.get("x-backend", str(response.status_code))
+    return str(response.headers.get("x-backend", str(response.status_code)))
 
 
 def test_deploy_routes_to_the_target_once_healthy(proxy: ProxyProcess, backend: Backend) -> None:
