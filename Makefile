@@ -9,7 +9,7 @@ RUN_DIR ?= /tmp/kamal-proxy-demo
 .PHONY: install install-system run test test-e2e lint bench bench-setup clean
 
 install:
-	$(PYTHON) -m pip install --quiet -e '.[dev]'
+	$(PYTHON) -m pip install --quiet -e '.[dev,deployer]'
 
 # Debian packages the tests use: openssh-server, podman (+ netavark, aardvark-dns, runc), docker-registry,
 # busybox-static, for the deployer's SSH and end-to-end tests. Idempotent; needs root.
