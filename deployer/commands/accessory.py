@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from deployer.commands.base import Cmd, docker, make_directory, pipe
-from deployer.config import PROXY_CONTAINER, Accessory, Config
+from deployer.config import Accessory, Config
+from deployer.defaults import PROXY_CONTAINER
 from deployer.utils import argumentize, optionize
 
 

@@ -230,7 +230,7 @@ def test_proxy_healthcheck_max_attempts_maps_to_deploy_timeout(
     )
     config = load(tmp_path, text)
     assert config.deploy_timeout == 300
-    assert config.role("web").proxy.deploy_options()["health-check-timeout"] == "10s"  # type: ignore[union-attr]
+    assert config.role("web").proxy.deploy_options()["health-check-timeout"] == "10s"
     assert any("max_attempts" in w for w in warnings_seen)
     text2 = text.replace("service: app", "service: app\ndeploy_timeout: 60")
     assert load(tmp_path, text2).deploy_timeout == 60
