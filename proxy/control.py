@@ -111,7 +111,7 @@ class ControlServer:
         if task is not None:
             self._tasks.add(task)
         try:
-            reply = await self._reply(reader)
+            reply = await self.answer(reader)
             writer.write(_encode_reply(reply))
             await asyncio.wait_for(writer.drain(), self._read_timeout)
         except (ConnectionError, TimeoutError, asyncio.CancelledError):
@@ -121,7 +121,8 @@ class ControlServer:
                 self._tasks.discard(task)
             writer.close()
 
-    async def _reply(self, reader: asyncio.StreamReader) -> dict[str, Any]:
+    async def answer(self, reader: asyncio.StreamReader) -> dict[str, Any]:
+        """Read one request from ``reader`` and carry it out: the reply, never an exception."""
         try:
             async with asyncio.timeout(self._read_timeout):
                 line = await reader.readuntil(b"\n")
