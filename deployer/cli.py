@@ -20,11 +20,13 @@ import click
 import yaml
 
 from deployer import errors
-from deployer.config import Config, load_config, load_raw
+from deployer.config import Config, load_config
 from deployer.defaults import CONFIG_FILE, HOOK_NAMES
 from deployer.errors import DeployerError
+from deployer.loading import load_raw
 from deployer.output import NORMAL, QUIET, VERBOSE, Output
 from deployer.runner import Runner
+from deployer.versions import declared_version, git_version
 from deployer.workflows import Deployer, Options
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -338,8 +340,16 @@ def remove(confirmed: bool) -> None:
 
 @command(cli, name="config")
 def show_config() -> None:
-    """Show the merged configuration (secrets redacted)."""
-    click.echo(yaml.safe_dump(_state().config().to_redacted_dict(), sort_keys=False).rstrip())
+    """Show the merged configuration (secrets redacted); exit 1 if a referenced secret is missing."""
+    state = _state()
+    config = state.config()
+    version = declared_version(state.values.get("version")) or git_version(
+        Path.cwd(), uncommitted_suffix=config.builder.context == "."
+    )
+    if version:
+        config = config.for_version(version)
+    click.echo(yaml.safe_dump(config.to_redacted_dict(), sort_keys=False).rstrip())
+    config.check_secrets()
 
 
 @command(cli)

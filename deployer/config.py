@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from deployer import defaults, schema
+from deployer import defaults, schema, validation
 from deployer.errors import ConfigError, SecretError, warn
+from deployer.loading import deep_merge, load_raw
 from deployer.secrets import Secrets
 from deployer.utils import argumentize, optionize, seconds_duration, to_s
 
@@ -45,114 +43,6 @@ RESERVED_ALIASES = {
     "details",
     "help",
 }
-
-
-# --------------------------------------------------------------------------------------------------
-# Loading
-
-
-def deep_merge(base: Any, override: Any) -> Any:
-    """Hashes merge recursively; scalars and arrays in ``override`` replace the base value."""
-    if isinstance(base, dict) and isinstance(override, dict):
-        merged = dict(base)
-        for key, value in override.items():
-            merged[key] = deep_merge(base[key], value) if key in base else copy.deepcopy(value)
-        return merged
-    return copy.deepcopy(override)
-
-
-class _Loader(yaml.SafeLoader):
-    """SafeLoader that rejects duplicate keys (a common silent mistake)."""
-
-
-def _construct_mapping(loader: _Loader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-    seen: set[Any] = set()
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)
-        if key in seen:
-            raise ConfigError(f"line {key_node.start_mark.line + 1}: duplicate key {key!r}")
-        seen.add(key)
-    loader.flatten_mapping(node)
-    return dict(loader.construct_pairs(node, deep=deep))
-
-
-_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-
-
-def display_path(path: Path) -> str:
-    """The path as a person would type it: relative to the working directory when inside it."""
-    try:
-        rel = os.path.relpath(path)
-    except ValueError:
-        return str(path)
-    return str(path) if rel.startswith("..") else rel
-
-
-def _read_yaml_documents(path: Path) -> list[Any]:
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise ConfigError(f"{display_path(path)}: configuration file not found") from None
-    try:
-        return [d for d in yaml.load_all(text, Loader=_Loader) if d is not None]
-    except ConfigError as e:
-        raise ConfigError(f"{display_path(path)}: {e}") from None
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{display_path(path)}: invalid YAML: {e}") from None
-
-
-def _destination_file(path: Path, destination: str) -> Path:
-    return path.with_name(f"{path.stem}.{destination}{path.suffix}")
-
-
-def load_raw(path: Path, destination: str | None) -> tuple[dict[str, Any], str]:
-    """Read and merge the raw config; returns (merged dict, description of its sources)."""
-    docs = _read_yaml_documents(path)
-    if not docs:
-        raise ConfigError(f"{display_path(path)}: the file is empty")
-    base = docs[0]
-    if not isinstance(base, dict):
-        raise ConfigError(f"{display_path(path)}: (root): expected a map, got {schema._show(base)}")
-    if "destination" in base:
-        raise ConfigError(
-            f"{display_path(path)}: destination: only allowed in the second and later YAML documents"
-        )
-    sections: dict[str, dict[str, Any]] = {}
-    for i, doc in enumerate(docs[1:], start=2):
-        if not isinstance(doc, dict) or not isinstance(doc.get("destination"), str):
-            raise ConfigError(
-                f"{display_path(path)}: document {i}: expected a map with a `destination: NAME` key"
-            )
-        name = doc["destination"]
-        section = {k: v for k, v in doc.items() if k != "destination"}
-        schema.ROOT.check(section, "", f"{display_path(path)} (destination {name})")
-        sections[name] = section
-    schema.ROOT.check(base, "", display_path(path))
-    merged: dict[str, Any] = base
-    sources = [display_path(path)]
-    if destination:
-        found = False
-        if destination in sections:
-            merged = deep_merge(merged, sections[destination])
-            found = True
-        dest_path = _destination_file(path, destination)
-        if dest_path.exists():
-            dest_docs = _read_yaml_documents(dest_path)
-            dest = dest_docs[0] if dest_docs else {}
-            if not isinstance(dest, dict):
-                raise ConfigError(
-                    f"{display_path(dest_path)}: (root): expected a map, got {schema._show(dest)}"
-                )
-            schema.ROOT.check(dest, "", display_path(dest_path))
-            merged = deep_merge(merged, dest)
-            sources.append(display_path(dest_path))
-            found = True
-        if not found:
-            raise ConfigError(
-                f"{display_path(dest_path)}: destination {destination!r} not found (no such file and no "
-                f"`destination: {destination}` document in {display_path(path)})"
-            )
-    return merged, " + ".join(sources)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -424,6 +314,31 @@ class Builder:
         return f"kamal-local-{self.driver}"
 
 
+@dataclass(frozen=True, kw_only=True)
+class AccessoryDirectory:
+    """One of an accessory's ``directories``: ``local:remote[:options]`` or the map form."""
+
+    local: str
+    remote: str
+    options: str | None = None
+    mode: str | None = None
+    owner: str | None = None
+
+    @classmethod
+    def parse(cls, entry: str | dict[str, Any]) -> AccessoryDirectory:
+        if isinstance(entry, dict):
+            return cls(
+                local=to_s(entry.get("local")),
+                remote=to_s(entry.get("remote")),
+                options=entry.get("options"),
+                mode=entry.get("mode"),
+                owner=entry.get("owner"),
+            )
+        local, _, rest = entry.partition(":")
+        remote, _, options = rest.partition(":")
+        return cls(local=local, remote=remote, options=options or None)
+
+
 @dataclass
 class Accessory:
     name: str
@@ -435,7 +350,7 @@ class Accessory:
     labels: dict[str, str]
     options: dict[str, Any]
     env: EnvSpec
-    directories: list[str]
+    directories: list[AccessoryDirectory]
     volumes: list[str]
     files: list[Any]
     network: str
@@ -786,6 +701,7 @@ def build_config(
     legacy_hooks = _legacy_hooks(raw, source)
     raw = _apply_legacy(raw, source)
     schema.ROOT.check(raw, "", source)
+    validation.validate_raw(raw, source, root)
 
     if "service" not in raw:
         raise ConfigError(f"{source}: service: required key is missing")
@@ -803,6 +719,8 @@ def build_config(
         error_pages=bool(raw.get("error_pages_path")),
     )
     roles, primary = _build_roles(raw, source, naming)
+    accessories = _build_accessories(raw, source, roles, naming)
+    _check_proxies(raw, source, roles, accessories)
     root_logging = raw.get("logging") or {}
     return Config(
         raw=raw,
@@ -821,7 +739,7 @@ def build_config(
         ssh=_build_ssh(raw, source),
         boot=_build_boot(raw.get("boot") or {}),
         builder=_build_builder(raw.get("builder") or {}),
-        accessories=_build_accessories(raw, source, roles, naming),
+        accessories=accessories,
         secrets=Secrets(raw.get("secrets_path", defaults.SECRETS_PATH), destination, root=root),
         deploy_timeout=naming.deploy_timeout,
         drain_timeout=naming.drain_timeout,
@@ -853,6 +771,37 @@ class _Naming:
     @property
     def apps_config(self) -> str:
         return f"{defaults.PROXY_CONTAINER_APPS_CONFIG}/{self.service}{self.dest_suffix}"
+
+
+def _check_proxies(
+    raw: dict[str, Any], source: str, roles: list[Role], accessories: dict[str, Accessory]
+) -> None:
+    """SSL host names unique across roles; one way to boot the proxy per server (Kamal's checks)."""
+    validation.unique_ssl_hosts({r.name: r.proxy.hosts for r in roles if r.proxy and r.proxy.ssl}, source)
+    root_run = (raw.get("proxy") or {}).get("run")
+    servers = raw.get("servers")
+    runs: dict[str, list[tuple[str, Any]]] = {}
+    for role in roles:
+        spec = servers.get(role.name) if isinstance(servers, dict) else None
+        role_proxy = spec.get("proxy") if isinstance(spec, dict) else None
+        role_run = role_proxy.get("run") if isinstance(role_proxy, dict) else None
+        if role.proxy and (root_run or role_run):
+            path = f"servers/{role.name}/proxy" if role_run else "proxy"
+            for host in role.hosts:
+                runs.setdefault(host, []).append((path, deep_merge(root_run or {}, role_run or {})))
+    for acc in accessories.values():
+        acc_run = (raw["accessories"][acc.name].get("proxy") or {}).get("run")
+        if acc_run:
+            for host in acc.hosts:
+                runs.setdefault(host, []).append((f"accessories/{acc.name}/proxy", acc_run))
+    validation.no_conflicting_proxy_runs(runs, source)
+    for entries in runs.values():
+        for path, run in entries:
+            if path != "proxy" and run != (root_run or {}):
+                raise ConfigError(
+                    f"{source}: {path}/run: a proxy run configuration other than the root proxy/run is not "
+                    "supported by this deployer yet (move it to proxy/run)"
+                )
 
 
 def _build_registry(raw: dict[str, Any], source: str) -> Registry:
@@ -893,21 +842,26 @@ def _build_roles(raw: dict[str, Any], source: str, naming: _Naming) -> tuple[lis
     primary_name = raw.get("primary_role", defaults.PRIMARY_ROLE)
     if role_specs and primary_name not in role_specs:
         raise ConfigError(
-            f"{source}: primary_role: role {primary_name!r} is not defined under servers "
-            f"(roles: {', '.join(role_specs)})"
+            f"{source}: primary_role: The primary_role {primary_name} isn't defined "
+            f"(roles under servers: {', '.join(role_specs)})"
         )
+    # Kamal's order: roles sorted by name (Kamal::Configuration::Servers); the workflows boot the
+    # primary role first (Kamal::Commander::Specifics), the configuration does not move it.
     roles = [
         _build_role(raw, name, role_specs[name], primary=name == primary_name, source=source, naming=naming)
         for name in sorted(role_specs)
     ]
+    primary = next((r for r in roles if r.primary), None)
+    if primary is not None and not primary.hosts:
+        raise ConfigError(
+            f"{source}: servers/{primary.name}: No servers specified for the {primary.name} primary_role"
+        )
     for role in roles:
         if not role.hosts and not raw.get("allow_empty_roles"):
             raise ConfigError(
-                f"{source}: servers/{role.name}/hosts: no hosts (set allow_empty_roles: true to allow)"
+                f"{source}: servers/{role.name}: No servers specified for the {role.name} role. "
+                "You can ignore this with allow_empty_roles: true"
             )
-    # Primary role first (Kamal: sorted roles, then the primary moved to the front).
-    roles.sort(key=lambda r: not r.primary)
-    primary = next((r for r in roles if r.primary), None)
     if primary is None:
         primary = Role(
             name=primary_name,
@@ -948,7 +902,7 @@ def _build_role(
             tls_directory=f"{naming.apps_config}/tls/{name}",
             error_pages_directory=f"{naming.apps_config}/error_pages" if naming.error_pages else None,
         )
-        _validate_proxy(proxy, hosts, where)
+        _validate_proxy(proxy, name, hosts, where)
     return Role(
         name=name,
         hosts=hosts,
@@ -1028,13 +982,14 @@ def _aliases(raw: dict[str, Any], source: str) -> dict[str, str]:
     return aliases
 
 
-def _validate_proxy(proxy: ProxyConfig, hosts: list[str], where: str) -> None:
+def _validate_proxy(proxy: ProxyConfig, role: str, hosts: list[str], where: str) -> None:
     if proxy.ssl and not proxy.hosts:
-        raise ConfigError(f"{where}/ssl: TLS needs proxy.host or proxy.hosts to be set")
+        raise ConfigError(f"{where}/ssl: Must set a host to enable automatic SSL")
     if proxy.ssl and not proxy.custom_ssl_certificate and len(hosts) > 1:
         raise ConfigError(
-            f"{where}/ssl: automatic TLS (Let's Encrypt) only works with one server per role "
-            f"({len(hosts)} configured); use custom certificates or terminate TLS in a load balancer"
+            f"{where}/ssl: SSL is only supported on a single server unless you provide custom "
+            f"certificates, found {len(hosts)} servers for role {role} (automatic TLS is Let's Encrypt "
+            "on each server; use custom certificates or terminate TLS in a load balancer)"
         )
 
 
@@ -1089,7 +1044,7 @@ def _build_accessory(
         labels={str(k): to_s(v) for k, v in (acc.get("labels") or {}).items()},
         options=dict(acc.get("options") or {}),
         env=EnvSpec.parse(acc.get("env")),
-        directories=list(acc.get("directories") or []),
+        directories=[AccessoryDirectory.parse(d) for d in acc.get("directories") or []],
         volumes=list(acc.get("volumes") or []),
         files=list(acc.get("files") or []),
         network=acc.get("network", defaults.NETWORK),

@@ -79,7 +79,8 @@ class Context:
         return any(fnmatch.fnmatchcase(host, pattern) for pattern in self.options.hosts)
 
     def target_roles(self) -> list[Role]:
-        roles = self.config.roles
+        """The targeted roles, the primary role first (as Kamal's commander orders them)."""
+        roles = sorted(self.config.roles, key=lambda r: not r.primary)
         if self.options.roles:
             patterns = self.options.roles
             roles = [r for r in roles if any(fnmatch.fnmatchcase(r.name, p) for p in patterns)]
