@@ -448,6 +448,13 @@ class Config:
                 names += [ssl["certificate_pem"], ssl["private_key_pem"]]
         return list(dict.fromkeys(names))
 
+    def hooks_output_for(self, hook: str) -> str | None:
+        """``hooks_output`` for ``hook``: "quiet", "verbose" or None (Kamal's hooks_output_for)."""
+        value = self.raw.get("hooks_output")
+        if isinstance(value, dict):
+            value = value.get(hook)
+        return str(value).lstrip(":") if value is not None else None
+
     def require_version(self) -> str:
         if not self.version:
             raise ConfigError("no version set (pass --version or run inside a git checkout)")

@@ -12,7 +12,7 @@ import pytest
 
 from deployer.config import Config
 from deployer.errors import BootError, HookError, LockError, SecretError
-from deployer.output import Output
+from deployer.output import NORMAL, QUIET, VERBOSE, Output
 from deployer.workflows import Deployer, Options
 from tests.deployer.conftest import ConfigFactory
 from tests.deployer.fake_runner import FakeRunner
@@ -303,3 +303,29 @@ def test_primary_role_boots_first_on_a_shared_host(make_config: ConfigFactory, t
         "workers",
     ]  # the configuration keeps Kamal's order
     assert r.index(r"--name app-workers-v2", "h1") < r.index(r"--name app-web-v2", "h1")
+
+
+@pytest.mark.parametrize(
+    ("hooks_output", "level", "shown"),
+    [
+        (None, NORMAL, True),
+        ("quiet", NORMAL, False),
+        ({"pre-connect": "quiet"}, NORMAL, False),
+        ({"post-deploy": "quiet"}, NORMAL, True),
+        (":verbose", NORMAL, True),
+        ("quiet", VERBOSE, True),  # -v shows every hook's output
+        ("verbose", QUIET, False),  # -q hides it
+    ],
+)
+def test_hooks_output_decides_whether_hook_output_is_shown(
+    make_config: ConfigFactory, tmp_path: Path, hooks_output: Any, level: int, shown: bool
+) -> None:
+    _hook(tmp_path, "pre-connect", "echo hello-from-the-hook\n")
+    raw = {**RAW, "hooks_output": hooks_output} if hooks_output is not None else RAW
+    config = make_config(raw, version=None, secrets="DB=x\n")
+    buf = io.StringIO()
+    d = Deployer(
+        config=config, runner=FakeRunner(), out=Output(level, stream=buf), root=tmp_path, lock_held=False
+    )
+    d.ctx.hook("pre-connect", "v1")
+    assert ("hello-from-the-hook" in buf.getvalue()) is shown
