@@ -903,9 +903,12 @@ def _build_role(
     if len(set(hosts)) != len(hosts):
         raise ConfigError(f"{source}: servers/{name}/hosts: duplicate host")
     where = f"{source}: servers/{name}/proxy" if isinstance(raw.get("servers"), dict) else f"{source}: proxy"
-    proxy_setting = spec.get("proxy", primary)
+    # Kamal: the primary role runs the proxy unless `proxy: false`; another role when `proxy:` is
+    # given and not false (an empty map counts, as any map is true in Ruby).
+    proxy_setting = spec.get("proxy")
+    running = proxy_setting is not False if primary else proxy_setting not in (None, False)
     proxy: ProxyConfig | None = None
-    if proxy_setting is not False and (proxy_setting or primary):
+    if running:
         proxy_raw = deep_merge(
             raw.get("proxy") or {}, proxy_setting if isinstance(proxy_setting, dict) else {}
         )
