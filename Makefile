@@ -11,9 +11,10 @@ RUN_DIR ?= /tmp/kamal-proxy-demo
 install:
 	$(PYTHON) -m pip install --quiet -e '.[dev,deployer]'
 
-# Debian packages the tests use: openssh-server, podman (+ netavark, aardvark-dns, runc), docker-registry,
+# Debian packages the tests use: ruby (ERB), openssh-server, podman (+ netavark, aardvark-dns, runc), docker-registry,
 # busybox-static, for the deployer's SSH and end-to-end tests. Idempotent; needs root.
 install-system:
+	sh tests/deployer/setup.sh
 	sh tests/deployer/e2e/setup.sh
 
 run: install
