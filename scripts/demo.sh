@@ -14,10 +14,12 @@ HTTPS_PORT=${HTTPS_PORT:-8443}
 DEMO_PORT=${DEMO_PORT:-3000}
 BIN=$(dirname "$PY")
 
+# SO_REUSEADDR as both servers set it: only a listener blocks the port, not TIME_WAIT leftovers
 port_in_use() {
     "$PY" -c '
 import socket, sys
 with socket.socket() as s:
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         s.bind(("127.0.0.1", int(sys.argv[1])))
     except OSError:
