@@ -13,6 +13,7 @@ PORT=${PORT:-8080}
 HTTPS_PORT=${HTTPS_PORT:-8443}
 DEMO_PORT=${DEMO_PORT:-3000}
 BIN=$(dirname "$PY")
+cd "$(dirname "$0")/.."  # the repository: `-m proxy.cli.main` runs this checkout
 
 # SO_REUSEADDR as both servers set it: only a listener blocks the port, not TIME_WAIT leftovers
 port_in_use() {
@@ -58,7 +59,7 @@ trap 'exit 130' INT TERM
 
 "$PY" -m http.server "$DEMO_PORT" --bind 127.0.0.1 --directory "$dir/app" >"$dir/app.log" 2>&1 &
 app=$!
-"$BIN/proxyctl" run --bind 127.0.0.1 --http-port "$PORT" --https-port "$HTTPS_PORT" &
+"$PY" -m proxy.cli.main run --bind 127.0.0.1 --http-port "$PORT" --https-port "$HTTPS_PORT" &
 proxy=$!
 
 tries=0
@@ -75,7 +76,7 @@ until [ -S "$KAMAL_PROXY_SOCKET" ]; do
     sleep 0.1
 done
 
-"$BIN/proxyctl" deploy demo --target "127.0.0.1:$DEMO_PORT" --host demo.localhost --health-check-path /up
+"$PY" -m proxy.cli.main deploy demo --target "127.0.0.1:$DEMO_PORT" --host demo.localhost --health-check-path /up
 cat <<MSG
 
 Demo deployed. Try:
