@@ -1,20 +1,24 @@
-"""`run`: the daemon. Start-up order (kamal-proxy's): restore state → HTTP listener → control socket.
+"""`run`: the control process. Start-up order (kamal-proxy's): restore state → HTTP listener → control socket.
 
-SIGTERM / SIGINT: stop accepting, let requests in flight finish for up to SHUTDOWN_TIMEOUT, then
-close every connection and exit 0.
+The control process owns what exists once: the control socket, the Router (services, target sets,
+one health checker per target), the state file, and the listening sockets, which it opens before
+the workers start and keeps open until it exits. The data plane runs in ``--workers`` worker
+processes (``proxy/worker/``), started, fed and replaced by ``proxy/controller/fleet.py``; with
+``--workers 1`` it is the same, with one worker. "Server started" is logged once every worker
+serves the restored routes.
+
+SIGTERM / SIGINT: every worker stops accepting, lets requests in flight finish for up to
+SHUTDOWN_TIMEOUT, then closes every connection and exits; then the control process exits 0.
 
 Before anything else, `run` refuses to start while another daemon answers on the control socket
 (taking the socket over would leave that daemon unreachable). The soft open-files limit is raised
-to the hard one, as Go programs do. Running out of file descriptors is logged, rate-limited: the
-event loop's own error reports go to the JSON log (asyncio reports failed accepts there), and
-once a second the daemon checks it can still open a descriptor (uvloop's libuv drops connections
-it cannot accept without telling anyone).
+to the hard one, as Go programs do (workers inherit it). Running out of file descriptors is logged
+by the worker that ran out, rate-limited.
 """
 
 from __future__ import annotations
 
 import asyncio
-import errno
 import os
 import resource
 import signal
@@ -25,42 +29,19 @@ from typing import Any
 import uvloop
 
 from proxy import defaults
-from proxy.access_log import AccessLog
 from proxy.control import ControlServer, DaemonRunning, check_not_running
-from proxy.http.downstream import ClientConnection, ProxyContext
-from proxy.http.parser import ParserKind, make_request_parser, make_response_parser
+from proxy.controller.fleet import WorkerFleet
+from proxy.controller.sockets import Listeners, open_listeners
+from proxy.http.parser import ParserKind
 from proxy.log import JsonLog
+from proxy.ratelimit import RateLimited
 from proxy.router import ControlError, Router
 from proxy.state import StateFile
-
-RESPONSE_SWEEP = 0.1  # seconds between checks of --target-timeout
-IDLE_SWEEP = 1.0  # seconds between checks of header-read and idle timeouts (and of free descriptors)
+from proxy.worker.process import WorkerConfig
 
 
 class StartupError(Exception):
     """The daemon cannot start; the message is what `run` prints after `Error: `."""
-
-
-class RateLimited:
-    """Log a recurring problem at most once per ``interval`` seconds, with how often it recurred."""
-
-    def __init__(self, *, log: JsonLog, interval: float = defaults.ERROR_LOG_INTERVAL) -> None:
-        self._log = log
-        self._interval = interval
-        self._last: dict[str, float] = {}
-        self._suppressed: dict[str, int] = {}
-
-    def error(self, now: float, msg: str, **attrs: Any) -> bool:
-        last = self._last.get(msg)
-        if last is not None and now - last < self._interval:
-            self._suppressed[msg] = self._suppressed.get(msg, 0) + 1
-            return False
-        self._last[msg] = now
-        repeats = self._suppressed.pop(msg, 0)
-        if repeats:
-            attrs["repeated"] = repeats
-        self._log.error(msg, **attrs)
-        return True
 
 
 def raise_open_files_limit() -> None:
@@ -72,14 +53,12 @@ def raise_open_files_limit() -> None:
             pass
 
 
-def descriptors_exhausted() -> bool:
-    """Can this process open one more file descriptor? (One open and close, once a second.)"""
+def default_workers() -> int:
+    """As nginx's ``worker_processes auto``: the CPUs this process may run on."""
     try:
-        fd = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError as exc:
-        return exc.errno in (errno.EMFILE, errno.ENFILE)
-    os.close(fd)
-    return False
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -92,6 +71,9 @@ class DaemonConfig:
     bind: str | None = None  # None: all interfaces, as kamal-proxy
     read_header_timeout: float = defaults.READ_HEADER_TIMEOUT
     idle_timeout: float = defaults.IDLE_TIMEOUT
+    workers: int = 1
+    reuse_port: bool = defaults.REUSE_PORT
+    backlog: int = defaults.LISTEN_BACKLOG
     socket_path: Path
     state_path: Path
 
@@ -100,9 +82,26 @@ class Daemon:
     def __init__(self, *, config: DaemonConfig, log: JsonLog) -> None:
         self.config = config
         self.log = log
-        self.router = Router(log=log, state=StateFile(path=config.state_path))
+        self.fleet = WorkerFleet(count=config.workers, log=log, worker_config=self._worker_config)
+        self.router = Router(log=log, state=StateFile(path=config.state_path), dataplane=self.fleet)
         self.errors = RateLimited(log=log)
         self._stopping = asyncio.Event()
+        self._port = config.http_port
+
+    def _worker_config(self, index: int, channel_fd: int, listen_fds: tuple[int, ...]) -> WorkerConfig:
+        config = self.config
+        return WorkerConfig(
+            index=index,
+            parent=os.getpid(),
+            channel_fd=channel_fd,
+            listen_fds=listen_fds,
+            port=self._port,
+            http_parser=config.http_parser,
+            read_header_timeout=config.read_header_timeout,
+            idle_timeout=config.idle_timeout,
+            backlog=config.backlog,
+            debug=config.debug,
+        )
 
     def _loop_error(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         exc = context.get("exception")
@@ -119,74 +118,48 @@ class Daemon:
         loop.set_exception_handler(self._loop_error)
         config = self.config
         self.router.restore()
-        parser = config.http_parser
-        max_head = defaults.MAX_HEAD_SIZE
-        ctx = ProxyContext(
-            loop=loop,
-            log=self.log,
-            access_log=AccessLog(log=self.log),
-            routes=self.router.current_routes,
-            request_parser=lambda: make_request_parser(parser, max_head_size=max_head),
-            response_parser=lambda: make_response_parser(parser, max_head_size=max_head),
-            port=config.http_port,
-            scheme="http",
-            read_header_timeout=config.read_header_timeout,
-            idle_timeout=config.idle_timeout,
-        )
-        server = await loop.create_server(
-            lambda: ClientConnection(ctx),
+        listeners: Listeners = open_listeners(
             host=config.bind,
             port=config.http_port,
-            reuse_address=True,
-            backlog=2048,
+            slots=config.workers,
+            reuse_port=config.reuse_port,
+            backlog=config.backlog,
         )
-        http_port = server.sockets[0].getsockname()[1]
-        ctx.port = http_port if config.http_port == 0 else config.http_port
+        try:
+            await self._serve(loop, listeners)
+        finally:
+            listeners.close()
+
+    async def _serve(self, loop: asyncio.AbstractEventLoop, listeners: Listeners) -> None:
+        config = self.config
+        self._port = listeners.port if config.http_port == 0 else config.http_port
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stopping.set)
+        try:
+            await self.fleet.start(listeners)
+        except BaseException:
+            await self.fleet.shutdown(0)
+            raise
         control = ControlServer(
             path=config.socket_path, handler=self.router.handle, errors=(ControlError,), log=self.log
         )
         await control.start()
         self.router.start_monitoring()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self._stopping.set)
-        sweeper = loop.create_task(self._sweep(ctx))
-        self.log.info("Server started", http=http_port, https=config.https_port, parser=parser)
+        self.log.info(
+            "Server started",
+            http=listeners.port,
+            https=config.https_port,
+            parser=config.http_parser,
+            workers=config.workers,
+            pids=self.fleet.pids(),
+        )
 
         await self._stopping.wait()
 
-        server.close()
-        ctx.closing = True
         await control.close()
-        for conn in list(ctx.connections):
-            conn.idle_timed_out()  # idle keep-alive connections go now; busy ones finish first
-        deadline = loop.time() + defaults.SHUTDOWN_TIMEOUT
-        while any(c.busy for c in ctx.connections) and loop.time() < deadline:
-            await asyncio.sleep(0.05)
-        if ctx.connections:
-            self.log.info("Closing active connections")
-            for conn in list(ctx.connections):
-                if conn.transport is not None:
-                    conn.transport.abort()
-        sweeper.cancel()
+        await self.fleet.shutdown(defaults.SHUTDOWN_TIMEOUT)
         await self.router.close()
         self.log.info("Server stopped")
-
-    async def _sweep(self, ctx: ProxyContext) -> None:
-        ticks_per_idle = max(1, round(IDLE_SWEEP / RESPONSE_SWEEP))
-        tick = 0
-        while True:
-            await asyncio.sleep(RESPONSE_SWEEP)
-            ctx.sweep_responses()
-            tick += 1
-            if tick >= ticks_per_idle:
-                tick = 0
-                ctx.sweep_idle()
-                if descriptors_exhausted():
-                    self.errors.error(
-                        asyncio.get_running_loop().time(),
-                        "Unable to accept connections: too many open files",
-                        connections=len(ctx.connections),
-                    )
 
 
 def run_daemon(config: DaemonConfig) -> int:

@@ -11,6 +11,9 @@ READ_HEADER_TIMEOUT = 30.0  # seconds a client may take to send a request head
 IDLE_TIMEOUT = 60.0  # seconds an idle keep-alive client connection is kept
 MAX_HEAD_SIZE = 64 * 1024  # request/response head bytes (→ 431)
 SHUTDOWN_TIMEOUT = 6.0  # on SIGTERM, for requests in flight; well inside Docker's 10 s stop timeout
+LISTEN_BACKLOG = 2048  # queued connections per listening socket (capped by net.core.somaxconn)
+MAX_WORKERS = 1024  # --workers
+REUSE_PORT = False  # one listening socket shared by all workers (measured: README, "Workers")
 SOCKET_NAME = "kamal-proxy.sock"
 STATE_DIR = ".config/kamal-proxy"  # under $HOME
 STATE_FILE = "kamal-proxy.state"
@@ -47,3 +50,9 @@ CONTROL_MAX_REQUEST = 1 << 20  # bytes of one request line
 CONTROL_READ_TIMEOUT = 10.0  # seconds a client may take to send its request (and read the reply)
 CONTROL_PROBE_TIMEOUT = 1.0  # seconds `run` waits for a daemon already on the socket to accept
 ERROR_LOG_INTERVAL = 10.0  # seconds between two log lines of one recurring error (fd exhaustion, ...)
+
+# workers (the control process's side)
+WORKER_ACK_TIMEOUT = 10.0  # seconds a worker may take to apply a snapshot or answer a request
+WORKER_START_TIMEOUT = 30.0  # seconds the workers may take to start with `run`
+WORKER_RESTART_DELAY = 1.0  # a worker that lived less than this is restarted after this delay
+WORKER_STOP_GRACE = 2.0  # seconds past the shutdown timeout before a worker is killed

@@ -5,8 +5,11 @@ under the lock and without awaiting: checks the routes, writes the new state fil
 is persisted swaps the targets and publishes the new routes; the old targets drain after. A command
 whose state cannot be saved changes nothing and answers an error.
 
-The data plane never waits on anything here. It reads ``routes``, an immutable ServiceMap that
-this class replaces (one reference assignment) after each change.
+The data plane never waits on anything here. After each change the Router publishes a whole,
+versioned routing snapshot to its ``DataPlane`` — the worker processes (``proxy/controller/fleet.py``)
+— and a command returns once the data plane applied it. The control process's own Service and
+TargetSet objects carry health checks and state; each worker builds its own from the snapshots.
+A change of a target's health is published as a new snapshot too (coalesced per loop iteration).
 
 Each command in ``proxy/commands.py`` is carried out by the method of the same name here.
 """
@@ -14,7 +17,8 @@ Each command in ``proxy/commands.py`` is carried out by the method of the same n
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+import itertools
+from typing import Any, Protocol
 
 from proxy import defaults
 from proxy.clock import LOOP_CLOCK, Clock
@@ -30,6 +34,7 @@ from proxy.commands import (
 )
 from proxy.gotext import format_duration
 from proxy.health import Probe, probe
+from proxy.ipc import ServiceState, Snapshot
 from proxy.lifecycle import ModeEvent, ServiceMode, next_mode
 from proxy.log import JsonLog
 from proxy.options import OptionsError, validate_service_options
@@ -43,11 +48,53 @@ class ControlError(Exception):
     """A command failed; the message is what the CLI prints after `Error: `."""
 
 
+class DataPlane(Protocol):
+    """Where the routes go: the worker processes, or (tests of the Router alone) this process."""
+
+    def publish(self, snapshot: Snapshot) -> None:
+        """Serve ``snapshot`` from now on (it is whole; a later version replaces it)."""
+
+    async def applied(self, version: int) -> None:
+        """Return once ``version`` (or a later one) is what the data plane serves."""
+
+    async def drain(self, service: str, old: TargetSet, timeout: float) -> None:
+        """A deploy replaced ``old``: its requests in flight may finish until ``timeout``."""
+
+    async def settle(self, service: Service, timeout: float) -> None:
+        """A pause or stop: the requests in flight to ``service`` may finish until ``timeout``."""
+
+
+class InProcessDataPlane:
+    """The data plane is this process's own Service objects (the Router's unit tests)."""
+
+    def publish(self, snapshot: Snapshot) -> None:
+        pass
+
+    async def applied(self, version: int) -> None:
+        pass
+
+    async def drain(self, service: str, old: TargetSet, timeout: float) -> None:
+        await old.drain(timeout)
+
+    async def settle(self, service: Service, timeout: float) -> None:
+        await service.active.settle(timeout)
+
+
 class Router:
     def __init__(
-        self, *, log: JsonLog, state: StateFile, clock: Clock = LOOP_CLOCK, prober: Probe = probe
+        self,
+        *,
+        log: JsonLog,
+        state: StateFile,
+        dataplane: DataPlane,
+        clock: Clock = LOOP_CLOCK,
+        prober: Probe = probe,
     ) -> None:
         self._log = log
+        self._dataplane = dataplane
+        self._version = 0
+        self._set_ids = itertools.count(1)
+        self._health_publish: asyncio.Handle | None = None
         self._state = state
         self._clock = clock
         self._prober = prober
@@ -87,6 +134,8 @@ class Router:
             service=name,
             clock=self._clock,
             probe=self._prober,
+            ident=next(self._set_ids),
+            on_change=self._health_changed,
         )
 
     async def deploy(self, cmd: DeployCommand) -> None:
@@ -153,7 +202,8 @@ class Router:
                 old = service.active
                 service.configure(options=options, target_options=cmd.target_options)
                 service.active = target_set
-            self._publish()
+            version = self._publish()
+        await self._dataplane.applied(version)
 
         self._log.info(
             "Deployed",
@@ -164,7 +214,7 @@ class Router:
             tls=options.tls_enabled,
         )
         if old is not None:
-            await old.drain(cmd.deployment_options.drain_timeout)
+            await self._dataplane.drain(cmd.service, old, cmd.deployment_options.drain_timeout)
 
     async def remove(self, cmd: RemoveCommand) -> None:
         async with self._lock:
@@ -176,7 +226,8 @@ class Router:
             self._save(saved)
             del self._services[cmd.service]
             service.active.stop_health_checks()
-            self._publish()
+            version = self._publish()
+        await self._dataplane.applied(version)
         self._log.info("Removed", service=cmd.service)
 
     async def pause(self, cmd: PauseCommand) -> None:
@@ -219,10 +270,12 @@ class Router:
             )
             self._save(saved)
             service.change_mode(event, message=message, pause_timeout=pause_timeout)
+            version = self._publish()
+        await self._dataplane.applied(version)
         verb = {ModeEvent.PAUSE: "paused", ModeEvent.STOP: "stopped", ModeEvent.RESUME: "resumed"}[event]
         self._log.info(f"Service {verb}", service=name)
         if event is not ModeEvent.RESUME:
-            await service.active.settle(drain_timeout)
+            await self._dataplane.settle(service, drain_timeout)
             self._log.info("Service drained", service=name)
 
     async def list(self, cmd: ListCommand | None = None) -> dict[str, Any]:
@@ -298,7 +351,7 @@ class Router:
             stop_message=entry.stop_message,
             pause_timeout=entry.pause_timeout or defaults.MAX_PAUSE,
         )
-        self._publish()  # the next entry's conflict check sees this one
+        self._rebuild_routes()  # the next entry's conflict check sees this one
         return True
 
     def _keep_copy(self, path: str) -> None:
@@ -338,7 +391,43 @@ class Router:
         )
 
     # ------------------------------------------------------------------ routing snapshot
-    def _publish(self) -> None:
+    def _publish(self) -> int:
+        """Rebuild the routes and send the data plane a new snapshot; its version."""
+        self._rebuild_routes()
+        self._version += 1
+        self._dataplane.publish(self.snapshot())
+        return self._version
+
+    def snapshot(self) -> Snapshot:
+        return Snapshot(
+            version=self._version,
+            services=tuple(
+                ServiceState(
+                    saved=self._saved(service),
+                    target_set=service.active.ident,
+                    health=tuple(t.state for t in service.active.targets),
+                )
+                for service in self._services.values()
+            ),
+        )
+
+    def _health_changed(self) -> None:
+        """A target's health changed: publish once, after the other changes of this loop iteration."""
+        if self._health_publish is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # no loop yet (restoring before start): publish now
+                self._publish_health()
+                return
+            self._health_publish = loop.call_soon(self._publish_health)
+
+    def _publish_health(self) -> None:
+        """The services are the same, only their targets' health moved: a new snapshot, same routes."""
+        self._health_publish = None
+        self._version += 1
+        self._dataplane.publish(self.snapshot())
+
+    def _rebuild_routes(self) -> None:
         self.routes = ServiceMap(
             (host, prefix, service)
             for service in self._services.values()

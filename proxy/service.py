@@ -92,11 +92,18 @@ class Service:
 
     def change_mode(self, event: ModeEvent, *, message: str = "", pause_timeout: float = 0.0) -> None:
         """Apply a pause / stop / resume; held requests go on once the service is not paused."""
-        self.mode = next_mode(self.mode, event)
-        if event is ModeEvent.STOP:
-            self.stop_message = message
-        elif event is ModeEvent.PAUSE:
-            self.pause_timeout = pause_timeout
+        self.set_mode(
+            next_mode(self.mode, event),
+            stop_message=message if event is ModeEvent.STOP else self.stop_message,
+            pause_timeout=pause_timeout if event is ModeEvent.PAUSE else self.pause_timeout,
+        )
+
+    def set_mode(self, mode: ServiceMode, *, stop_message: str, pause_timeout: float) -> None:
+        """Take a mode the control process decided (a worker's copy); held requests go on once
+        the service is not paused."""
+        self.mode = mode
+        self.stop_message = stop_message
+        self.pause_timeout = pause_timeout
         if self.mode is not ServiceMode.PAUSED and self.held:
             held, self.held = self.held, set()
             for request in held:

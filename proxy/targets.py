@@ -132,33 +132,44 @@ class Target:
         if not inflight and self._drained is not None:
             self._drained.set()
 
-    async def drain(self, timeout: float, clock: Clock = LOOP_CLOCK) -> None:
-        """No new requests; tunnels are cut now; others may finish until ``timeout``, then are cancelled."""
+    async def drain(self, timeout: float, clock: Clock = LOOP_CLOCK) -> int:
+        """No new requests; tunnels are cut now; others may finish until ``timeout``, then are
+        cancelled. Returns how many were cancelled at the deadline."""
         self.apply(TargetEvent.DRAIN)
-        await self.settle(timeout, clock)
+        cancelled = await self.settle(timeout, clock)
         for conn in self.idle:
             conn.close()
         self.idle.clear()
         self.apply(TargetEvent.DRAINED)
+        return cancelled
 
-    async def settle(self, timeout: float, clock: Clock = LOOP_CLOCK) -> None:
+    async def settle(self, timeout: float, clock: Clock = LOOP_CLOCK) -> int:
         """Cut tunnels now; let other requests in flight finish until ``timeout``, then cancel them.
 
         The target stays as it is: a deploy drains replaced targets with this, a pause or stop
-        settles the active ones.
+        settles the active ones. Returns how many requests were cancelled at the deadline.
         """
         for request in list(self.inflight):
             if request.is_tunnel:
                 request.cancel_for_drain()
-        if self.inflight:
-            self._drained = asyncio.Event()
-            try:
-                await within(clock, timeout, self._drained.wait())
-            except TimeoutError:
-                for request in list(self.inflight):
-                    request.cancel_for_drain()
-            finally:
-                self._drained = None
+        if not self.inflight:
+            return 0
+        self._drained = asyncio.Event()
+        try:
+            await within(clock, timeout, self._drained.wait())
+        except TimeoutError:
+            late = list(self.inflight)
+            for request in late:
+                request.cancel_for_drain()
+            return len(late)
+        finally:
+            self._drained = None
+        return 0
+
+    def close_idle(self) -> None:
+        for conn in self.idle:
+            conn.close()
+        self.idle.clear()
 
 
 class TargetSet:
@@ -173,14 +184,22 @@ class TargetSet:
         service: str,
         clock: Clock = LOOP_CLOCK,
         probe: Probe = probe,
+        on_change: Callable[[], None] | None = None,
+        log_health: bool = True,
+        ident: int = 0,
     ) -> None:
+        """``on_change`` is called after any target's state changed; ``log_health`` off for a
+        worker's mirror of a set whose health the control process checks and logs."""
         if not addresses:
             raise InvalidTarget("at least one target is required")
         self.targets = [Target(address=a) for a in addresses]
+        self.ident = ident  # names this set in the control process's messages to workers
+        self._on_change = on_change
+        self._log_health = log_health
         self.healthy: list[Target] = []
         self._health = health
         self._log = log
-        self._service = service
+        self.service = service
         self._clock = clock
         self._probe = probe
         self._next = 0
@@ -247,12 +266,31 @@ class TargetSet:
             return False
         return True
 
-    async def drain(self, timeout: float) -> None:
-        self.stop_health_checks()
-        await asyncio.gather(*(t.drain(timeout, self._clock) for t in self.targets))
+    @property
+    def inflight(self) -> int:
+        return sum(len(t.inflight) for t in self.targets)
 
-    async def settle(self, timeout: float) -> None:
-        await asyncio.gather(*(t.settle(timeout, self._clock) for t in self.targets))
+    async def drain(self, timeout: float) -> int:
+        """Drain every target (see Target.drain); how many requests were cancelled at the deadline."""
+        self.stop_health_checks()
+        return sum(await asyncio.gather(*(t.drain(timeout, self._clock) for t in self.targets)))
+
+    async def settle(self, timeout: float) -> int:
+        return sum(await asyncio.gather(*(t.settle(timeout, self._clock) for t in self.targets)))
+
+    def mirror(self, states: tuple[TargetState, ...]) -> None:
+        """Take the targets' health as the control process checked it (one state per target)."""
+        changed = False
+        for target, state in zip(self.targets, states, strict=True):
+            if target.state is not state and state in (TargetState.HEALTHY, TargetState.UNHEALTHY):
+                target.state = state
+                changed = True
+        if changed:
+            self.healthy = [t for t in self.targets if t.state is TargetState.HEALTHY]
+
+    def close_idle(self) -> None:
+        for target in self.targets:
+            target.close_idle()
 
     def _reporter(self, target: Target) -> Callable[[bool], None]:
         def report(passed: bool) -> None:
@@ -262,13 +300,17 @@ class TargetSet:
 
     def _target_changed(self, target: Target, was: TargetState) -> None:
         self.healthy = [t for t in self.targets if t.state is TargetState.HEALTHY]
-        if target.state is TargetState.HEALTHY or target.state is TargetState.UNHEALTHY:
+        if self._log_health and (
+            target.state is TargetState.HEALTHY or target.state is TargetState.UNHEALTHY
+        ):
             self._log.info(
                 "Target health updated",
                 target=target.address,
-                service=self._service,
+                service=self.service,
                 state=target.state.value,
                 was=was.value,
             )
         if all(t.state is TargetState.HEALTHY for t in self.targets):
             self._all_healthy.set()
+        if self._on_change is not None:
+            self._on_change()

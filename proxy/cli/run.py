@@ -15,7 +15,7 @@ from proxy import defaults
 from proxy.cli.common import Usage
 from proxy.cli.flags import ENV_PREFIX, Flag, FlagError, Parsed, apply_env_defaults, env_key
 from proxy.control import socket_path
-from proxy.daemon import DaemonConfig, StartupError, run_daemon
+from proxy.daemon import DaemonConfig, StartupError, default_workers, run_daemon
 from proxy.http.parser import PARSER_KINDS, ParserKind
 from proxy.state import default_state_path
 
@@ -40,6 +40,12 @@ FLAGS = [
         "string",
         "auto",
         "HTTP/1 parser: auto (httptools), httptools or h11 (strict, pure Python)",
+    ),
+    Flag(
+        "workers",
+        "int",
+        0,
+        "Worker processes serving traffic (default: one per CPU this process may run on)",
     ),
     Flag("bind", "string", "", "Address to listen on (default: all interfaces)"),
     Flag(
@@ -75,6 +81,22 @@ def check_ports(parsed: Parsed, environ: Mapping[str, str]) -> None:
         key = env_key(name)
         var = ENV_PREFIX + key if ENV_PREFIX + key in environ else key
         raise FlagError(f'invalid value "{environ.get(var, value)}" for environment variable {var}: {reason}')
+
+
+def worker_count(parsed: Parsed, environ: Mapping[str, str]) -> int:
+    """--workers / $WORKERS: 1..MAX_WORKERS; 0 (the default) means one per usable CPU."""
+    value = parsed.values["workers"]
+    assert isinstance(value, int)
+    if value == 0:
+        return default_workers()
+    if 1 <= value <= defaults.MAX_WORKERS:
+        return value
+    reason = f"must be between 1 and {defaults.MAX_WORKERS}"
+    if "workers" in parsed.changed:
+        raise FlagError(f'invalid argument "{value}" for "--workers" flag: {reason}')
+    key = env_key("workers")
+    var = ENV_PREFIX + key if ENV_PREFIX + key in environ else key
+    raise FlagError(f'invalid value "{environ.get(var, value)}" for environment variable {var}: {reason}')
 
 
 def parser_kind(value: str) -> ParserKind:
@@ -113,6 +135,7 @@ def main(argv: list[str]) -> int:
         bind=str(v["bind"]) or None,
         read_header_timeout=float(cast(float, v["read-header-timeout"])),
         idle_timeout=float(cast(float, v["idle-timeout"])),
+        workers=worker_count(parsed, os.environ),
         socket_path=socket_path(),
         state_path=default_state_path(),
     )

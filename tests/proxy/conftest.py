@@ -26,7 +26,7 @@ def clean_env(**extra: str) -> dict[str, str]:
         k: v
         for k, v in os.environ.items()
         if not k.startswith("KAMAL_PROXY_")
-        and k not in ("HTTP_PORT", "HTTPS_PORT", "METRICS_PORT", "DEBUG", "XDG_RUNTIME_DIR")
+        and k not in ("HTTP_PORT", "HTTPS_PORT", "METRICS_PORT", "DEBUG", "XDG_RUNTIME_DIR", "WORKERS")
     }
     env["PYTHONPATH"] = str(ROOT)
     env.update(extra)
@@ -43,8 +43,10 @@ class ProxyProcess:
         parser: str = "httptools",
         args: tuple[str, ...] = (),
         preexec: Callable[[], None] | None = None,
+        workers: int = 1,
     ) -> None:
         self.tmp = tmp
+        self.workers = workers
         self.preexec = preexec
         self.parser = parser
         self.args = args
@@ -73,6 +75,8 @@ class ProxyProcess:
                     "127.0.0.1",
                     "--http-parser",
                     self.parser,
+                    "--workers",
+                    str(self.workers),
                     *self.args,
                 ],
                 stdout=log,

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 from proxy.control import MAX_REQUEST, ControlServer
 from proxy.log import JsonLog
-from proxy.router import ControlError, Router
+from proxy.router import ControlError, InProcessDataPlane, Router
 from proxy.state import StateFile
 from tests.proxy.manual_clock import ManualClock, settle
 
@@ -61,7 +61,13 @@ class ControlPlane:
         self.probe = FakeProbe(self.clock)
         self.state = StateFile(path=tmp / "state" / "kamal-proxy.state")
         self.log = CapturedLog()
-        self.router = Router(log=self.log, state=self.state, clock=self.clock, prober=self.probe)
+        self.router = Router(
+            log=self.log,
+            state=self.state,
+            dataplane=InProcessDataPlane(),
+            clock=self.clock,
+            prober=self.probe,
+        )
         self.server = ControlServer(
             path=tmp / "control.sock", handler=self.router.handle, errors=(ControlError,), log=self.log
         )

@@ -12,7 +12,7 @@ import pytest
 
 from proxy.commands import COMMANDS, CommandError, decode_request
 from proxy.control import ControlServer
-from proxy.router import ControlError, Router
+from proxy.router import ControlError, InProcessDataPlane, Router
 from proxy.state import SavedService, StateFile
 from tests.proxy.control_plane import CapturedLog, ControlPlane, deploy, run
 
@@ -130,7 +130,7 @@ def test_the_issues_cases_never_reach_the_data_plane(tmp_path: Path) -> None:
 
 
 def test_every_registered_command_has_a_router_handler(tmp_path: Path) -> None:
-    router = Router(log=CapturedLog(), state=StateFile(path=tmp_path / "s"))
+    router = Router(log=CapturedLog(), state=StateFile(path=tmp_path / "s"), dataplane=InProcessDataPlane())
     assert {"deploy", "remove", "pause", "stop", "resume", "list"} <= set(COMMANDS)
     assert all(callable(getattr(router, name)) for name in COMMANDS)
 

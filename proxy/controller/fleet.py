@@ -1,0 +1,370 @@
+"""The worker processes: started, fed routing snapshots, asked to drain, replaced when they die, stopped.
+
+One stream per worker (a Unix socket pair; the worker's end is inherited with the listening
+sockets). What the Router publishes goes to every worker as a whole, versioned snapshot; a command
+waits (``applied``) until every live worker acknowledged its version. A worker that does not
+acknowledge within WORKER_ACK_TIMEOUT is killed and replaced, so a command never waits forever and
+no worker serves old routes for long. A new worker (at start or as a replacement) gets the current
+snapshot first, and accepts only once it applied it.
+
+A worker that exits is logged ("Worker exited", with its exit code or signal) and started again at
+once — or after WORKER_RESTART_DELAY if it lived less than that, so a worker that cannot start does
+not spin. The listening sockets stay open here the whole time, so its replacement accepts the
+connections that queued meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import signal
+import socket
+import sys
+from collections.abc import Callable
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import proxy
+from proxy import defaults, ipc
+from proxy.lifecycle import IllegalTransition
+from proxy.log import JsonLog
+from proxy.worker.process import WorkerConfig
+
+if TYPE_CHECKING:
+    from proxy.controller.sockets import Listeners
+    from proxy.service import Service
+    from proxy.targets import TargetSet
+
+PACKAGE_ROOT = str(Path(proxy.__file__).resolve().parents[1])
+
+
+class StartFailed(OSError):
+    """A worker exited before it served; the message says which and how."""
+
+
+class SlotState(Enum):
+    STARTING = "starting"  # spawned, has not applied its first snapshot yet
+    READY = "ready"  # accepting, following snapshots
+    STOPPING = "stopping"  # asked to shut down
+    EXITED = "exited"
+
+
+class SlotEvent(Enum):
+    APPLIED = "applied"
+    STOP = "stop"
+    EXIT = "exit"
+
+
+_S, _E = SlotState, SlotEvent
+SLOT_TRANSITIONS: dict[tuple[SlotState, SlotEvent], SlotState] = {
+    (_S.STARTING, _E.APPLIED): _S.READY,
+    (_S.READY, _E.APPLIED): _S.READY,
+    (_S.STOPPING, _E.APPLIED): _S.STOPPING,
+    (_S.STARTING, _E.STOP): _S.STOPPING,
+    (_S.READY, _E.STOP): _S.STOPPING,
+    (_S.STOPPING, _E.STOP): _S.STOPPING,
+    (_S.STARTING, _E.EXIT): _S.EXITED,
+    (_S.READY, _E.EXIT): _S.EXITED,
+    (_S.STOPPING, _E.EXIT): _S.EXITED,
+}
+
+
+def next_slot_state(state: SlotState, event: SlotEvent) -> SlotState:
+    try:
+        return SLOT_TRANSITIONS[(state, event)]
+    except KeyError:
+        raise IllegalTransition(f"worker cannot go from {state.value} on {event.value}") from None
+
+
+def describe_exit(code: int) -> dict[str, object]:
+    if code < 0:
+        try:
+            return {"signal": signal.Signals(-code).name}
+        except ValueError:
+            return {"signal": -code}
+    return {"code": code}
+
+
+class WorkerSlot:
+    """One worker position: its current process, stream and acknowledged version."""
+
+    def __init__(self, *, index: int) -> None:
+        self.index = index
+        self.state = SlotState.EXITED
+        self.process: asyncio.subprocess.Process | None = None
+        self.writer: asyncio.StreamWriter | None = None
+        self.applied = 0
+        self.started_at = 0.0
+        self.exited = asyncio.Event()
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process is not None else None
+
+    def apply(self, event: SlotEvent) -> None:
+        self.state = next_slot_state(self.state, event)
+
+    def send(self, frame: bytes) -> None:
+        if self.writer is not None and not self.writer.is_closing():
+            self.writer.write(frame)
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.returncode is None:
+            try:
+                self.process.kill()
+            except ProcessLookupError:
+                pass
+
+
+class WorkerFleet:
+    """Implements the Router's DataPlane over N worker processes."""
+
+    def __init__(
+        self,
+        *,
+        count: int,
+        log: JsonLog,
+        worker_config: Callable[[int, int, tuple[int, ...]], WorkerConfig],
+    ) -> None:
+        """``worker_config(index, channel_fd, listen_fds)`` is the command line of slot ``index``."""
+        self._log = log
+        self._worker_config = worker_config
+        self.slots = [WorkerSlot(index=i) for i in range(count)]
+        self._listeners: Listeners | None = None
+        self._snapshot = ipc.Snapshot(version=0, services=())
+        self._frame = ipc.encode(self._snapshot)
+        self._changed = asyncio.Event()  # an acknowledgement arrived or a worker exited
+        self._requests = itertools.count(1)
+        self._pending: dict[int, tuple[WorkerSlot, asyncio.Future[ipc.ToControl | None]]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._stopping = False
+
+    @property
+    def version(self) -> int:
+        return self._snapshot.version
+
+    def pids(self) -> list[int]:
+        return [s.pid for s in self.slots if s.pid is not None and s.state is not SlotState.EXITED]
+
+    # ------------------------------------------------------------------ DataPlane
+    def publish(self, snapshot: ipc.Snapshot) -> None:
+        """Send ``snapshot`` to every worker (and to every worker started later)."""
+        self._snapshot = snapshot
+        self._frame = ipc.encode(snapshot)
+        for slot in self.slots:
+            slot.send(self._frame)
+
+    async def applied(self, version: int) -> None:
+        """Return once every live worker serves ``version`` (or a later one); a worker that does
+        not acknowledge within WORKER_ACK_TIMEOUT is killed and replaced."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + defaults.WORKER_ACK_TIMEOUT
+        while True:
+            behind = [s for s in self.slots if s.state is not SlotState.EXITED and s.applied < version]
+            if not behind:
+                return
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                for slot in behind:
+                    self._log.error(
+                        "Worker did not apply routes in time; replacing it",
+                        worker=slot.index,
+                        pid=slot.pid,
+                        version=version,
+                        applied=slot.applied,
+                    )
+                    slot.kill()
+                return
+            self._changed.clear()
+            try:
+                await asyncio.wait_for(self._changed.wait(), remaining)
+            except TimeoutError:
+                pass
+
+    async def drain(self, service: str, old: TargetSet, timeout: float) -> None:
+        """Every worker drains its copy of ``old`` (a deploy replaced it)."""
+        old.stop_health_checks()
+
+        def message(request: int) -> ipc.ToWorker:
+            return ipc.Drain(
+                request=request,
+                service=service,
+                target_set=old.ident,
+                addresses=tuple(old.addresses),
+                timeout=timeout,
+            )
+
+        inflight, cancelled = await self._ask_all(message, timeout)
+        await old.drain(0)  # the control process's copy: no requests here, just the states
+        if inflight:
+            self._log.info(
+                "Drained targets",
+                service=service,
+                targets=old.addresses,
+                inflight=inflight,
+                cancelled=cancelled,
+            )
+
+    async def settle(self, service: Service, timeout: float) -> None:
+        """Every worker lets the requests in flight to ``service`` finish (pause, stop)."""
+        await self._ask_all(
+            lambda request: ipc.Settle(request=request, service=service.name, timeout=timeout), timeout
+        )
+
+    async def _ask_all(self, message: Callable[[int], ipc.ToWorker], timeout: float) -> tuple[int, int]:
+        loop = asyncio.get_running_loop()
+        futures = []
+        for slot in self.slots:
+            if slot.state is SlotState.EXITED:
+                continue
+            request = next(self._requests)
+            future: asyncio.Future[ipc.ToControl | None] = loop.create_future()
+            self._pending[request] = (slot, future)
+            futures.append(future)
+            slot.send(ipc.encode(message(request)))
+        try:
+            done, _ = await asyncio.wait(futures, timeout=timeout + defaults.WORKER_ACK_TIMEOUT)
+        finally:
+            for request in [r for r, (_, f) in self._pending.items() if f in futures]:
+                del self._pending[request]
+        replies = [f.result() for f in done if not f.cancelled()]
+        drained = [r for r in replies if isinstance(r, ipc.Drained)]
+        return sum(r.inflight for r in drained), sum(r.cancelled for r in drained)
+
+    # ------------------------------------------------------------------ processes
+    async def start(self, listeners: Listeners) -> None:
+        """Start every worker and return once all serve the current snapshot; StartFailed if one exits first."""
+        self._listeners = listeners
+        for slot in self.slots:
+            await self._spawn(slot)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + defaults.WORKER_START_TIMEOUT
+        while any(s.state is SlotState.STARTING for s in self.slots):
+            dead = [s for s in self.slots if s.state is SlotState.EXITED]
+            if dead:
+                raise StartFailed(f"worker {dead[0].index} exited while starting")
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise StartFailed("workers did not start in time")
+            self._changed.clear()
+            try:
+                await asyncio.wait_for(self._changed.wait(), remaining)
+            except TimeoutError:
+                pass
+        if any(s.state is SlotState.EXITED for s in self.slots):
+            raise StartFailed("a worker exited while starting")
+
+    async def _spawn(self, slot: WorkerSlot) -> None:
+        assert self._listeners is not None
+        loop = asyncio.get_running_loop()
+        parent_end, child_end = _socketpair()
+        listen_fds = tuple(s.fileno() for s in self._listeners.per_slot[slot.index])
+        config = self._worker_config(slot.index, child_end.fileno(), listen_fds)
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (PACKAGE_ROOT, env.get("PYTHONPATH", "")) if p)
+        try:
+            slot.process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "proxy.worker",
+                config.to_json(),
+                pass_fds=(child_end.fileno(), *listen_fds),
+                stdin=asyncio.subprocess.DEVNULL,
+                env=env,
+            )
+        finally:
+            child_end.close()
+        reader, slot.writer = await asyncio.open_unix_connection(sock=parent_end)
+        slot.state = SlotState.STARTING
+        slot.applied = 0
+        slot.started_at = loop.time()
+        slot.exited.clear()
+        slot.send(self._frame)
+        task = loop.create_task(self._follow(slot, reader))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _follow(self, slot: WorkerSlot, reader: asyncio.StreamReader) -> None:
+        """Read a worker's messages until its stream closes, then reap and replace it."""
+        try:
+            while True:
+                header = await reader.readexactly(ipc.HEADER.size)
+                message = ipc.decode(await reader.readexactly(ipc.frame_length(header)))
+                self._received(slot, message)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        except ipc.MessageError as exc:
+            self._log.error("Worker sent a bad message; replacing it", worker=slot.index, error=str(exc))
+            slot.kill()
+        await self._exited(slot)
+
+    def _received(self, slot: WorkerSlot, message: ipc.Message) -> None:
+        if isinstance(message, ipc.Applied):
+            slot.applied = max(slot.applied, message.version)
+            slot.apply(SlotEvent.APPLIED)
+            self._changed.set()
+        elif isinstance(message, ipc.Drained | ipc.MetricsTable):
+            pending = self._pending.get(message.request)
+            if pending is not None and pending[0] is slot and not pending[1].done():
+                pending[1].set_result(message)
+
+    async def _exited(self, slot: WorkerSlot) -> None:
+        process = slot.process
+        assert process is not None
+        if slot.writer is not None:
+            slot.writer.close()
+            slot.writer = None
+        try:
+            code = await asyncio.wait_for(process.wait(), defaults.WORKER_ACK_TIMEOUT)
+        except TimeoutError:  # it closed its stream but lives on: make sure
+            slot.kill()
+            code = await process.wait()
+        was = slot.state
+        slot.apply(SlotEvent.EXIT)
+        for pending_slot, future in list(self._pending.values()):
+            if pending_slot is slot and not future.done():
+                future.set_result(None)  # it had nothing left to drain
+        self._changed.set()
+        slot.exited.set()
+        if self._stopping or was is SlotState.STOPPING:
+            return
+        self._log.error("Worker exited", worker=slot.index, pid=process.pid, **describe_exit(code))
+        loop = asyncio.get_running_loop()
+        lived = loop.time() - slot.started_at
+        if lived < defaults.WORKER_RESTART_DELAY:
+            await asyncio.sleep(defaults.WORKER_RESTART_DELAY - lived)
+        if self._stopping:
+            return
+        await self._spawn(slot)
+        self._log.info("Worker replaced", worker=slot.index, pid=slot.pid)
+
+    async def shutdown(self, timeout: float) -> None:
+        """Every worker stops accepting and finishes within ``timeout``; stragglers are killed."""
+        self._stopping = True
+        frame = ipc.encode(ipc.Shutdown(timeout=timeout))
+        live = [s for s in self.slots if s.state is not SlotState.EXITED]
+        for slot in live:
+            slot.apply(SlotEvent.STOP)
+            slot.send(frame)
+        waits = [asyncio.ensure_future(s.exited.wait()) for s in live]
+        if waits:
+            _, late = await asyncio.wait(waits, timeout=timeout + defaults.WORKER_STOP_GRACE)
+            for wait in late:
+                wait.cancel()
+        for slot in live:
+            if slot.state is not SlotState.EXITED:
+                self._log.error("Worker did not stop in time; killing it", worker=slot.index, pid=slot.pid)
+                slot.kill()
+        for task in list(self._tasks):
+            try:
+                await asyncio.wait_for(asyncio.shield(task), defaults.WORKER_STOP_GRACE)
+            except TimeoutError:
+                task.cancel()
+
+
+def _socketpair() -> tuple[socket.socket, socket.socket]:
+    parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    child_end.set_inheritable(True)
+    return parent_end, child_end

@@ -1,0 +1,288 @@
+"""The messages between the control process and its workers, and how they are framed.
+
+One stream (a Unix socket pair) per worker carries them both ways, in order:
+
+control → worker
+  ``Snapshot``      the whole routing state, versioned: every service in the state file's JSON form
+                    (options, targets, mode, stop message, pause timeout) plus the id of its target set
+                    and its targets' health. A worker builds its routes from it and swaps them in one
+                    assignment, so it never serves a half-applied change; holding and releasing
+                    (pause / resume) are just modes in it.
+  ``Drain``         a deploy replaced a target set: finish what is in flight to it until ``timeout``,
+                    cancel the rest, report.
+  ``Settle``        a pause or stop: the same for the active targets of a service (which stay).
+  ``CollectMetrics`` send your request-metrics table.
+  ``Shutdown``      stop accepting, finish what is in flight within ``timeout``, exit.
+
+worker → control
+  ``Applied``       this snapshot version is what I serve now (the first one also means "ready").
+  ``Drained``       a Drain or Settle is done: how many requests were in flight, how many were cancelled.
+  ``MetricsTable``  a ``RequestMetrics.snapshot()``.
+
+Framing: a 4-byte big-endian length, then that many bytes of UTF-8 JSON (one object with a ``type``).
+Both ends are our own processes, but a frame is still checked (size bound, types) before it is used:
+a bad frame is a ``MessageError``, never a crash in the middle of applying it.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import dataclass
+from typing import Any
+
+from proxy.lifecycle import TargetState
+from proxy.schema import SchemaError
+from proxy.state import SavedService
+
+HEADER = struct.Struct(">I")
+MAX_FRAME = 256 * 1024 * 1024  # bytes; a 10,000-service snapshot is ~10 MB
+
+
+class MessageError(ValueError):
+    """A frame that is not a valid message."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServiceState:
+    """One service as a worker needs it: what the state file holds, plus live target health."""
+
+    saved: SavedService
+    target_set: int  # a new id for each deploy: same addresses redeployed are new targets
+    health: tuple[TargetState, ...]  # one per active target, in order
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "entry": self.saved.to_json(),
+            "set": self.target_set,
+            "health": [h.value for h in self.health],
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Snapshot:
+    version: int
+    services: tuple[ServiceState, ...]
+    type = "snapshot"
+
+    def body(self) -> dict[str, Any]:
+        return {"version": self.version, "services": [s.to_json() for s in self.services]}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Drain:
+    request: int
+    service: str
+    target_set: int
+    addresses: tuple[str, ...]
+    timeout: float  # seconds
+    type = "drain"
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "request": self.request,
+            "service": self.service,
+            "set": self.target_set,
+            "addresses": list(self.addresses),
+            "timeout": self.timeout,
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Settle:
+    request: int
+    service: str
+    timeout: float
+    type = "settle"
+
+    def body(self) -> dict[str, Any]:
+        return {"request": self.request, "service": self.service, "timeout": self.timeout}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CollectMetrics:
+    request: int
+    type = "collect_metrics"
+
+    def body(self) -> dict[str, Any]:
+        return {"request": self.request}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Shutdown:
+    timeout: float
+    type = "shutdown"
+
+    def body(self) -> dict[str, Any]:
+        return {"timeout": self.timeout}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Applied:
+    version: int
+    type = "applied"
+
+    def body(self) -> dict[str, Any]:
+        return {"version": self.version}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Drained:
+    request: int
+    inflight: int  # requests in flight when the drain began
+    cancelled: int  # of those, cancelled at the deadline
+    type = "drained"
+
+    def body(self) -> dict[str, Any]:
+        return {"request": self.request, "inflight": self.inflight, "cancelled": self.cancelled}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MetricsTable:
+    request: int
+    table: dict[str, Any]  # RequestMetrics.snapshot()
+    type = "metrics"
+
+    def body(self) -> dict[str, Any]:
+        return {"request": self.request, "table": self.table}
+
+
+Message = Snapshot | Drain | Settle | CollectMetrics | Shutdown | Applied | Drained | MetricsTable
+ToWorker = Snapshot | Drain | Settle | CollectMetrics | Shutdown
+ToControl = Applied | Drained | MetricsTable
+
+
+# ---------------------------------------------------------------------- encoding
+def encode(message: Message) -> bytes:
+    """One frame: length prefix + JSON."""
+    body = message.body()
+    body["type"] = message.type
+    data = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+    if len(data) > MAX_FRAME:
+        raise MessageError(f"message of {len(data)} bytes is over the {MAX_FRAME}-byte frame limit")
+    return HEADER.pack(len(data)) + data
+
+
+def frame_length(header: bytes) -> int:
+    """The body length a 4-byte header announces, checked against MAX_FRAME."""
+    (length,) = HEADER.unpack(header)
+    if length > MAX_FRAME:
+        raise MessageError(f"frame of {length} bytes is over the {MAX_FRAME}-byte limit")
+    return int(length)
+
+
+class FrameReader:
+    """Sans-IO: feed bytes as they arrive, get whole messages out."""
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+
+    def feed(self, data: bytes) -> list[Message]:
+        buf = self._buffer
+        buf += data
+        out: list[Message] = []
+        while len(buf) >= HEADER.size:
+            length = frame_length(bytes(buf[: HEADER.size]))
+            end = HEADER.size + length
+            if len(buf) < end:
+                break
+            out.append(decode(bytes(buf[HEADER.size : end])))
+            del buf[:end]
+        return out
+
+
+def decode(data: bytes) -> Message:
+    """One frame's body → its message; MessageError names what is wrong."""
+    try:
+        body = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise MessageError(f"not JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise MessageError("a message must be a JSON object")
+    kind = body.get("type")
+    reader = _READERS.get(kind) if isinstance(kind, str) else None
+    if reader is None:
+        raise MessageError(f"unknown message type {kind!r}")
+    try:
+        message: Message = reader(body)
+    except SchemaError as exc:
+        raise MessageError(f"{kind}: {exc}") from None
+    except (KeyError, TypeError, ValueError) as exc:
+        raise MessageError(f"{kind}: bad field {exc}") from None
+    return message
+
+
+def _int(body: dict[str, Any], key: str) -> int:
+    value = body[key]
+    if type(value) is not int or value < 0:
+        raise ValueError(f"{key} must be a non-negative integer")
+    return value
+
+
+def _seconds(body: dict[str, Any], key: str) -> float:
+    value = body[key]
+    if type(value) not in (int, float) or not 0 <= value < 1e9:
+        raise ValueError(f"{key} must be a number of seconds")
+    return float(value)
+
+
+def _str(body: dict[str, Any], key: str) -> str:
+    value = body[key]
+    if not isinstance(value, str):
+        raise ValueError(f"{key} must be a string")
+    return value
+
+
+def _service(data: Any) -> ServiceState:
+    if not isinstance(data, dict):
+        raise ValueError("services[] must be objects")
+    saved = SavedService.from_json(data["entry"])
+    health = data["health"]
+    if not isinstance(health, list) or len(health) != len(saved.active_targets):
+        raise ValueError("health must list one state per active target")
+    return ServiceState(
+        saved=saved, target_set=_int(data, "set"), health=tuple(TargetState(h) for h in health)
+    )
+
+
+def _snapshot(body: dict[str, Any]) -> Snapshot:
+    services = body["services"]
+    if not isinstance(services, list):
+        raise ValueError("services must be a list")
+    return Snapshot(version=_int(body, "version"), services=tuple(_service(s) for s in services))
+
+
+def _drain(body: dict[str, Any]) -> Drain:
+    addresses = body["addresses"]
+    if not isinstance(addresses, list) or not all(isinstance(a, str) for a in addresses):
+        raise ValueError("addresses must be a list of strings")
+    return Drain(
+        request=_int(body, "request"),
+        service=_str(body, "service"),
+        target_set=_int(body, "set"),
+        addresses=tuple(addresses),
+        timeout=_seconds(body, "timeout"),
+    )
+
+
+def _metrics(body: dict[str, Any]) -> MetricsTable:
+    table = body["table"]
+    if not isinstance(table, dict):
+        raise ValueError("table must be an object")
+    return MetricsTable(request=_int(body, "request"), table=table)
+
+
+_READERS: dict[str, Any] = {
+    "snapshot": _snapshot,
+    "drain": _drain,
+    "settle": lambda b: Settle(
+        request=_int(b, "request"), service=_str(b, "service"), timeout=_seconds(b, "timeout")
+    ),
+    "collect_metrics": lambda b: CollectMetrics(request=_int(b, "request")),
+    "shutdown": lambda b: Shutdown(timeout=_seconds(b, "timeout")),
+    "applied": lambda b: Applied(version=_int(b, "version")),
+    "drained": lambda b: Drained(
+        request=_int(b, "request"), inflight=_int(b, "inflight"), cancelled=_int(b, "cancelled")
+    ),
+    "metrics": _metrics,
+}

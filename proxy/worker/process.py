@@ -1,0 +1,285 @@
+"""One worker process: the data plane on the listening sockets it inherited, routes from the control process.
+
+Start-up: tie its life to the control process (parent-death signal, then a check that the parent is
+still the one that started it), read messages until the first routing snapshot, apply it, and only
+then accept connections and acknowledge (``Applied``): a worker never serves before it has the
+current routes. Then it follows the message stream (``proxy/ipc.py``) until:
+
+- ``Shutdown``, SIGTERM or SIGINT: stop accepting, close idle connections, let busy ones finish
+  within the timeout, close the rest, exit 0;
+- the stream closes (the control process is gone): exit at once, whatever is in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import errno
+import json
+import os
+import signal
+import socket
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+import uvloop
+
+from proxy import defaults, ipc
+from proxy.access_log import AccessLog
+from proxy.http.downstream import ClientConnection, ProxyContext
+from proxy.http.parser import PARSER_KINDS, ParserKind, make_request_parser, make_response_parser
+from proxy.log import JsonLog
+from proxy.ratelimit import RateLimited
+from proxy.worker.routes import WorkerRoutes
+
+RESPONSE_SWEEP = 0.1  # seconds between checks of --target-timeout
+IDLE_SWEEP = 1.0  # seconds between checks of header-read and idle timeouts (and of free descriptors)
+PR_SET_PDEATHSIG = 1
+EXIT_ORPHANED = 3  # the control process went away
+
+
+@dataclass(frozen=True, kw_only=True)
+class WorkerConfig:
+    """What the control process tells a worker on its command line (one JSON argument)."""
+
+    index: int
+    parent: int  # the control process's pid
+    channel_fd: int
+    listen_fds: tuple[int, ...]
+    port: int  # the HTTP port the public sees (for forwarded headers)
+    http_parser: ParserKind
+    read_header_timeout: float
+    idle_timeout: float
+    backlog: int
+    debug: bool
+
+    def to_json(self) -> str:
+        data = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        data["listen_fds"] = list(self.listen_fds)
+        return json.dumps(data, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str) -> WorkerConfig:
+        data = json.loads(text)
+        if not isinstance(data, dict):
+            raise ValueError("worker config must be a JSON object")
+        ints = ("index", "parent", "channel_fd", "port", "backlog")
+        if any(type(data.get(k)) is not int or data[k] < 0 for k in ints):
+            raise ValueError(f"worker config: {', '.join(ints)} must be non-negative integers")
+        fds = data.get("listen_fds")
+        if not isinstance(fds, list) or not fds or any(type(fd) is not int or fd < 0 for fd in fds):
+            raise ValueError("worker config: listen_fds must be a list of descriptors")
+        parser = data.get("http_parser")
+        if parser not in PARSER_KINDS:
+            raise ValueError("worker config: unknown http_parser")
+        timeouts = ("read_header_timeout", "idle_timeout")
+        if any(type(data.get(k)) not in (int, float) or data[k] < 0 for k in timeouts):
+            raise ValueError("worker config: timeouts must be non-negative numbers")
+        return cls(
+            index=data["index"],
+            parent=data["parent"],
+            channel_fd=data["channel_fd"],
+            listen_fds=tuple(fds),
+            port=data["port"],
+            http_parser=parser,
+            read_header_timeout=float(data["read_header_timeout"]),
+            idle_timeout=float(data["idle_timeout"]),
+            backlog=data["backlog"],
+            debug=bool(data.get("debug")),
+        )
+
+
+def die_with_parent(parent: int) -> bool:
+    """Ask the kernel for SIGKILL when the control process dies; False if it already has."""
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):
+            pass
+    return os.getppid() == parent  # it may have died before prctl: then we were re-parented
+
+
+def descriptors_exhausted() -> bool:
+    """Can this process open one more file descriptor? (One open and close, once a second.)"""
+    try:
+        fd = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        return exc.errno in (errno.EMFILE, errno.ENFILE)
+    os.close(fd)
+    return False
+
+
+class Worker:
+    def __init__(self, *, config: WorkerConfig, log: JsonLog) -> None:
+        self.config = config
+        self.log = log
+        self.routes = WorkerRoutes(log=log)
+        self.errors = RateLimited(log=log)
+        self._stop: asyncio.Future[float] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._writer: asyncio.StreamWriter | None = None
+
+    def _loop_error(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        exc = context.get("exception")
+        self.errors.error(
+            loop.time(),
+            "Event loop error",
+            error=str(context.get("message", "")),
+            exception=f"{type(exc).__name__}: {exc}" if exc is not None else None,
+        )
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        self.log.attach(loop)
+        loop.set_exception_handler(self._loop_error)
+        config = self.config
+        channel = socket.socket(fileno=config.channel_fd)
+        reader, self._writer = await asyncio.open_unix_connection(sock=channel)
+        self._stop = loop.create_future()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._request_stop, defaults.SHUTDOWN_TIMEOUT)
+
+        first = await self._read(reader)  # messages before the first snapshot cannot concern us
+        while first is not None and not isinstance(first, ipc.Snapshot):
+            first = await self._read(reader)
+        if first is None:
+            return EXIT_ORPHANED
+        self.routes.apply(first)
+
+        ctx = self._context(loop)
+        servers = [
+            await loop.create_server(
+                lambda: ClientConnection(ctx), sock=socket.socket(fileno=fd), backlog=config.backlog
+            )
+            for fd in config.listen_fds
+        ]
+        self._send(ipc.Applied(version=self.routes.version))
+        sweeper = loop.create_task(self._sweep(ctx))
+        follower = loop.create_task(self._follow(reader))
+        self.log.debug("Worker started", worker=config.index, pid=os.getpid())
+        await asyncio.wait((self._stop, follower), return_when=asyncio.FIRST_COMPLETED)
+        if not self._stop.done():  # the control process is gone: nothing to finish for
+            return EXIT_ORPHANED
+        follower.cancel()
+        for server in servers:
+            server.close()
+        await self._finish(ctx, self._stop.result())
+        sweeper.cancel()
+        return 0
+
+    def _context(self, loop: asyncio.AbstractEventLoop) -> ProxyContext:
+        config = self.config
+        parser = config.http_parser
+        max_head = defaults.MAX_HEAD_SIZE
+        return ProxyContext(
+            loop=loop,
+            log=self.log,
+            access_log=AccessLog(log=self.log),
+            routes=self.routes.current,
+            request_parser=lambda: make_request_parser(parser, max_head_size=max_head),
+            response_parser=lambda: make_response_parser(parser, max_head_size=max_head),
+            port=config.port,
+            scheme="http",
+            read_header_timeout=config.read_header_timeout,
+            idle_timeout=config.idle_timeout,
+        )
+
+    async def _finish(self, ctx: ProxyContext, timeout: float) -> None:
+        loop = asyncio.get_running_loop()
+        ctx.closing = True
+        for conn in list(ctx.connections):
+            conn.idle_timed_out()  # idle keep-alive connections go now; busy ones finish first
+        deadline = loop.time() + timeout
+        while any(c.busy for c in ctx.connections) and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        if ctx.connections:
+            self.log.info("Closing active connections", worker=self.config.index)
+            for conn in list(ctx.connections):
+                if conn.transport is not None:
+                    conn.transport.abort()
+
+    def _request_stop(self, timeout: float) -> None:
+        if self._stop is not None and not self._stop.done():
+            self._stop.set_result(timeout)
+
+    # ------------------------------------------------------------------ messages
+    async def _read(self, reader: asyncio.StreamReader) -> ipc.Message | None:
+        """The next message, or None when the stream closed."""
+        try:
+            header = await reader.readexactly(ipc.HEADER.size)
+            return ipc.decode(await reader.readexactly(ipc.frame_length(header)))
+        except (asyncio.IncompleteReadError, ConnectionError):
+            return None
+
+    def _send(self, message: ipc.ToControl) -> None:
+        if self._writer is not None and not self._writer.is_closing():
+            self._writer.write(ipc.encode(message))
+
+    async def _follow(self, reader: asyncio.StreamReader) -> None:
+        while (message := await self._read(reader)) is not None:
+            if isinstance(message, ipc.Snapshot):
+                self.routes.apply(message)
+                self._send(ipc.Applied(version=self.routes.version))
+            elif isinstance(message, ipc.Drain | ipc.Settle):
+                self._spawn(self._drain(message))
+            elif isinstance(message, ipc.CollectMetrics):
+                self._send(ipc.MetricsTable(request=message.request, table={"series": [], "in_flight": {}}))
+            elif isinstance(message, ipc.Shutdown):
+                self._request_stop(message.timeout)
+
+    def _spawn(self, work: Any) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _drain(self, message: ipc.Drain | ipc.Settle) -> None:
+        inflight = cancelled = 0
+        if isinstance(message, ipc.Drain):
+            target_set = self.routes.replaced.pop(message.target_set, None)
+            if target_set is not None:
+                inflight = target_set.inflight
+                cancelled = await target_set.drain(message.timeout)
+        else:
+            service = self.routes.service(message.service)
+            if service is not None:
+                inflight = service.active.inflight
+                cancelled = await service.active.settle(message.timeout)
+        self._send(ipc.Drained(request=message.request, inflight=inflight, cancelled=cancelled))
+
+    async def _sweep(self, ctx: ProxyContext) -> None:
+        ticks_per_idle = max(1, round(IDLE_SWEEP / RESPONSE_SWEEP))
+        tick = 0
+        while True:
+            await asyncio.sleep(RESPONSE_SWEEP)
+            ctx.sweep_responses()
+            tick += 1
+            if tick >= ticks_per_idle:
+                tick = 0
+                ctx.sweep_idle()
+                if descriptors_exhausted():
+                    self.errors.error(
+                        asyncio.get_running_loop().time(),
+                        "Unable to accept connections: too many open files",
+                        connections=len(ctx.connections),
+                        worker=self.config.index,
+                    )
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 1:
+        print("usage: python -m proxy.worker CONFIG_JSON (started by `proxyctl run`)", file=sys.stderr)
+        return 2
+    try:
+        config = WorkerConfig.from_json(argv[0])
+    except ValueError as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        return 2
+    if not die_with_parent(config.parent):
+        return EXIT_ORPHANED
+    log = JsonLog(debug=config.debug)
+    try:
+        return uvloop.run(Worker(config=config, log=log).run())
+    finally:
+        log.close()

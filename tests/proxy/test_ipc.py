@@ -1,0 +1,205 @@
+"""The control process ⇄ worker messages, without processes: framing, validation, and how a worker's
+routes follow snapshots (WorkerRoutes)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from proxy import ipc
+from proxy.lifecycle import ServiceMode, TargetState
+from proxy.log import JsonLog
+from proxy.options import ServiceOptions, TargetOptions
+from proxy.state import SavedService
+from proxy.worker.routes import WorkerRoutes
+
+
+def service_state(
+    name: str,
+    targets: tuple[str, ...],
+    *,
+    target_set: int,
+    host: str = "",
+    mode: ServiceMode = ServiceMode.RUNNING,
+    health: TargetState = TargetState.HEALTHY,
+) -> ipc.ServiceState:
+    return ipc.ServiceState(
+        saved=SavedService(
+            name=name,
+            options=ServiceOptions(hosts=(host or f"{name}.test",)).normalized(),
+            target_options=TargetOptions(),
+            active_targets=targets,
+            mode=mode,
+            stop_message="back soon" if mode is ServiceMode.STOPPED else "",
+            pause_timeout=5.0,
+        ),
+        target_set=target_set,
+        health=tuple(health for _ in targets),
+    )
+
+
+def snapshot(version: int, *services: ipc.ServiceState) -> ipc.Snapshot:
+    return ipc.Snapshot(version=version, services=services)
+
+
+MESSAGES: list[ipc.Message] = [
+    snapshot(3, service_state("app", ("10.0.0.1:3000", "10.0.0.2:3000"), target_set=7)),
+    ipc.Drain(request=1, service="app", target_set=7, addresses=("10.0.0.1:3000",), timeout=30.0),
+    ipc.Settle(request=2, service="app", timeout=0.5),
+    ipc.CollectMetrics(request=3),
+    ipc.Shutdown(timeout=6.0),
+    ipc.Applied(version=3),
+    ipc.Drained(request=1, inflight=4, cancelled=1),
+    ipc.MetricsTable(
+        request=3, table={"series": [["app", "GET", 200, 1, 0.01, [1] + [0] * 10]], "in_flight": {}}
+    ),
+]
+
+
+@pytest.mark.parametrize("message", MESSAGES, ids=lambda m: m.type)
+def test_every_message_reads_back_as_it_was_sent(message: ipc.Message) -> None:
+    assert ipc.FrameReader().feed(ipc.encode(message)) == [message]
+
+
+def test_frames_split_anywhere_come_out_whole_and_in_order() -> None:
+    stream = b"".join(ipc.encode(m) for m in MESSAGES)
+    reader = ipc.FrameReader()
+    out: list[ipc.Message] = []
+    for i in range(0, len(stream), 7):
+        out += reader.feed(stream[i : i + 7])
+    assert out == MESSAGES
+
+
+@pytest.mark.parametrize(
+    ("body", "error"),
+    [
+        (b"[1]", "a message must be a JSON object"),
+        (b"{nope", "not JSON"),
+        (b'{"type": "launch"}', "unknown message type 'launch'"),
+        (b'{"type": "applied", "version": -1}', "applied: bad field"),
+        (b'{"type": "applied", "version": "3"}', "applied: bad field"),
+        (b'{"type": "applied"}', "applied: bad field"),
+        (b'{"type": "shutdown", "timeout": "6s"}', "shutdown: bad field"),
+        (
+            b'{"type": "drain", "request": 1, "service": "a", "set": 1, "addresses": [1], "timeout": 1}',
+            "drain",
+        ),
+        (b'{"type": "snapshot", "version": 1, "services": {}}', "snapshot: bad field"),
+        (
+            b'{"type": "snapshot", "version": 1, "services": [{"entry": {"name": "a"}, "set": 1, "health": []}]}',
+            "snapshot: ",
+        ),
+    ],
+)
+def test_a_bad_frame_is_a_message_error_naming_the_problem(body: bytes, error: str) -> None:
+    with pytest.raises(ipc.MessageError, match=error.replace("(", r"\(")):
+        ipc.decode(body)
+
+
+def test_a_snapshot_whose_health_does_not_match_its_targets_is_refused() -> None:
+    good = json.loads(ipc.encode(snapshot(1, service_state("a", ("10.0.0.1:1", "10.0.0.2:1"), target_set=1)))[4:])
+    good["services"][0]["health"] = ["healthy"]
+    with pytest.raises(ipc.MessageError, match="one state per active target"):
+        ipc.decode(json.dumps(good).encode())
+
+
+def test_an_announced_frame_over_the_limit_is_refused_before_it_is_read() -> None:
+    with pytest.raises(ipc.MessageError, match="over the"):
+        ipc.FrameReader().feed(ipc.HEADER.pack(ipc.MAX_FRAME + 1) + b"{")
+
+
+# ---------------------------------------------------------------------- a worker's routes
+
+
+class Held:
+    def __init__(self) -> None:
+        self.released = False
+
+    def release(self) -> None:
+        self.released = True
+
+
+def routes() -> WorkerRoutes:
+    return WorkerRoutes(log=JsonLog(fd=-1))
+
+
+def test_a_snapshot_becomes_the_routes_the_data_plane_reads() -> None:
+    r = routes()
+    r.apply(snapshot(1, service_state("app", ("web-1:3000", "web-2:3000"), target_set=1)))
+    found = r.current().lookup("app.test", "/x")
+    assert found is not None
+    service, _ = found
+    assert service.name == "app" and [t.address for t in service.active.healthy] == ["web-1:3000", "web-2:3000"]
+
+
+def test_an_older_snapshot_than_the_one_served_is_ignored() -> None:
+    r = routes()
+    r.apply(snapshot(5, service_state("new", ("web-1:3000",), target_set=2)))
+    assert not r.apply(snapshot(4, service_state("old", ("web-1:3000",), target_set=1)))
+    assert r.version == 5 and r.current().lookup("new.test", "/") is not None
+    assert r.current().lookup("old.test", "/") is None
+
+
+def test_a_health_change_keeps_the_target_objects_and_their_pools() -> None:
+    r = routes()
+    r.apply(snapshot(1, service_state("app", ("web-1:3000", "web-2:3000"), target_set=1)))
+    service = r.service("app")
+    assert service is not None
+    targets = list(service.active.targets)
+    down = service_state("app", ("web-1:3000", "web-2:3000"), target_set=1)
+    down = ipc.ServiceState(
+        saved=down.saved, target_set=1, health=(TargetState.HEALTHY, TargetState.UNHEALTHY)
+    )
+    r.apply(snapshot(2, down))
+    assert r.service("app") is service and service.active.targets == targets
+    assert [t.address for t in service.active.healthy] == ["web-1:3000"]
+
+
+def test_a_deploy_replaces_the_target_set_and_keeps_the_old_one_for_its_drain() -> None:
+    r = routes()
+    r.apply(snapshot(1, service_state("app", ("web-1:3000",), target_set=1)))
+    service = r.service("app")
+    assert service is not None
+    old = service.active
+    r.apply(snapshot(2, service_state("app", ("web-1:3000",), target_set=2)))
+    assert r.service("app") is service  # held requests and the rest stay with the service
+    assert service.active is not old and service.active.ident == 2
+    assert r.replaced == {1: old}
+
+    async def drain() -> int:
+        return await old.drain(0)
+
+    assert asyncio.run(drain()) == 0
+    assert [t.state for t in old.targets] == [TargetState.GONE]
+
+
+def test_resume_in_a_snapshot_releases_the_requests_a_pause_held() -> None:
+    r = routes()
+    r.apply(snapshot(1, service_state("app", ("web-1:3000",), target_set=1, mode=ServiceMode.PAUSED)))
+    service = r.service("app")
+    assert service is not None and service.mode is ServiceMode.PAUSED and service.pause_timeout == 5.0
+    held = Held()
+    service.held.add(held)
+    r.apply(snapshot(2, service_state("app", ("web-1:3000",), target_set=1, mode=ServiceMode.PAUSED)))
+    assert not held.released
+    r.apply(snapshot(3, service_state("app", ("web-1:3000",), target_set=1)))
+    assert held.released and service.mode is ServiceMode.RUNNING
+
+
+def test_a_stop_in_a_snapshot_carries_its_message() -> None:
+    r = routes()
+    r.apply(snapshot(1, service_state("app", ("web-1:3000",), target_set=1, mode=ServiceMode.STOPPED)))
+    service = r.service("app")
+    assert service is not None and service.mode is ServiceMode.STOPPED and service.stop_message == "back soon"
+
+
+def test_a_removed_service_leaves_the_routes_and_is_not_kept_for_a_drain() -> None:
+    r = routes()
+    r.apply(
+        snapshot(1, service_state("app", ("web-1:3000",), target_set=1), service_state("b", ("web-1:3000",), target_set=2))
+    )
+    r.apply(snapshot(2, service_state("b", ("web-1:3000",), target_set=2)))
+    assert r.current().lookup("app.test", "/") is None and r.service("app") is None
+    assert r.replaced == {}
