@@ -544,7 +544,7 @@ def test_exchange_ends_done_and_leaves_nothing_behind(parser: str) -> None:
         exchange = conn.exchange
         assert exchange is not None and exchange.state is ExchangeState.WAITING
         h.targets.respond(ok())
-        assert exchange.state is ExchangeState.DONE and conn.exchange is None
+        assert exchange.state.name == "DONE" and conn.exchange is None  # (by name: mypy narrowed the state)
         assert status_of(client.take()) == 200
         assert service.active.targets[0].inflight == set() and h.listener.awaiting == set()
         assert len(service.active.targets[0].idle) == 1
