@@ -15,7 +15,7 @@ import uvloop
 
 from proxy import defaults
 from proxy.access_log import AccessLog
-from proxy.clock import LOOP_CLOCK
+from proxy.clock import BoundLoopClock
 from proxy.control import ControlServer
 from proxy.http.connection import ClientConnection
 from proxy.http.listener import Listener
@@ -58,7 +58,7 @@ class Daemon:
         max_head = defaults.MAX_HEAD_SIZE
         ctx = Listener(
             loop=loop,
-            clock=LOOP_CLOCK,
+            clock=BoundLoopClock(loop),
             log=self.log,
             observers=(AccessLog(log=self.log),),
             routes=self.router.current_routes,

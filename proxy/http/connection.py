@@ -34,7 +34,8 @@ from proxy.http.parser import (
 from proxy.http.writer import Framing
 from proxy.log import quote
 
-CHUNKED = Framing.CHUNKED
+# Enum members as module constants (an enum class attribute read is slow on the hot path)
+CHUNKED, LENGTH, CLOSE = Framing.CHUNKED, Framing.LENGTH, Framing.CLOSE
 HELD = ExchangeState.HELD
 ANSWERED = ExchangeState.ANSWERED
 # An exchange in these states has sent (part of) a response: a late error can only cut the connection.
@@ -77,7 +78,7 @@ class ClientConnection(asyncio.Protocol):
         self.exchange: Exchange | None = None  # the request being answered
         self.receiving = False  # the current request's body is still arriving
         self.keep_alive = True
-        self.framing = Framing.LENGTH  # how the current response's body goes to the client
+        self.framing = LENGTH  # how the current response's body goes to the client
         self.tunnel = False
         self.closed = False
         self.deadline = 0.0  # header-read or idle deadline (clock time), 0 = none
@@ -194,7 +195,7 @@ class ClientConnection(asyncio.Protocol):
         self.receiving = True
         self.deadline = 0.0
         self.keep_alive = head.keep_alive and not self.listener.closing
-        exchange = self.exchange = Exchange(listener=self.listener, client=self, head=head)
+        exchange = self.exchange = Exchange(self.listener, self, head)
         exchange.start()
         return exchange.state
 
@@ -260,7 +261,7 @@ class ClientConnection(asyncio.Protocol):
                 lines.append(b"Transfer-Encoding: chunked")
                 self.framing = CHUNKED
             else:
-                self.framing = Framing.CLOSE
+                self.framing = CLOSE
                 self.keep_alive = False
         if self.listener.closing:
             self.keep_alive = False
@@ -268,10 +269,21 @@ class ClientConnection(asyncio.Protocol):
             lines.append(b"Connection: close")
         elif head.version == b"1.0":
             lines.append(b"Connection: keep-alive")
-        self._write(writer.response_head(status, reason, lines))
+        data = writer.response_head(status, reason, lines)
+        corked = self.corked
+        if corked is not None:
+            corked.append(data)
+        else:
+            self._write(data)
 
     def send_body(self, data: bytes) -> None:
-        self._write(writer.chunk(data) if self.framing is CHUNKED else data)
+        if self.framing is CHUNKED:
+            data = writer.chunk(data)
+        corked = self.corked
+        if corked is not None:
+            corked.append(data)
+        else:
+            self._write(data)
 
     def end(self) -> None:
         if self.framing is CHUNKED:
@@ -334,10 +346,11 @@ class ClientConnection(asyncio.Protocol):
         if exchange is None:
             return
         self.exchange = None
-        self.framing = Framing.LENGTH
+        self.framing = LENGTH
         exchange.finish()
-        # paused for this exchange's upstream, which will not say resume_writing any more
-        self.flow.resume(UPSTREAM_FULL | CONNECTING)
+        flow = self.flow
+        if flow.paused:  # paused for this exchange's upstream, which will not say resume_writing any more
+            flow.resume(UPSTREAM_FULL | CONNECTING)
 
     def idle_timed_out(self) -> None:
         if self.exchange is None:

@@ -100,6 +100,15 @@ TRANSITIONS: dict[tuple[ExchangeState, ExchangeEvent], ExchangeState] = {
 }
 
 
+# Enum members as module constants: reading ``ExchangeState.X`` goes through the enum class each time,
+# which costs more than the rest of a state check. The common path's moves are looked up in
+# TRANSITIONS inline (an illegal move raises KeyError there).
+_SEND, _RESPONSE_HEAD, _ANSWER, _FINISH = _E.SEND, _E.RESPONSE_HEAD, _E.ANSWER, _E.FINISH
+_ROUTING, _HELD, _BUFFERING, _WAITING = _S.ROUTING, _S.HELD, _S.BUFFERING, _S.WAITING
+_STREAMING, _TUNNEL, _ANSWERED, _DONE = _S.STREAMING, _S.TUNNEL, _S.ANSWERED, _S.DONE
+_RUNNING, _STOPPED, _DRAINING = ServiceMode.RUNNING, ServiceMode.STOPPED, TargetState.DRAINING
+
+
 def next_exchange_state(state: ExchangeState, event: ExchangeEvent) -> ExchangeState:
     try:
         return TRANSITIONS[(state, event)]
@@ -181,22 +190,29 @@ class Exchange(ExchangeRecord):
         "upstream_head",
     )
 
-    def __init__(self, *, listener: Listener, client: ClientSide, head: RequestHead) -> None:
-        super().__init__(
-            head=head,
-            client_json=client.client_json,
-            port=listener.port,
-            scheme=listener.scheme,
-            started=time.time(),
-        )
+    def __init__(self, listener: Listener, client: ClientSide, head: RequestHead) -> None:
+        # Positional (one is made per request, and a keyword call of a class builds a dict); every
+        # field of the record and of the exchange is set here once, without a super().__init__ call.
+        self.head = head
+        self.method = head.method
+        self.client_json = client.client_json
+        self.port = listener.port
+        self.scheme = listener.scheme
+        self.started = time.time()
+        self.path = self.query = self.host = self.request_id = self.request_id_json = ""
+        self.remote_addr = self.user_agent = self.req_content_type = self.resp_content_type = ""
+        self.service: Service | None = None
+        self.target: Target | None = None
+        self.status = 0
+        self.response_head: ResponseHead | None = None
+        self.resp_bytes = 0
+
         self.listener = listener
         self.client = client
-        self.state = ExchangeState.ROUTING
+        self.state = _ROUTING
         self.fields: rules.RequestFields | None = None
-        self.raw_path = b""
-        self.raw_query = b""
+        self.raw_path = self.raw_query = self.upstream_head = b""
         self.upstream: UpstreamConnection | None = None
-        self.upstream_head = b""
         self.pending: list[bytes] | None = None  # bytes for the upstream while it connects
         self.pending_bytes = 0
         self.connecting: asyncio.Future[tuple[asyncio.BaseTransport, UpstreamConnection]] | None = None
@@ -254,7 +270,7 @@ class Exchange(ExchangeRecord):
         if prefix != "/" and service.strip_prefix:
             raw_path = raw_path[len(prefix) :] or b"/"
         self.raw_path = raw_path
-        if service.mode is not ServiceMode.RUNNING:
+        if service.mode is not _RUNNING:
             self._gate(service)
             return
         self._admit(service)
@@ -272,7 +288,7 @@ class Exchange(ExchangeRecord):
 
     def request_end(self) -> None:
         buffer = self.request_buffer
-        if buffer is not None and self.target is not None and self.state is ExchangeState.BUFFERING:
+        if buffer is not None and self.target is not None and self.state is _BUFFERING:
             self.upstream_head = writer.close_head(self.upstream_head, buffer.size)
             self._send_head()
             for piece in buffer.chunks():
@@ -282,13 +298,13 @@ class Exchange(ExchangeRecord):
         self.request_complete = True
 
     def tunnel_in(self, data: bytes) -> None:
-        if self.state is ExchangeState.TUNNEL:
+        if self.state is _TUNNEL:
             self._to_upstream(data)
         # bytes after an upgrade request that the target refused: the connection is closing anyway
 
     def client_eof(self) -> bool:
         """The client closed its sending side. True: a tunnel's other direction goes on."""
-        if self.state is not ExchangeState.TUNNEL:
+        if self.state is not _TUNNEL:
             return False
         upstream = self.upstream
         if upstream is not None and upstream.transport is not None and upstream.transport.can_write_eof():
@@ -297,10 +313,10 @@ class Exchange(ExchangeRecord):
 
     def client_lost(self) -> None:
         """The client connection is gone before the exchange finished."""
-        if self.state is ExchangeState.HELD and self.service is not None:
+        if self.state is _HELD and self.service is not None:
             self.service.held.discard(self)
         self._drop_upstream()
-        if self.state is not ExchangeState.TUNNEL:
+        if self.state is not _TUNNEL:
             self.status = 499  # the client went away before its response was complete
 
     def client_write_paused(self) -> None:
@@ -315,14 +331,15 @@ class Exchange(ExchangeRecord):
 
     def finish(self) -> None:
         """Over: report it to the observers and let go of everything it held."""
-        self._to(ExchangeEvent.FINISH)
+        self.state = TRANSITIONS[self.state, _FINISH]
         self.listener.awaiting.discard(self)
         target = self.target
         if target is not None:
             target.request_done(self)
         for observer in self.listener.observers:
             observer.exchange_finished(self)
-        self._drop_buffers()
+        if self.request_buffer is not None or self.response_buffer is not None:
+            self._drop_buffers()
         self.fields = None
         self.pending = None
 
@@ -333,7 +350,7 @@ class Exchange(ExchangeRecord):
         if (method == b"GET" or method == b"HEAD") and self.raw_path == service.health_path:
             self._respond(200, b"", content_type="")  # load balancers keep the host in rotation
             return
-        if service.mode is ServiceMode.STOPPED:
+        if service.mode is _STOPPED:
             self.respond_error(503, message=service.stop_message)
             return
         self._to(ExchangeEvent.HOLD)
@@ -344,10 +361,10 @@ class Exchange(ExchangeRecord):
     def release(self) -> None:
         """The paused service runs again or stopped: go on with the held request."""
         service = self.service
-        if self.state is not ExchangeState.HELD or service is None:
+        if self.state is not _HELD or service is None:
             return
         self.listener.awaiting.discard(self)
-        if service.mode is ServiceMode.STOPPED:
+        if service.mode is _STOPPED:
             self.respond_error(503, message=service.stop_message)
         else:
             self._admit(service)
@@ -357,7 +374,7 @@ class Exchange(ExchangeRecord):
     def _admit(self, service: Service) -> None:
         """Pick a target and send the request head (or start buffering the body)."""
         target = service.active.pick()
-        if target is None or target.state is TargetState.DRAINING:
+        if target is None or target.state is _DRAINING:
             self.respond_error(503)
             return
         self.target = target
@@ -377,17 +394,17 @@ class Exchange(ExchangeRecord):
             self.request_buffer = SpoolBuffer(memory=service.buffer_memory, limit=service.max_request_body)
             # the head is finished once the body's size is known
             lines = rules.without(fields.lines, rules.CONTENT_LENGTH)
-            self.upstream_head = writer.request_head_open(head.method, self.raw_path + self.raw_query, lines)
+            self.upstream_head = writer.request_head_open(head.method, self.raw_path, self.raw_query, lines)
             return
         if head.chunked:
             fields.lines.append(b"Transfer-Encoding: chunked")
-        self.upstream_head = writer.request_head(head.method, self.raw_path + self.raw_query, fields.lines)
+        self.upstream_head = writer.request_head(head.method, self.raw_path, self.raw_query, fields.lines)
         self._send_head()
 
     def _send_head(self) -> None:
         target = self.target
         assert target is not None
-        self._to(ExchangeEvent.SEND)
+        self.state = TRANSITIONS[self.state, _SEND]
         listener = self.listener
         timeout = self.service.response_timeout if self.service is not None else defaults.TARGET_TIMEOUT
         self.deadline = self.response_deadline = listener.now() + timeout
@@ -492,13 +509,13 @@ class Exchange(ExchangeRecord):
             elif kind is ParseError:
                 self._upstream_error(f"malformed response: {event.message}")  # type: ignore[union-attr]
                 return
-            if self.upstream is None and self.state is not ExchangeState.TUNNEL:
+            if self.upstream is None and self.state is not _TUNNEL:
                 return
 
     def upstream_lost(self, conn: UpstreamConnection, events: list[ResponseEvent]) -> None:
         if conn is not self.upstream:
             return
-        if self.state is ExchangeState.TUNNEL:
+        if self.state is _TUNNEL:
             self.upstream = None
             self.client.close()
             return
@@ -519,7 +536,7 @@ class Exchange(ExchangeRecord):
     def _retryable(self, conn: UpstreamConnection) -> bool:
         head = self.head
         return (
-            self.state is ExchangeState.WAITING
+            self.state is _WAITING
             and conn.reused
             and not self.retried
             and head.method in IDEMPOTENT
@@ -540,18 +557,17 @@ class Exchange(ExchangeRecord):
             self._to(ExchangeEvent.UPGRADE)
             self.client.send_head(101, head.reason, rules.all_lines(head.headers), length=0)
             return
-        fields = rules.scan_response(head.headers)
-        content_type = fields.content_type
+        lines, content_type = rules.scan_response(head.headers)
         if content_type:
             self.resp_content_type = content_type.decode("latin-1")
         service = self.service
         if service is not None and service.buffer_responses and not content_type.startswith(EVENT_STREAM):
             self._to(ExchangeEvent.BUFFER_RESPONSE)
             self.response_buffer = SpoolBuffer(memory=service.buffer_memory, limit=service.max_response_body)
-            self.response_lines = fields.lines  # held until the whole body is here
+            self.response_lines = lines  # held until the whole body is here
             return
-        self._to(ExchangeEvent.RESPONSE_HEAD)
-        self.client.send_head(status, head.reason, fields.lines, length=head.content_length)
+        self.state = TRANSITIONS[self.state, _RESPONSE_HEAD]
+        self.client.send_head(status, head.reason, lines, length=head.content_length)
 
     def _response_body(self, data: bytes) -> None:
         if not data:
@@ -588,7 +604,7 @@ class Exchange(ExchangeRecord):
                 self.resp_bytes += len(piece)
                 client.send_body(piece)
             buffer.close()
-        self._to(ExchangeEvent.ANSWER)
+        self.state = TRANSITIONS[self.state, _ANSWER]
         client.end()
 
     # ------------------------------------------------------------------ errors and timeouts
@@ -603,10 +619,10 @@ class Exchange(ExchangeRecord):
         self._upstream_failed_response(502)
 
     def _upstream_failed_response(self, status: int) -> None:
-        if self.state is ExchangeState.ANSWERED or self.state is ExchangeState.DONE:
+        if self.state is _ANSWERED or self.state is _DONE:
             return
         self._drop_upstream()
-        if self.state is ExchangeState.STREAMING or self.state is ExchangeState.TUNNEL:
+        if self.state is _STREAMING or self.state is _TUNNEL:
             self.client.abort()
             return
         self._drop_buffers()
@@ -627,14 +643,14 @@ class Exchange(ExchangeRecord):
         """Past --max-pause (held), the connect timeout, or --target-timeout."""
         self.listener.awaiting.discard(self)
         state = self.state
-        if state is ExchangeState.HELD:
+        if state is _HELD:
             if self.service is not None:
                 self.service.held.discard(self)
             self.listener.log.warn("Rejecting request due to expired pause", path=self.path)
             self.respond_error(504)
             self.client.unhold()
             return
-        if state is not ExchangeState.WAITING:
+        if state is not _WAITING:
             return
         if self.connecting is not None and self.connect_deadline <= now and self.target is not None:
             self.target.forget_address()  # the next connect looks the name up again
@@ -642,10 +658,10 @@ class Exchange(ExchangeRecord):
 
     @property
     def is_tunnel(self) -> bool:
-        return self.state is ExchangeState.TUNNEL
+        return self.state is _TUNNEL
 
     def cancel_for_drain(self) -> None:
-        if self.state is ExchangeState.TUNNEL:
+        if self.state is _TUNNEL:
             self.client.close()
             self._drop_upstream()
             return
@@ -654,7 +670,7 @@ class Exchange(ExchangeRecord):
 
     def reject(self, status: int) -> None:
         """The client's bytes are bad (a malformed body): answer ``status`` if nothing went out yet."""
-        if self.state is ExchangeState.HELD and self.service is not None:
+        if self.state is _HELD and self.service is not None:
             self.service.held.discard(self)
         self._upstream_failed_response(status)
 

@@ -24,6 +24,9 @@ from proxy.http.parser import Headers
 from proxy.http.writer import COLON, Lines
 
 _random_bits = random.Random().getrandbits
+# UUIDv4: version nibble 4 (bits 76-79), variant 10 (bits 62-63)
+_UUID4_KEEP = ~(0xF << 76) & ~(0x3 << 62)
+_UUID4_SET = (0x4 << 76) | (0x2 << 62)
 
 HOP_BY_HOP = frozenset(
     {
@@ -51,8 +54,8 @@ def new_request_id() -> str:
     From the Mersenne Twister rather than os.urandom: request IDs correlate log lines, they are
     not secrets, and a getrandom syscall per request is measurable on the hot path.
     """
-    h = "%032x" % _random_bits(128)
-    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-{h[20:32]}"
+    h = "%032x" % (_random_bits(128) & _UUID4_KEEP | _UUID4_SET)
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def connection_tokens(value: bytes) -> frozenset[bytes]:
@@ -60,6 +63,14 @@ def connection_tokens(value: bytes) -> frozenset[bytes]:
     if value.lower() in _CONNECTION_OPTIONS:  # the usual `keep-alive` / `close`: nothing to drop
         return _NO_TOKENS
     return frozenset({t.strip().lower() for t in value.split(b",")} - _CONNECTION_OPTIONS - {b""})
+
+
+def _more_dropped(drop: frozenset[bytes] | None, value: bytes) -> frozenset[bytes] | None:
+    """``drop`` plus the names a Connection field lists."""
+    tokens = connection_tokens(value)
+    if not tokens:
+        return drop
+    return tokens if drop is None else drop | tokens
 
 
 def without(lines: Lines, names: frozenset[bytes]) -> Lines:
@@ -89,68 +100,85 @@ class RequestFields:
         "xfp",
     )
 
-    def __init__(self) -> None:
-        self.lines: Lines = []
-        self.host = b""
-        self.xff = b""  # X-Forwarded-For values the client sent, joined
-        self.xfh = b""
-        self.xfp = b""
-        self.kamal_target = b""
-        self.request_id = b""
-        self.has_request_start = False
-        self.user_agent = b""
-        self.content_type = b""
-        self.upgrade = b""
+    def __init__(
+        self,
+        lines: Lines,
+        host: bytes = b"",
+        user_agent: bytes = b"",
+        content_type: bytes = b"",
+        upgrade: bytes = b"",
+        forwarding: tuple[bytes, bytes, bytes, bytes, bytes, bool] = (b"", b"", b"", b"", b"", False),
+    ) -> None:
+        # positional: one of these is made per request, and a keyword call of a class costs a dict
+        self.lines = lines
+        self.host = host
+        self.user_agent = user_agent
+        self.content_type = content_type
+        self.upgrade = upgrade
+        # X-Forwarded-For (the client's values, joined), -Host, -Proto, X-Kamal-Target, X-Request-Id
+        # and whether X-Request-Start was sent
+        self.xff, self.xfh, self.xfp, self.kamal_target, self.request_id, self.has_request_start = forwarding
+
+
+_NO_FORWARDING = (b"", b"", b"", b"", b"", False)
 
 
 def scan_request(headers: Headers) -> RequestFields:
     """Drop hop-by-hop fields; take out the forwarding fields the rules rebuild; keep the rest."""
-    fields = RequestFields()
-    kept = fields.lines
+    kept: Lines = []
     append = kept.append
     drop: frozenset[bytes] | None = None
+    host = user_agent = content_type = upgrade = b""
+    x_fields: list[tuple[bytes, bytes]] | None = None
     for name, value in headers:
         lname = name.lower()
         if lname in HOP_BY_HOP:
             if lname == b"connection":
-                tokens = connection_tokens(value)
-                if tokens:
-                    drop = tokens if drop is None else drop | tokens
-            elif lname == b"upgrade" and not fields.upgrade:
-                fields.upgrade = value
+                if value.lower() not in _CONNECTION_OPTIONS:  # (the usual keep-alive/close names nothing)
+                    drop = _more_dropped(drop, value)
+            elif lname == b"upgrade" and not upgrade:
+                upgrade = value
             continue
         if lname[:2] == b"x-":
-            if _take_forwarding(fields, lname, value):
+            if x_fields is None:
+                x_fields = []
+            x_fields.append((lname, value))
+            if lname in _REBUILT:
                 continue
         elif lname == b"host":
-            fields.host = value
+            host = value
         elif lname == b"user-agent":
-            fields.user_agent = value
+            user_agent = value
         elif lname == b"content-type":
-            fields.content_type = value
+            content_type = value
         append(name + COLON + value)
     if drop:
-        fields.lines = without(kept, drop)
-    return fields
+        kept = without(kept, drop)
+    forwarding = _forwarding(x_fields) if x_fields is not None else _NO_FORWARDING
+    return RequestFields(kept, host, user_agent, content_type, upgrade, forwarding)
 
 
-def _take_forwarding(fields: RequestFields, lname: bytes, value: bytes) -> bool:
-    """Note an ``x-`` field; True if it is one the rules rebuild (so it is not kept as it is)."""
-    if lname == b"x-forwarded-for":
-        fields.xff = value if not fields.xff else fields.xff + b", " + value
-    elif lname == b"x-forwarded-host":
-        fields.xfh = value
-    elif lname == b"x-forwarded-proto":
-        fields.xfp = value
-    elif lname == b"x-kamal-target":
-        fields.kamal_target = value
-    else:
-        if lname == b"x-request-id":
-            fields.request_id = value
+_REBUILT = frozenset({b"x-forwarded-for", b"x-forwarded-host", b"x-forwarded-proto", b"x-kamal-target"})
+
+
+def _forwarding(x_fields: list[tuple[bytes, bytes]]) -> tuple[bytes, bytes, bytes, bytes, bytes, bool]:
+    """What the ``x-`` fields of a request say for the forwarding rules."""
+    xff = xfh = xfp = kamal_target = request_id = b""
+    has_request_start = False
+    for lname, value in x_fields:
+        if lname == b"x-forwarded-for":
+            xff = value if not xff else xff + b", " + value
+        elif lname == b"x-forwarded-host":
+            xfh = value
+        elif lname == b"x-forwarded-proto":
+            xfp = value
+        elif lname == b"x-kamal-target":
+            kamal_target = value
+        elif lname == b"x-request-id":
+            request_id = value
         elif lname == b"x-request-start":
-            fields.has_request_start = True
-        return False
-    return True
+            has_request_start = True
+    return xff, xfh, xfp, kamal_target, request_id, has_request_start
 
 
 def add_request_id(fields: RequestFields) -> str:
@@ -196,18 +224,11 @@ def add_kamal_target(fields: RequestFields, target: bytes, *, trust_client: bool
         fields.lines.append(b"X-Kamal-Target: " + target)
 
 
-class ResponseFields:
-    """A response head's fields after ``scan_response``."""
+def scan_response(headers: Headers) -> tuple[Lines, bytes]:
+    """Drop hop-by-hop fields (the fixed list and the Connection-listed ones); keep the rest.
 
-    __slots__ = ("content_type", "lines")
-
-    def __init__(self, lines: Lines, content_type: bytes) -> None:
-        self.lines = lines
-        self.content_type = content_type
-
-
-def scan_response(headers: Headers) -> ResponseFields:
-    """Drop hop-by-hop fields (the fixed list and the Connection-listed ones); keep the rest."""
+    Returns the kept field lines and the Content-Type value (a tuple: this runs per response).
+    """
     out: Lines = []
     append = out.append
     content_type = b""
@@ -215,17 +236,15 @@ def scan_response(headers: Headers) -> ResponseFields:
     for name, value in headers:
         lname = name.lower()
         if lname in HOP_BY_HOP:
-            if lname == b"connection":
-                tokens = connection_tokens(value)
-                if tokens:
-                    drop = tokens if drop is None else drop | tokens
+            if lname == b"connection" and value.lower() not in _CONNECTION_OPTIONS:
+                drop = _more_dropped(drop, value)
             continue
         if lname == b"content-type":
             content_type = value
         append(name + COLON + value)
     if drop:
         out = without(out, drop)
-    return ResponseFields(out, content_type)
+    return out, content_type
 
 
 def all_lines(headers: Headers) -> Lines:

@@ -54,7 +54,8 @@ class UpstreamConnection(asyncio.Protocol):
         """The exchange is over and the connection can serve another request: back to the pool."""
         self.exchange = None
         self.reused = True
-        self.flow.resume(CLIENT_FULL)
+        if self.flow.paused:
+            self.flow.resume(CLIENT_FULL)
         self.target.give_back(self)
 
     def data_received(self, data: bytes) -> None:

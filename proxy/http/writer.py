@@ -30,21 +30,21 @@ def field_line(name: bytes, value: bytes) -> bytes:
     return name + COLON + value
 
 
-def request_head(method: bytes, target: bytes, lines: Lines) -> bytes:
-    """A request line and its field lines, terminated by the blank line."""
+def request_head(method: bytes, path: bytes, query: bytes, lines: Lines) -> bytes:
+    """A request line (the target as path and ``?query`` or b"") and its field lines, then the blank line."""
     if not lines:
-        return b"%b %b HTTP/1.1\r\n\r\n" % (method, target)
-    return b"%b %b HTTP/1.1\r\n%b\r\n\r\n" % (method, target, CRLF.join(lines))
+        return b"%b %b%b HTTP/1.1\r\n\r\n" % (method, path, query)
+    return b"%b %b%b HTTP/1.1\r\n%b\r\n\r\n" % (method, path, query, CRLF.join(lines))
 
 
-def request_head_open(method: bytes, target: bytes, lines: Lines) -> bytes:
+def request_head_open(method: bytes, path: bytes, query: bytes, lines: Lines) -> bytes:
     """A request head without its last field line and blank line: ``close_head`` finishes it.
 
     For a buffered request body, whose Content-Length is known only once the body is in.
     """
     if not lines:
-        return b"%b %b HTTP/1.1\r\n" % (method, target)
-    return b"%b %b HTTP/1.1\r\n%b\r\n" % (method, target, CRLF.join(lines))
+        return b"%b %b%b HTTP/1.1\r\n" % (method, path, query)
+    return b"%b %b%b HTTP/1.1\r\n%b\r\n" % (method, path, query, CRLF.join(lines))
 
 
 def close_head(open_head: bytes, content_length: int) -> bytes:

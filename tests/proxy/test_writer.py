@@ -9,20 +9,23 @@ from proxy.http.writer import Framing
 
 
 @pytest.mark.parametrize(
-    ("method", "target", "lines", "expected"),
+    ("method", "path", "query", "lines", "expected"),
     [
-        (b"GET", b"/", [], b"GET / HTTP/1.1\r\n\r\n"),
-        (b"GET", b"/a?b=1", [b"Host: x"], b"GET /a?b=1 HTTP/1.1\r\nHost: x\r\n\r\n"),
+        (b"GET", b"/", b"", [], b"GET / HTTP/1.1\r\n\r\n"),
+        (b"GET", b"/a", b"?b=1", [b"Host: x"], b"GET /a?b=1 HTTP/1.1\r\nHost: x\r\n\r\n"),
         (
             b"POST",
             b"/up",
+            b"",
             [b"Host: x", b"Transfer-Encoding: chunked"],
             b"POST /up HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n",
         ),
     ],
 )
-def test_request_head_bytes(method: bytes, target: bytes, lines: list[bytes], expected: bytes) -> None:
-    assert writer.request_head(method, target, lines) == expected
+def test_request_head_bytes(
+    method: bytes, path: bytes, query: bytes, lines: list[bytes], expected: bytes
+) -> None:
+    assert writer.request_head(method, path, query, lines) == expected
 
 
 @pytest.mark.parametrize(
@@ -35,7 +38,7 @@ def test_request_head_bytes(method: bytes, target: bytes, lines: list[bytes], ex
 def test_buffered_request_head_is_closed_with_its_length(
     lines: list[bytes], length: int, expected: bytes
 ) -> None:
-    assert writer.close_head(writer.request_head_open(b"PUT", b"/f", lines), length) == expected
+    assert writer.close_head(writer.request_head_open(b"PUT", b"/f", b"", lines), length) == expected
 
 
 @pytest.mark.parametrize(
@@ -91,7 +94,7 @@ def test_written_request_parses_back_to_the_same_head() -> None:
     from proxy.http.h11_parser import H11RequestParser
     from proxy.http.parser import Data, EndOfMessage, RequestHead
 
-    wire = writer.request_head(b"POST", b"/x?y", [b"Host: h", b"Transfer-Encoding: chunked"])
+    wire = writer.request_head(b"POST", b"/x", b"?y", [b"Host: h", b"Transfer-Encoding: chunked"])
     wire += writer.body(Framing.CHUNKED, b"abc") + writer.end_of_body(Framing.CHUNKED)
     events = H11RequestParser(max_head_size=65536).feed(wire)
     head = events[0]
