@@ -463,14 +463,49 @@ def test_busy_connection_is_not_closed_by_the_idle_sweep(parser: str) -> None:
     run(parser, scenario)
 
 
-def test_malformed_request_is_400_and_closes(parser: str) -> None:
+def test_malformed_request_is_400_and_closes_while_other_connections_go_on(parser: str) -> None:
     async def scenario(h: Harness) -> None:
+        h.deploy("app")
+        good, good_client = h.client(peer=("10.0.0.8", 1000))
         conn, client = h.client()
         conn.data_received(b"GET / HTTP/1.1\r\nHost: a\r\nBad Header Line\r\n\r\n")
         response = client.take()
-        assert status_of(response) == 400 and b"Connection: close\r\n" in response
-        assert client.closed
+        assert status_of(response) == 400 and b"<h1>400 Bad Request</h1>" in response
+        assert b"Connection: close\r\n" in response and client.closed
         assert "Malformed request" in h.log.messages()
+        good.data_received(get())
+        await settle()
+        h.targets.respond(ok())
+        assert status_of(good_client.take()) == 200
+
+    run(parser, scenario)
+
+
+def test_oversized_head_is_431(parser: str) -> None:
+    async def scenario(h: Harness) -> None:
+        h.deploy("app")
+        conn, client = h.client()
+        conn.data_received(get(extra=b"X-Big: " + b"a" * (70 * 1024) + b"\r\n"))
+        assert status_of(client.take()) == 431
+        assert client.closed and h.targets.connections == []
+
+    run(parser, scenario)
+
+
+def test_malformed_body_after_the_response_started_cuts_the_connection(parser: str) -> None:
+    async def scenario(h: Harness) -> None:
+        h.deploy("app")
+        conn, client = h.client()
+        conn.data_received(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n")
+        await settle()
+        transport, upstream = h.targets.last()
+        transport.take()
+        upstream.data_received(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nx\r\n")
+        assert status_of(client.take()) == 200
+        conn.data_received(b"zz\r\n")  # not a chunk size
+        assert client.aborted
+        client.lose()
+        assert [r.status for r in h.recorder.records] == [499]
 
     run(parser, scenario)
 
