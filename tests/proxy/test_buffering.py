@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 
 import httpx
 
@@ -17,7 +18,7 @@ def test_buffered_request_reaches_target_whole_with_content_length(
 ) -> None:
     proxy.deploy("app", backend.address, args=BUFFERED)
 
-    def gen():  # type: ignore[no-untyped-def]
+    def gen() -> Iterator[bytes]:
         for _ in range(50):
             yield b"0123456789" * 100  # 50 kB, past the 1000-byte memory part: spilled to disk
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from collections.abc import Iterator
 
 import httpx
 
@@ -19,7 +20,9 @@ def echo(proxy: ProxyProcess, path: str = "/echo", **kwargs: object) -> dict[str
 
 
 def headers_of(data: dict[str, object]) -> dict[str, str]:
-    return {str(n).lower(): str(v) for n, v in data["headers"]}  # type: ignore[union-attr]
+    pairs = data["headers"]
+    assert isinstance(pairs, list)
+    return {str(n).lower(): str(v) for n, v in pairs}
 
 
 def test_request_reaches_target_with_host_query_and_forwarding_headers(
@@ -89,7 +92,7 @@ def test_request_bodies_stream_with_content_length_and_chunked(proxy: ProxyProce
     response = httpx.post(proxy.url("/echo"), content=body)
     assert response.json()["body"] == body.decode()
 
-    def gen():  # type: ignore[no-untyped-def]
+    def gen() -> Iterator[bytes]:
         for i in range(5):
             yield f"part{i};".encode()
 
