@@ -17,7 +17,7 @@ from proxy import defaults
 from proxy.access_log import AccessLog
 from proxy.control import ControlServer
 from proxy.http.downstream import ClientConnection, ProxyContext
-from proxy.http.parser import ParserKind, make_request_parser, make_response_parser
+from proxy.http.parsers import ParserKind, make_request_parser, make_response_parser
 from proxy.log import JsonLog
 from proxy.router import ControlError, Router
 from proxy.state import StateFile

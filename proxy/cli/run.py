@@ -10,7 +10,7 @@ from proxy.cli.common import Usage
 from proxy.cli.flags import Flag, FlagError, apply_env_defaults
 from proxy.control import socket_path
 from proxy.daemon import DaemonConfig, run_daemon
-from proxy.http.parser import PARSER_KINDS, ParserKind
+from proxy.http.parsers import PARSER_KINDS, ParserKind
 from proxy.state import default_state_path
 
 FLAGS = [
