@@ -32,7 +32,7 @@ from proxy import defaults
 from proxy.control import ControlServer, DaemonRunning, check_not_running
 from proxy.controller.fleet import WorkerFleet
 from proxy.controller.sockets import Listeners, open_listeners
-from proxy.http.parser import ParserKind
+from proxy.http.parsers import ParserKind
 from proxy.log import JsonLog
 from proxy.ratelimit import RateLimited
 from proxy.router import ControlError, Router

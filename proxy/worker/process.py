@@ -27,8 +27,10 @@ import uvloop
 
 from proxy import defaults, ipc
 from proxy.access_log import AccessLog
-from proxy.http.downstream import ClientConnection, ProxyContext
-from proxy.http.parser import PARSER_KINDS, ParserKind, make_request_parser, make_response_parser
+from proxy.clock import BoundLoopClock
+from proxy.http.connection import ClientConnection
+from proxy.http.listener import Listener
+from proxy.http.parsers import PARSER_KINDS, ParserKind, make_request_parser, make_response_parser
 from proxy.log import JsonLog
 from proxy.ratelimit import RateLimited
 from proxy.worker.routes import WorkerRoutes
@@ -169,14 +171,15 @@ class Worker:
         sweeper.cancel()
         return 0
 
-    def _context(self, loop: asyncio.AbstractEventLoop) -> ProxyContext:
+    def _context(self, loop: asyncio.AbstractEventLoop) -> Listener:
         config = self.config
         parser = config.http_parser
         max_head = defaults.MAX_HEAD_SIZE
-        return ProxyContext(
+        return Listener(
             loop=loop,
+            clock=BoundLoopClock(loop),
             log=self.log,
-            access_log=AccessLog(log=self.log),
+            observers=(AccessLog(log=self.log),),
             routes=self.routes.current,
             request_parser=lambda: make_request_parser(parser, max_head_size=max_head),
             response_parser=lambda: make_response_parser(parser, max_head_size=max_head),
@@ -186,7 +189,7 @@ class Worker:
             idle_timeout=config.idle_timeout,
         )
 
-    async def _finish(self, ctx: ProxyContext, timeout: float) -> None:
+    async def _finish(self, ctx: Listener, timeout: float) -> None:
         loop = asyncio.get_running_loop()
         ctx.closing = True
         for conn in list(ctx.connections):
@@ -248,7 +251,7 @@ class Worker:
                 cancelled = await service.active.settle(message.timeout)
         self._send(ipc.Drained(request=message.request, inflight=inflight, cancelled=cancelled))
 
-    async def _sweep(self, ctx: ProxyContext) -> None:
+    async def _sweep(self, ctx: Listener) -> None:
         ticks_per_idle = max(1, round(IDLE_SWEEP / RESPONSE_SWEEP))
         tick = 0
         while True:
