@@ -5,6 +5,12 @@ owns the file descriptor. A slow or blocked stdout therefore never stalls reques
 MAX_PENDING_BYTES of unwritten lines, new lines are dropped and counted, and the count is reported
 (a WARN "Log lines dropped" with ``dropped`` since the last report and ``total``) as soon as the
 writer has caught up enough to take a line again, and at shutdown.
+
+Every worker process writes to the same stdout. The writer hands the kernel whole lines only, in
+writes of at most PIPE_BUF bytes, so lines from different workers never interleave: on a pipe such a
+write is atomic, on a file opened for appending every write is. A single line longer than PIPE_BUF
+goes out in one write of its own: atomic on an appended file, and on a pipe unless the pipe is full
+at that moment (Linux then lets another writer in when it resumes).
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import asyncio
 import json
 import os
 import queue
+import select
 import threading
 import time
 from collections.abc import Callable
@@ -23,8 +30,33 @@ FLUSH_BATCH = 4096  # lines; a smaller batch goes out after FLUSH_DELAY
 # Each hand-over to the writer thread costs a GIL round trip: batch them, 10 a second at most.
 FLUSH_DELAY = 0.1
 
+# Workers share stdout: a write() of at most PIPE_BUF bytes to a pipe is never mixed with another
+# process's, so lines go out in chunks of whole lines no larger than this (a longer line alone).
+ATOMIC_WRITE = select.PIPE_BUF
+
 # A JSON string literal (quotes included), from the json module's C encoder.
 quote: Callable[[str], str] = json.encoder.encode_basestring
+
+
+def whole_lines(data: bytes, limit: int = ATOMIC_WRITE) -> list[bytes]:
+    """``data`` (newline-terminated lines) cut into chunks of whole lines of at most ``limit`` bytes;
+    a line longer than ``limit`` is a chunk of its own."""
+    if len(data) <= limit:
+        return [data]
+    chunks = []
+    start, end = 0, len(data)
+    while start < end:
+        if end - start <= limit:
+            chunks.append(data[start:])
+            break
+        cut = data.rfind(b"\n", start, start + limit)
+        if cut < 0:  # one line longer than the limit
+            cut = data.find(b"\n", start + limit)
+            if cut < 0:
+                cut = end - 1
+        chunks.append(data[start : cut + 1])
+        start = cut + 1
+    return chunks
 
 
 class _Clock:
@@ -144,11 +176,12 @@ class JsonLog:
             if data is None:
                 return
             size = len(data)
-            view = memoryview(data)
             try:
-                while view:
-                    written = os.write(self._fd, view)
-                    view = view[written:]
+                for chunk in whole_lines(data):
+                    view = memoryview(chunk)
+                    while view:
+                        written = os.write(self._fd, view)
+                        view = view[written:]
             except OSError:
                 pass  # stdout went away: logging must never take the proxy down
             with self._lock:

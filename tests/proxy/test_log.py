@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import random
 from pathlib import Path
 
 import pytest
 
 from proxy import log as log_module
-from proxy.log import JsonLog
+from proxy.log import JsonLog, whole_lines
 
 
 def read_lines(path: Path) -> list[dict[str, object]]:
@@ -55,3 +56,17 @@ def test_nothing_is_reported_when_nothing_was_dropped(tmp_path: Path) -> None:
     log.close()
     os.close(fd)
     assert [line["msg"] for line in read_lines(path)] == ["one"]
+
+
+def test_the_writer_hands_the_kernel_whole_lines_of_at_most_pipe_buf_bytes() -> None:
+    rng = random.Random(7)
+    for _ in range(500):
+        lines = [
+            b"x" * rng.choice([0, 1, 300, 4095, 4096, 4097, 9000]) + b"\n" for _ in range(rng.randint(1, 30))
+        ]
+        data = b"".join(lines)
+        chunks = whole_lines(data, limit=4096)
+        assert b"".join(chunks) == data
+        for chunk in chunks:
+            assert chunk.endswith(b"\n")
+            assert len(chunk) <= 4096 or chunk.count(b"\n") == 1  # only a line longer than the limit is alone
