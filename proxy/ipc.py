@@ -28,7 +28,8 @@ from __future__ import annotations
 
 import json
 import struct
-from dataclasses import dataclass
+from collections.abc import Collection
+from dataclasses import dataclass, field
 from typing import Any
 
 from proxy.lifecycle import TargetState
@@ -44,29 +45,41 @@ class MessageError(ValueError):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class ServiceState:
-    """One service as a worker needs it: what the state file holds, plus live target health."""
+class Entry:
+    """One revision of a service's configuration: what the state file holds for it."""
 
+    revision: int  # a new one whenever options, targets, mode, stop message or pause timeout change
     saved: SavedService
+    text: str = field(default="", compare=False)  # its JSON, encoded once (control side)
+
+    @classmethod
+    def of(cls, revision: int, saved: SavedService) -> Entry:
+        return cls(revision=revision, saved=saved, text=json.dumps(saved.to_json(), separators=(",", ":")))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServiceState:
+    """One service in a snapshot: its configuration revision and its targets' live health."""
+
+    name: str
+    revision: int
     target_set: int  # a new id for each deploy: same addresses redeployed are new targets
     health: tuple[TargetState, ...]  # one per active target, in order
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "entry": self.saved.to_json(),
-            "set": self.target_set,
-            "health": [h.value for h in self.health],
-        }
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Snapshot:
+    """The whole routing state: exactly these services. ``entries`` holds the configuration of
+    every revision the receiver may not have yet; a worker keeps the entries of the services it
+    serves, so a snapshot after a change carries only the changed ones (``encode_snapshot``)."""
+
     version: int
     services: tuple[ServiceState, ...]
+    entries: dict[int, Entry]
     type = "snapshot"
 
     def body(self) -> dict[str, Any]:
-        return {"version": self.version, "services": [s.to_json() for s in self.services]}
+        raise NotImplementedError("encode_snapshot builds a snapshot's frame")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -154,10 +167,30 @@ ToControl = Applied | Drained | MetricsTable
 
 # ---------------------------------------------------------------------- encoding
 def encode(message: Message) -> bytes:
-    """One frame: length prefix + JSON."""
+    """One frame: length prefix + JSON. A snapshot carries all its entries."""
+    if isinstance(message, Snapshot):
+        return encode_snapshot(message, include=message.entries)
     body = message.body()
     body["type"] = message.type
-    data = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+    return _frame(json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode())
+
+
+def encode_snapshot(snapshot: Snapshot, *, include: Collection[int]) -> bytes:
+    """A snapshot's frame with the entries of the revisions in ``include`` (what the receiver lacks).
+
+    The entries' JSON was encoded once, when the revision was made; only the list of services
+    (name, revision, target set, health) is encoded per snapshot."""
+    services = json.dumps(
+        [[s.name, s.revision, s.target_set, [h.value for h in s.health]] for s in snapshot.services],
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+    entries = ",".join(f'"{r}":{snapshot.entries[r].text}' for r in include)
+    text = f'{{"type":"snapshot","version":{snapshot.version},"services":{services},"entries":{{{entries}}}}}'
+    return _frame(text.encode())
+
+
+def _frame(data: bytes) -> bytes:
     if len(data) > MAX_FRAME:
         raise MessageError(f"message of {len(data)} bytes is over the {MAX_FRAME}-byte frame limit")
     return HEADER.pack(len(data)) + data
@@ -234,22 +267,40 @@ def _str(body: dict[str, Any], key: str) -> str:
 
 
 def _service(data: Any) -> ServiceState:
-    if not isinstance(data, dict):
-        raise ValueError("services[] must be objects")
-    saved = SavedService.from_json(data["entry"])
-    health = data["health"]
-    if not isinstance(health, list) or len(health) != len(saved.active_targets):
-        raise ValueError("health must list one state per active target")
+    if not isinstance(data, list) or len(data) != 4:
+        raise ValueError("services[] must be [name, revision, set, health]")
+    name, revision, target_set, health = data
+    if not isinstance(name, str) or not isinstance(health, list):
+        raise ValueError("services[] must be [name, revision, set, health]")
     return ServiceState(
-        saved=saved, target_set=_int(data, "set"), health=tuple(TargetState(h) for h in health)
+        name=name,
+        revision=_int({"revision": revision}, "revision"),
+        target_set=_int({"set": target_set}, "set"),
+        health=tuple(TargetState(h) for h in health),
     )
 
 
+def _entry(revision: str, data: Any) -> Entry:
+    if not revision.isdigit():
+        raise ValueError("entries are keyed by revision numbers")
+    return Entry(revision=int(revision), saved=SavedService.from_json(data))
+
+
 def _snapshot(body: dict[str, Any]) -> Snapshot:
-    services = body["services"]
-    if not isinstance(services, list):
-        raise ValueError("services must be a list")
-    return Snapshot(version=_int(body, "version"), services=tuple(_service(s) for s in services))
+    services, entries = body["services"], body["entries"]
+    if not isinstance(services, list) or not isinstance(entries, dict):
+        raise ValueError("services must be a list and entries an object")
+    decoded = {e.revision: e for e in (_entry(r, data) for r, data in entries.items())}
+    states = tuple(_service(s) for s in services)
+    for state in states:
+        entry = decoded.get(state.revision)
+        if entry is not None and (
+            entry.saved.name != state.name or len(entry.saved.active_targets) != len(state.health)
+        ):
+            raise ValueError(
+                f"service {state.name}: its entry names another service or another number of targets"
+            )
+    return Snapshot(version=_int(body, "version"), services=states, entries=decoded)
 
 
 def _drain(body: dict[str, Any]) -> Drain:

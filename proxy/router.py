@@ -34,7 +34,7 @@ from proxy.commands import (
 )
 from proxy.gotext import format_duration
 from proxy.health import Probe, probe
-from proxy.ipc import ServiceState, Snapshot
+from proxy.ipc import Entry, ServiceState, Snapshot
 from proxy.lifecycle import ModeEvent, ServiceMode, next_mode
 from proxy.log import JsonLog
 from proxy.options import OptionsError, validate_service_options
@@ -94,6 +94,9 @@ class Router:
         self._dataplane = dataplane
         self._version = 0
         self._set_ids = itertools.count(1)
+        self._revisions = itertools.count(1)
+        # per service: what its current entry was made from (compared by identity), and the entry
+        self._entries: dict[str, tuple[tuple[Any, ...], Entry]] = {}
         self._health_publish: asyncio.Handle | None = None
         self._state = state
         self._clock = clock
@@ -399,17 +402,38 @@ class Router:
         return self._version
 
     def snapshot(self) -> Snapshot:
+        entries = {name: self._entry(service) for name, service in self._services.items()}
+        self._entries = {name: self._entries[name] for name in entries}
         return Snapshot(
             version=self._version,
             services=tuple(
                 ServiceState(
-                    saved=self._saved(service),
+                    name=name,
+                    revision=entries[name].revision,
                     target_set=service.active.ident,
                     health=tuple(t.state for t in service.active.targets),
                 )
-                for service in self._services.values()
+                for name, service in self._services.items()
             ),
+            entries={e.revision: e for e in entries.values()},
         )
+
+    def _entry(self, service: Service) -> Entry:
+        """The service's configuration as a revisioned entry, made (and encoded) only when it changed."""
+        key = (
+            service.options,
+            service.target_options,
+            service.active,
+            service.mode,
+            service.stop_message,
+            service.pause_timeout,
+        )
+        cached = self._entries.get(service.name)
+        if cached is not None and all(a is b for a, b in zip(cached[0], key, strict=True)):
+            return cached[1]
+        entry = Entry.of(next(self._revisions), self._saved(service))
+        self._entries[service.name] = (key, entry)
+        return entry
 
     def _health_changed(self) -> None:
         """A target's health changed: publish once, after the other changes of this loop iteration."""

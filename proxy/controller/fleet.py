@@ -96,6 +96,7 @@ class WorkerSlot:
         self.process: asyncio.subprocess.Process | None = None
         self.writer: asyncio.StreamWriter | None = None
         self.applied = 0
+        self.known: frozenset[int] = frozenset()  # entry revisions this worker was sent and keeps
         self.started_at = 0.0
         self.exited = asyncio.Event()
 
@@ -133,8 +134,7 @@ class WorkerFleet:
         self._worker_config = worker_config
         self.slots = [WorkerSlot(index=i) for i in range(count)]
         self._listeners: Listeners | None = None
-        self._snapshot = ipc.Snapshot(version=0, services=())
-        self._frame = ipc.encode(self._snapshot)
+        self._snapshot = ipc.Snapshot(version=0, services=(), entries={})
         self._changed = asyncio.Event()  # an acknowledgement arrived or a worker exited
         self._requests = itertools.count(1)
         self._pending: dict[int, tuple[WorkerSlot, asyncio.Future[ipc.ToControl | None]]] = {}
@@ -150,11 +150,24 @@ class WorkerFleet:
 
     # ------------------------------------------------------------------ DataPlane
     def publish(self, snapshot: ipc.Snapshot) -> None:
-        """Send ``snapshot`` to every worker (and to every worker started later)."""
+        """Send ``snapshot`` to every worker (and to every worker started later), each with the
+        entries it does not have yet."""
         self._snapshot = snapshot
-        self._frame = ipc.encode(snapshot)
+        frames: dict[frozenset[int], bytes] = {}  # workers that know the same revisions share a frame
         for slot in self.slots:
-            slot.send(self._frame)
+            if slot.writer is not None:
+                self._send_snapshot(slot, frames)
+
+    def _send_snapshot(self, slot: WorkerSlot, frames: dict[frozenset[int], bytes]) -> None:
+        snapshot = self._snapshot
+        known = slot.known
+        frame = frames.get(known)
+        if frame is None:
+            frame = frames[known] = ipc.encode_snapshot(
+                snapshot, include=[r for r in snapshot.entries if r not in known]
+            )
+        slot.send(frame)
+        slot.known = frozenset(snapshot.entries)
 
     async def applied(self, version: int) -> None:
         """Return once every live worker serves ``version`` (or a later one); a worker that does
@@ -279,9 +292,10 @@ class WorkerFleet:
         reader, slot.writer = await asyncio.open_unix_connection(sock=parent_end)
         slot.state = SlotState.STARTING
         slot.applied = 0
+        slot.known = frozenset()
         slot.started_at = loop.time()
         slot.exited.clear()
-        slot.send(self._frame)
+        self._send_snapshot(slot, {})
         task = loop.create_task(self._follow(slot, reader))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

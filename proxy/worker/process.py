@@ -221,6 +221,14 @@ class Worker:
             self._writer.write(ipc.encode(message))
 
     async def _follow(self, reader: asyncio.StreamReader) -> None:
+        """Apply messages until the stream closes; a bad one ends the worker (the control process
+        starts another, which gets the whole current state)."""
+        try:
+            await self._follow_messages(reader)
+        except ipc.MessageError as exc:
+            self.log.error("Bad message from the control process", worker=self.config.index, error=str(exc))
+
+    async def _follow_messages(self, reader: asyncio.StreamReader) -> None:
         while (message := await self._read(reader)) is not None:
             if isinstance(message, ipc.Snapshot):
                 self.routes.apply(message)

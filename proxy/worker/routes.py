@@ -10,7 +10,7 @@ requests. A target set a deploy replaced is kept aside until the control process
 from __future__ import annotations
 
 from proxy import defaults
-from proxy.ipc import ServiceState, Snapshot
+from proxy.ipc import Entry, MessageError, ServiceState, Snapshot
 from proxy.log import JsonLog
 from proxy.service import Service
 from proxy.service_map import ServiceMap
@@ -23,6 +23,7 @@ class WorkerRoutes:
         self.version = 0
         self.routes: ServiceMap[Service] = ServiceMap()
         self._services: dict[str, Service] = {}
+        self._entries: dict[str, Entry] = {}  # the configuration each service was built from
         self._sets: dict[int, TargetSet] = {}  # active target sets by id
         self.replaced: dict[int, TargetSet] = {}  # replaced by a deploy, waiting for their drain
 
@@ -33,14 +34,25 @@ class WorkerRoutes:
         return self._services.get(name)
 
     def apply(self, snapshot: Snapshot) -> bool:
-        """Serve ``snapshot`` from now on; False (and nothing changes) if it is older than what is served."""
+        """Serve ``snapshot`` from now on; False (and nothing changes) if it is older than what is
+        served. MessageError (and nothing changes) if it names a revision this worker lacks."""
         if snapshot.version <= self.version and self.version:
             return False
+        entries: dict[str, Entry] = {}
+        for state in snapshot.services:
+            entry = snapshot.entries.get(state.revision)
+            if entry is None:
+                entry = self._entries.get(state.name)
+                if entry is None or entry.revision != state.revision:
+                    raise MessageError(f"service {state.name}: revision {state.revision} was never sent")
+            if len(entry.saved.active_targets) != len(state.health):
+                raise MessageError(f"service {state.name}: health does not list one state per target")
+            entries[state.name] = entry
         services: dict[str, Service] = {}
         sets: dict[int, TargetSet] = {}
         for state in snapshot.services:
-            service = self._service_for(state)
-            services[state.saved.name] = service
+            service = self._service_for(state, entries[state.name])
+            services[state.name] = service
             sets[state.target_set] = service.active
         for set_id, old in self._sets.items():
             if set_id not in sets:
@@ -48,19 +60,24 @@ class WorkerRoutes:
                     self.replaced[set_id] = old  # a deploy replaced it: the control process drains it
                 else:
                     old.close_idle()  # the service was removed
-        self._services = services
-        self._sets = sets
-        self.routes = ServiceMap(
-            (host, prefix, service)
-            for service in services.values()
-            for host in service.options.hosts
-            for prefix in service.options.path_prefixes
+        same = entries.keys() == self._entries.keys() and all(
+            entry is self._entries[name] for name, entry in entries.items()
         )
+        self._services = services
+        self._entries = entries
+        self._sets = sets
+        if not same:  # (a change of health only keeps the map: it holds the same Service objects)
+            self.routes = ServiceMap(
+                (host, prefix, service)
+                for service in services.values()
+                for host in service.options.hosts
+                for prefix in service.options.path_prefixes
+            )
         self.version = snapshot.version
         return True
 
-    def _service_for(self, state: ServiceState) -> Service:
-        saved = state.saved
+    def _service_for(self, state: ServiceState, entry: Entry) -> Service:
+        saved = entry.saved
         service = self._services.get(saved.name)
         target_set = self._sets.get(state.target_set)
         if target_set is None:
@@ -73,6 +90,9 @@ class WorkerRoutes:
                 ident=state.target_set,
             )
         target_set.mirror(state.health)
+        if service is not None and self._entries[saved.name] is entry:
+            service.active = target_set  # the same configuration: only health moved
+            return service
         if service is None:
             service = Service(
                 name=saved.name,

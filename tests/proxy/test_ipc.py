@@ -15,33 +15,43 @@ from proxy.options import ServiceOptions, TargetOptions
 from proxy.state import SavedService
 from proxy.worker.routes import WorkerRoutes
 
+Service = tuple[ipc.ServiceState, ipc.Entry]
+
 
 def service_state(
     name: str,
     targets: tuple[str, ...],
     *,
     target_set: int,
-    host: str = "",
+    revision: int = 0,
     mode: ServiceMode = ServiceMode.RUNNING,
     health: TargetState = TargetState.HEALTHY,
-) -> ipc.ServiceState:
-    return ipc.ServiceState(
-        saved=SavedService(
+) -> Service:
+    """A service in a snapshot and its entry; the revision defaults to the target set's id."""
+    entry = ipc.Entry.of(
+        revision or target_set,
+        SavedService(
             name=name,
-            options=ServiceOptions(hosts=(host or f"{name}.test",)).normalized(),
+            options=ServiceOptions(hosts=(f"{name}.test",)).normalized(),
             target_options=TargetOptions(),
             active_targets=targets,
             mode=mode,
             stop_message="back soon" if mode is ServiceMode.STOPPED else "",
             pause_timeout=5.0,
         ),
-        target_set=target_set,
-        health=tuple(health for _ in targets),
     )
+    state = ipc.ServiceState(
+        name=name, revision=entry.revision, target_set=target_set, health=tuple(health for _ in targets)
+    )
+    return state, entry
 
 
-def snapshot(version: int, *services: ipc.ServiceState) -> ipc.Snapshot:
-    return ipc.Snapshot(version=version, services=services)
+def snapshot(version: int, *services: Service, entries: bool = True) -> ipc.Snapshot:
+    return ipc.Snapshot(
+        version=version,
+        services=tuple(s for s, _ in services),
+        entries={e.revision: e for _, e in services} if entries else {},
+    )
 
 
 MESSAGES: list[ipc.Message] = [
@@ -99,10 +109,20 @@ def test_a_bad_frame_is_a_message_error_naming_the_problem(body: bytes, error: s
 
 
 def test_a_snapshot_whose_health_does_not_match_its_targets_is_refused() -> None:
-    good = json.loads(ipc.encode(snapshot(1, service_state("a", ("10.0.0.1:1", "10.0.0.2:1"), target_set=1)))[4:])
-    good["services"][0]["health"] = ["healthy"]
-    with pytest.raises(ipc.MessageError, match="one state per active target"):
+    two_targets = service_state("a", ("10.0.0.1:1", "10.0.0.2:1"), target_set=1)
+    good = json.loads(ipc.encode(snapshot(1, two_targets))[4:])
+    good["services"][0][3] = ["healthy"]
+    with pytest.raises(ipc.MessageError, match="another number of targets"):
         ipc.decode(json.dumps(good).encode())
+
+
+def test_a_snapshot_carries_only_the_entries_asked_for() -> None:
+    one = service_state("one", ("web-1:3000",), target_set=1)
+    two = service_state("two", ("web-2:3000",), target_set=2)
+    full = snapshot(1, one, two)
+    partial = ipc.decode(ipc.encode_snapshot(full, include=[2])[4:])
+    assert isinstance(partial, ipc.Snapshot)
+    assert partial.services == full.services and list(partial.entries) == [2]
 
 
 def test_an_announced_frame_over_the_limit_is_refused_before_it_is_read() -> None:
@@ -131,7 +151,10 @@ def test_a_snapshot_becomes_the_routes_the_data_plane_reads() -> None:
     found = r.current().lookup("app.test", "/x")
     assert found is not None
     service, _ = found
-    assert service.name == "app" and [t.address for t in service.active.healthy] == ["web-1:3000", "web-2:3000"]
+    assert service.name == "app" and [t.address for t in service.active.healthy] == [
+        "web-1:3000",
+        "web-2:3000",
+    ]
 
 
 def test_an_older_snapshot_than_the_one_served_is_ignored() -> None:
@@ -148,12 +171,14 @@ def test_a_health_change_keeps_the_target_objects_and_their_pools() -> None:
     service = r.service("app")
     assert service is not None
     targets = list(service.active.targets)
-    down = service_state("app", ("web-1:3000", "web-2:3000"), target_set=1)
+    state, _ = service_state("app", ("web-1:3000", "web-2:3000"), target_set=1)
     down = ipc.ServiceState(
-        saved=down.saved, target_set=1, health=(TargetState.HEALTHY, TargetState.UNHEALTHY)
+        name="app", revision=state.revision, target_set=1, health=(TargetState.HEALTHY, TargetState.UNHEALTHY)
     )
-    r.apply(snapshot(2, down))
+    before = r.current()
+    r.apply(ipc.Snapshot(version=2, services=(down,), entries={}))  # the worker has this revision
     assert r.service("app") is service and service.active.targets == targets
+    assert r.current() is before  # the same services: the map is kept
     assert [t.address for t in service.active.healthy] == ["web-1:3000"]
 
 
@@ -163,7 +188,7 @@ def test_a_deploy_replaces_the_target_set_and_keeps_the_old_one_for_its_drain() 
     service = r.service("app")
     assert service is not None
     old = service.active
-    r.apply(snapshot(2, service_state("app", ("web-1:3000",), target_set=2)))
+    r.apply(snapshot(2, service_state("app", ("web-1:3000",), target_set=2, revision=2)))
     assert r.service("app") is service  # held requests and the rest stay with the service
     assert service.active is not old and service.active.ident == 2
     assert r.replaced == {1: old}
@@ -182,9 +207,10 @@ def test_resume_in_a_snapshot_releases_the_requests_a_pause_held() -> None:
     assert service is not None and service.mode is ServiceMode.PAUSED and service.pause_timeout == 5.0
     held = Held()
     service.held.add(held)
-    r.apply(snapshot(2, service_state("app", ("web-1:3000",), target_set=1, mode=ServiceMode.PAUSED)))
+    paused = service_state("app", ("web-1:3000",), target_set=1, mode=ServiceMode.PAUSED)
+    r.apply(snapshot(2, paused, entries=False))
     assert not held.released
-    r.apply(snapshot(3, service_state("app", ("web-1:3000",), target_set=1)))
+    r.apply(snapshot(3, service_state("app", ("web-1:3000",), target_set=1, revision=2)))
     assert held.released and service.mode is ServiceMode.RUNNING
 
 
@@ -198,8 +224,22 @@ def test_a_stop_in_a_snapshot_carries_its_message() -> None:
 def test_a_removed_service_leaves_the_routes_and_is_not_kept_for_a_drain() -> None:
     r = routes()
     r.apply(
-        snapshot(1, service_state("app", ("web-1:3000",), target_set=1), service_state("b", ("web-1:3000",), target_set=2))
+        snapshot(
+            1,
+            service_state("app", ("web-1:3000",), target_set=1),
+            service_state("b", ("web-1:3000",), target_set=2),
+        )
     )
     r.apply(snapshot(2, service_state("b", ("web-1:3000",), target_set=2)))
     assert r.current().lookup("app.test", "/") is None and r.service("app") is None
     assert r.replaced == {}
+
+
+def test_a_snapshot_naming_a_revision_never_sent_changes_nothing() -> None:
+    r = routes()
+    r.apply(snapshot(1, service_state("app", ("web-1:3000",), target_set=1)))
+    before = r.current()
+    unknown = service_state("app", ("web-1:3000",), target_set=1, revision=9)
+    with pytest.raises(ipc.MessageError, match="revision 9 was never sent"):
+        r.apply(snapshot(2, unknown, entries=False))
+    assert r.current() is before and r.version == 1
