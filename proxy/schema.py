@@ -37,7 +37,8 @@ MAX_NAME = 255  # service names, host names
 TARGET_PATTERN = re.compile(r"^\w[-_.\w+]+(:\d+)?$", re.ASCII)
 # A host a service is bound to: a DNS name, optionally `*.`-prefixed; an empty string is the catch-all.
 HOST_PATTERN = re.compile(
-    r"^(\*\.)?[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?(\.[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?)*\.?$"
+    r"(\*\.)?[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?(\.[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?)*\.?"
+    r"|\[[0-9A-Fa-f:.]+\]"  # an IPv6 literal
 )
 HEADER_NAME_PATTERN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 SERVICE_NAME_PATTERN = re.compile(r"^[^\x00-\x20\x7f/]+$")
