@@ -37,6 +37,16 @@ class CallError(Exception):
     """A failed call; the message is what the CLI prints after `Error: `."""
 
 
+class DialError(CallError):
+    """The socket could not be connected to (kamal-proxy's `dial unix …` error); ``no_daemon`` when
+    nothing listens there (no socket file, or connection refused)."""
+
+    def __init__(self, message: str, *, path: Path, no_daemon: bool) -> None:
+        super().__init__(message)
+        self.path = path
+        self.no_daemon = no_daemon
+
+
 def socket_path(environ: Mapping[str, str] | None = None) -> Path:
     env = os.environ if environ is None else environ
     explicit = env.get("KAMAL_PROXY_SOCKET")
@@ -172,7 +182,11 @@ def call(command: Command, *, path: Path | None = None, timeout: float | None = 
         try:
             sock.connect(str(path))
         except OSError as exc:
-            raise CallError(f"dial unix {path}: connect: {_reason(exc)}") from None
+            raise DialError(
+                f"dial unix {path}: connect: {_reason(exc)}",
+                path=path,
+                no_daemon=isinstance(exc, FileNotFoundError | ConnectionRefusedError),
+            ) from None
         sock.sendall(data)
         chunks = []
         while True:
