@@ -201,6 +201,15 @@ read_service_name = _matching(
 )
 
 
+HOST_HEADER_PATTERN = re.compile(r"[^\x00-\x20\x7f]*")
+read_host_header = _matching(HOST_HEADER_PATTERN, "a Host header value (no spaces or control characters)")
+
+
+def read_optional_header_name(value: Any, where: str) -> str:
+    """A header name, or "" for none."""
+    return "" if value == "" else read_header_name(value, where)
+
+
 def read_strings(value: Any, where: str) -> tuple[str, ...]:
     return read_list(value, where, read_string)
 

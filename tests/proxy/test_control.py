@@ -48,6 +48,11 @@ BAD_REQUESTS: list[tuple[dict[str, Any], str]] = [
     (with_field("service_options", "path_prefixes", ["/a?b"]), "a URL path"),
     (with_field("service_options", "tls_certificate_path", "a\x00b"), "NUL"),
     (with_field("service_options", "hostz", ["a.test"]), "unknown field: service_options.hostz"),
+    (with_field("service_options", "client_ip_header", "X Real IP"), "an HTTP header name"),
+    (
+        with_field("target_options", "health_check_config", {"host": "a.test\r\nX-Evil: 1"}),
+        "target_options.health_check_config.host: must be a Host header value",
+    ),
     (with_field("", "extra", 1), "unknown field: extra"),
     (with_field("", "targets", []), "at least one target"),
     (with_field("", "targets", "web-1:3000"), "targets: must be a list"),
