@@ -26,8 +26,10 @@ import uvloop
 
 from proxy import defaults
 from proxy.access_log import AccessLog
+from proxy.clock import BoundLoopClock
 from proxy.control import ControlServer, DaemonRunning, check_not_running
-from proxy.http.downstream import ClientConnection, ProxyContext
+from proxy.http.connection import ClientConnection
+from proxy.http.listener import Listener
 from proxy.http.parser import ParserKind, make_request_parser, make_response_parser
 from proxy.log import JsonLog
 from proxy.router import ControlError, Router
@@ -121,10 +123,11 @@ class Daemon:
         self.router.restore()
         parser = config.http_parser
         max_head = defaults.MAX_HEAD_SIZE
-        ctx = ProxyContext(
+        ctx = Listener(
             loop=loop,
+            clock=BoundLoopClock(loop),
             log=self.log,
-            access_log=AccessLog(log=self.log),
+            observers=(AccessLog(log=self.log),),
             routes=self.router.current_routes,
             request_parser=lambda: make_request_parser(parser, max_head_size=max_head),
             response_parser=lambda: make_response_parser(parser, max_head_size=max_head),
@@ -171,7 +174,7 @@ class Daemon:
         await self.router.close()
         self.log.info("Server stopped")
 
-    async def _sweep(self, ctx: ProxyContext) -> None:
+    async def _sweep(self, ctx: Listener) -> None:
         ticks_per_idle = max(1, round(IDLE_SWEEP / RESPONSE_SWEEP))
         tick = 0
         while True:
