@@ -214,3 +214,40 @@ def test_event_loop_error_reports_go_to_the_json_log(tmp_path: Path) -> None:
     assert entries[0]["error"] == "socket.accept() out of system resource"
     assert entries[0]["exception"] == "OSError: [Errno 24] Too many open files"
     log.close()
+
+
+ISSUE_REQUESTS = [
+    b'{"command":"deploy","args":{"service":"app","targets":["web:80"],"service_options":{"hosts":"a.test"}}}',
+    b'{"command":"deploy","args":{"service":"app","targets":["web:80"],"service_options":"x"}}',
+    b'{"command":"deploy","args":{"service":"app","targets":["web:80"],"target_options":{"buffer_requests":"no"}}}',
+    b'{"command":"deploy","args":{"service":"app","targets":["web:80"],'
+    b'"target_options":{"max_request_body_size":"100"}}}',
+    b'{"command":"deploy","args":{"service":"app","targets":["web:80"],"deployment_options":{"drain_timeout":NaN}}}',
+    b'{"command":"deploy","args":{"service":"app","targets":["web:80"],"target_options":{"response_timeout":1e400}}}',
+    b'{"command":"list"',
+    b"x" * 2_000_000,
+]
+
+
+def test_the_issues_bad_commands_over_the_real_socket_change_nothing(
+    control_proxy: ProxyProcess, backend: Backend
+) -> None:
+    proxy = control_proxy
+    proxy.deploy("app", backend.address, args=("--host=app.test",))
+    state, listing = proxy.state_path.read_bytes(), proxy.ctl("list", "--json").stdout
+    for raw in ISSUE_REQUESTS:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(10)
+            sock.connect(str(proxy.socket))
+            try:
+                sock.sendall(raw + b"\n")
+            except OSError:
+                pass  # the daemon answered and closed before the oversized request was all sent
+            reply = json.loads(sock.makefile("rb").readline())
+        assert reply["ok"] is False and reply["error"], raw[:80]
+        assert proxy.state_path.read_bytes() == state
+        assert proxy.ctl("list", "--json").stdout == listing
+    assert (
+        httpx.post(proxy.url("/echo"), headers={"Host": "app.test"}, content=b"x" * 1000).status_code == 200
+    )
+    proxy.deploy("other", backend.address, args=("--host=other.test",))  # the control plane still works
