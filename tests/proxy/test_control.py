@@ -224,3 +224,20 @@ def test_a_client_that_never_finishes_its_request_is_answered_and_dropped(tmp_pa
         await server.close()
 
     run(scenario())
+
+
+def test_closing_removes_the_socket_only_while_it_is_still_ours(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        path = tmp_path / "c.sock"
+        first = ControlServer(path=path, handler=lambda c: asyncio.sleep(0), errors=())
+        await first.start()
+        await first.close()
+        assert not path.exists()
+        await first.start()
+        other = tmp_path / "other"
+        other.write_bytes(b"")  # made while the socket exists: another inode
+        other.replace(path)  # someone else's file at the path now
+        await first.close()
+        assert path.exists()
+
+    run(scenario())
