@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from deployer.commands.base import Cmd, docker, make_directory, pipe
-from deployer.config import PROXY_CONTAINER, Accessory, Config
-from deployer.utils import argumentize, optionize
+from deployer.config import Accessory, Config
+from deployer.defaults import PROXY_CONTAINER, RESTART_POLICY
+from deployer.utils import argumentize, optionize, to_s
 
 
 class AccessoryCommands:
@@ -28,8 +29,8 @@ class AccessoryCommands:
     def volume_args(self) -> Cmd:
         vols: list[str] = []
         for d in self.accessory.directories:
-            host_path, _, container_path = d.partition(":")
-            vols.append(f"{self._expand(host_path)}:{container_path}")
+            volume = f"{self._expand(d.local)}:{d.remote}"
+            vols.append(f"{volume}:{d.options}" if d.options else volume)
         vols += self.accessory.volumes
         return argumentize("--volume", vols)
 
@@ -37,7 +38,11 @@ class AccessoryCommands:
         return host_path if host_path.startswith("/") else f"$PWD/{self.service_name}/{host_path}"
 
     def directories(self) -> list[str]:
-        return [self._expand(d.partition(":")[0]) for d in self.accessory.directories]
+        return [self._expand(d.local) for d in self.accessory.directories]
+
+    def docker_options(self) -> dict[str, object]:
+        """The accessory's ``options``, without ``restart`` (that is ``--restart``)."""
+        return {k: v for k, v in self.accessory.options.items() if k != "restart"}
 
     def label_args(self) -> Cmd:
         return argumentize("--label", {"service": self.service_name, **self.accessory.labels})
@@ -50,7 +55,7 @@ class AccessoryCommands:
             self.service_name,
             "--detach",
             "--restart",
-            "unless-stopped",
+            to_s(a.options.get("restart", RESTART_POLICY)),
             "--network",
             a.network,
             self.config.logging.args(),
@@ -58,7 +63,7 @@ class AccessoryCommands:
             self.env_args(),
             self.volume_args(),
             self.label_args(),
-            optionize(a.options),
+            optionize(self.docker_options()),
             a.image,
             a.cmd,
         )
@@ -98,7 +103,7 @@ class AccessoryCommands:
             a.network,
             self.env_args(),
             self.volume_args(),
-            optionize(a.options),
+            optionize(self.docker_options()),
             a.image,
             command,
         )
@@ -116,7 +121,16 @@ class AccessoryCommands:
         return docker("image", "rm", "--force", self.accessory.image)
 
     def make_directories(self) -> list[Cmd]:
-        return [make_directory(d) for d in self.directories()]
+        """mkdir -p each directory, then chmod / chown it when the map form gives mode / owner."""
+        cmds: list[Cmd] = []
+        for d in self.accessory.directories:
+            path = self._expand(d.local)
+            cmds.append(make_directory(path))
+            if d.mode:
+                cmds.append(["chmod", d.mode, path])
+            if d.owner:
+                cmds.append(["chown", d.owner, path])
+        return cmds
 
     def ensure_env_directory(self) -> Cmd:
         return make_directory(f"{self.config.env_directory}/accessories")

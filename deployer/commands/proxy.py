@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from deployer.commands.base import Cmd, any_of, docker, make_directory, pipe, remove_directory, xargs
-from deployer.config import PROXY_CONTAINER, PROXY_DEFAULT_REPOSITORY, PROXY_MINIMUM_VERSION, Config
+from deployer.config import Config
+from deployer.defaults import PROXY_CONTAINER, PROXY_DEFAULT_REPOSITORY, PROXY_MINIMUM_VERSION
 from deployer.utils import argumentize, optionize
 
 CONFIG_VOLUME = "kamal-proxy-config:/home/kamal-proxy/.config/kamal-proxy"
@@ -12,8 +13,9 @@ IMAGE_TITLE_LABEL = "label=org.opencontainers.image.title=kamal-proxy"
 
 
 class Proxy:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, host: str | None = None) -> None:
         self.config = config
+        self.host = host  # run() boots the proxy as configured for this server
 
     @property
     def directory(self) -> str:
@@ -40,7 +42,7 @@ class Proxy:
         )
 
     def run(self) -> Cmd:
-        run = self.config.proxy_run
+        run = self.config.proxy_run_for(self.host) if self.host else self.config.proxy_run
         if run.raw is None:
             return self._legacy_run()
         publish: list[str] = []

@@ -1,20 +1,36 @@
-"""What every CLI command shares: the help flag, argument-count checks and the one control call."""
+"""What every CLI command shares: the help flag, argument-count checks and the one control call.
+
+A subcommand is a module of ``proxy/cli/`` with a ``USAGE`` (name, aliases, one-line help, flags)
+and a ``main(argv) -> exit code``; ``main.py`` finds them, nothing else lists them.
+"""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from typing import Any
 
 from proxy import defaults
 from proxy.cli.flags import Flag, FlagError, Parsed, help_text, parse_flags
 from proxy.commands import Command
-from proxy.control import call
+from proxy.control import DialError, call
 
 
 class Usage:
     """A command's name, usage string and flags; parses argv or prints help."""
 
-    def __init__(self, *, name: str, use: str, short: str, flags: list[Flag], nargs: int | None) -> None:
+    def __init__(
+        self,
+        *,
+        name: str,
+        use: str,
+        short: str,
+        flags: list[Flag],
+        nargs: int | None,
+        aliases: tuple[str, ...] = (),
+    ) -> None:
         self.name = name
+        self.aliases = aliases
         self.use = use
         self.short = short
         self.flags = [*flags, Flag("help", "bool", False, f"help for {name}", shorthand="h")]
@@ -35,7 +51,22 @@ class Usage:
 
 
 def send(command: Command) -> Any:
-    return call(command)
+    """One control call; when no daemon answers, kamal-proxy's dial error gets a hint appended."""
+    try:
+        return call(command)
+    except DialError as exc:
+        if not exc.no_daemon:
+            raise
+        hint = f"is `kamal-proxy run` running? socket: {exc.path}, {socket_origin(os.environ)}"
+        raise DialError(f"{exc} ({hint})", path=exc.path, no_daemon=True) from None
+
+
+def socket_origin(environ: Mapping[str, str]) -> str:
+    """Which setting chose the control socket's path (the order of proxy.control.socket_path)."""
+    for name in ("KAMAL_PROXY_SOCKET", "XDG_RUNTIME_DIR"):
+        if environ.get(name):
+            return f"from ${name}"
+    return "from $TMPDIR" if environ.get("TMPDIR") else "the default"
 
 
 DRAIN_TIMEOUT = Flag(

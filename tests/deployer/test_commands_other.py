@@ -389,3 +389,59 @@ def test_accessory_other_commands(make_config: ConfigFactory) -> None:
         '--log-request-header="User-Agent"'
     )
     assert join(busybox.remove()) == "docker exec kamal-proxy kamal-proxy remove custom-busybox"
+
+
+def test_accessory_directories_strings_and_maps(make_config: ConfigFactory) -> None:
+    raw = {
+        **BASE,
+        "accessories": {
+            "mysql": {
+                "image": "mysql:8.0",
+                "host": "1.1.1.5",
+                "options": {"restart": "always"},
+                "directories": [
+                    "mysql-logs:/var/log/mysql",
+                    "/srv/conf:/etc/mysql/conf.d:ro",
+                    {
+                        "local": "mysql-data",
+                        "remote": "/var/lib/mysql",
+                        "mode": "0750",
+                        "owner": "mysql:mysql",
+                    },
+                    {"local": "mysql-tmp", "remote": "/tmp/mysql", "options": "z"},
+                ],
+            }
+        },
+    }
+    mysql = AccessoryCommands(make_config(raw), "mysql")
+    run = join(mysql.run())
+    assert "--restart always " in run and "--restart unless-stopped" not in run
+    assert (
+        "--volume $PWD/app-mysql/mysql-logs:/var/log/mysql --volume /srv/conf:/etc/mysql/conf.d:ro "
+        "--volume $PWD/app-mysql/mysql-data:/var/lib/mysql --volume $PWD/app-mysql/mysql-tmp:/tmp/mysql:z"
+    ) in run
+    assert [join(c) for c in mysql.make_directories()] == [
+        "mkdir -p $PWD/app-mysql/mysql-logs",
+        "mkdir -p /srv/conf",
+        "mkdir -p $PWD/app-mysql/mysql-data",
+        "chmod 0750 $PWD/app-mysql/mysql-data",
+        "chown mysql:mysql $PWD/app-mysql/mysql-data",
+        "mkdir -p $PWD/app-mysql/mysql-tmp",
+    ]
+
+
+def test_proxy_run_is_per_server_roles_merge_the_root_run(make_config: ConfigFactory) -> None:
+    raw = {
+        **BASE,
+        "proxy": {"run": {"http_port": 8000, "log_max_size": "5m"}},
+        "servers": {
+            "web": ["h1"],
+            "api": {"hosts": ["h2"], "proxy": {"host": "api.example.com", "run": {"http_port": 9000}}},
+            "jobs": {"hosts": ["h3"], "cmd": "bin/jobs"},
+        },
+    }
+    config = make_config(raw)
+    assert "--publish 8000:80 --publish 443:443 --log-opt max-size=5m" in join(Proxy(config, "h1").run())
+    assert "--publish 9000:80 --publish 443:443 --log-opt max-size=5m" in join(Proxy(config, "h2").run())
+    # a server without a proxied role has no run configuration: Kamal's boot files decide
+    assert join(Proxy(config, "h3").run()).startswith("echo $(cat .kamal/proxy/options")
