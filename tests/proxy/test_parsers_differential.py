@@ -6,11 +6,11 @@ and the h11 parser. Both must produce the same events once adjacent body pieces 
 same accept/reject decision (and status), the same head fields, body bytes, message boundaries,
 keep-alive and upgrade decisions.
 
-CI runs a fixed, derandomized budget of a few seconds. A longer run, by hand:
+CI runs a fixed, derandomized budget of a few seconds. A longer run, by hand (or make fuzz-parsers):
 
     PARSER_FUZZ_EXAMPLES=200000 python -m pytest -q tests/proxy/test_parsers_differential.py -p no:randomly
 
-(``make fuzz-parsers`` runs that.) ``PARSER_FUZZ_SEED`` picks another random sequence.
+``PARSER_FUZZ_SEED`` makes a long run repeatable.
 """
 
 from __future__ import annotations
