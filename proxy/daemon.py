@@ -1,4 +1,8 @@
-"""`run`: the daemon. Start-up order (kamal-proxy's): restore state → HTTP listener → control socket.
+"""`run`: the daemon. Start-up order (kamal-proxy's): restore state → HTTP + HTTPS listeners → control socket.
+
+Both listeners share one data plane: the HTTPS listener (``proxy/tls_listener.py``) chooses a
+certificate per handshake from the certificate store and hands the connection to the same
+``ClientConnection`` protocol, with its own ``ProxyContext`` (scheme https, its port).
 
 SIGTERM / SIGINT: stop accepting, let requests in flight finish for up to SHUTDOWN_TIMEOUT, then
 close every connection and exit 0.
@@ -15,12 +19,17 @@ import uvloop
 
 from proxy import defaults
 from proxy.access_log import AccessLog
+from proxy.acme import AcmeIssuer
 from proxy.control import ControlServer
 from proxy.http.downstream import ClientConnection, ProxyContext
 from proxy.http.parser import ParserKind, make_request_parser, make_response_parser
 from proxy.log import JsonLog
 from proxy.router import ControlError, Router
+from proxy.service import Service
+from proxy.service_map import ServiceMap
 from proxy.state import StateFile
+from proxy.tls import CertificateStore
+from proxy.tls_listener import TlsListener
 
 RESPONSE_SWEEP = 0.1  # seconds between checks of --target-timeout
 IDLE_SWEEP = 1.0  # seconds between checks of header-read and idle timeouts
@@ -44,28 +53,40 @@ class Daemon:
     def __init__(self, *, config: DaemonConfig, log: JsonLog) -> None:
         self.config = config
         self.log = log
-        self.router = Router(log=log, state=StateFile(path=config.state_path))
+        self.tls = CertificateStore(log=log, routes=self._routes)
+        self.router = Router(log=log, state=StateFile(path=config.state_path), tls=self.tls)
         self._stopping = asyncio.Event()
+
+    def _routes(self) -> ServiceMap[Service]:
+        return self.router.routes
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         self.log.attach(loop)
         config = self.config
+        issuer = AcmeIssuer(loop=loop, log=self.log, store=self.tls)
+        self.tls.issuer = issuer
         self.router.restore()
         parser = config.http_parser
         max_head = defaults.MAX_HEAD_SIZE
-        ctx = ProxyContext(
-            loop=loop,
-            log=self.log,
-            access_log=AccessLog(log=self.log),
-            routes=self.router.current_routes,
-            request_parser=lambda: make_request_parser(parser, max_head_size=max_head),
-            response_parser=lambda: make_response_parser(parser, max_head_size=max_head),
-            port=config.http_port,
-            scheme="http",
-            read_header_timeout=config.read_header_timeout,
-            idle_timeout=config.idle_timeout,
-        )
+        access_log = AccessLog(log=self.log)
+
+        def context(*, port: int, scheme: str) -> ProxyContext:
+            return ProxyContext(
+                loop=loop,
+                log=self.log,
+                access_log=access_log,
+                routes=self.router.current_routes,
+                request_parser=lambda: make_request_parser(parser, max_head_size=max_head),
+                response_parser=lambda: make_response_parser(parser, max_head_size=max_head),
+                port=port,
+                scheme=scheme,
+                read_header_timeout=config.read_header_timeout,
+                idle_timeout=config.idle_timeout,
+                challenge_tokens=self.tls.http_challenges,
+            )
+
+        ctx = context(port=config.http_port, scheme="http")
         server = await loop.create_server(
             lambda: ClientConnection(ctx),
             host=config.bind,
@@ -75,43 +96,67 @@ class Daemon:
         )
         http_port = server.sockets[0].getsockname()[1]
         ctx.port = http_port if config.http_port == 0 else config.http_port
+        tls_ctx = context(port=config.https_port, scheme="https")
+        listener = TlsListener(
+            loop=loop,
+            store=self.tls,
+            protocol_factory=lambda: ClientConnection(tls_ctx),
+            log=self.log,
+            hello_timeout=min(config.read_header_timeout, defaults.TLS_HELLO_TIMEOUT),
+        )
+        try:
+            https_port = listener.start(host=config.bind, port=config.https_port)
+        except OSError:
+            server.close()
+            raise
+        tls_ctx.port = https_port if config.https_port == 0 else config.https_port
+        contexts = (ctx, tls_ctx)
         control = ControlServer(path=config.socket_path, handler=self.router.handle, errors=(ControlError,))
         await control.start()
         self.router.start_monitoring()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stopping.set)
-        sweeper = loop.create_task(self._sweep(ctx))
-        self.log.info("Server started", http=http_port, https=config.https_port, parser=parser)
+        sweeper = loop.create_task(self._sweep(contexts))
+        self.log.info("Server started", http=http_port, https=https_port, parser=parser)
 
         await self._stopping.wait()
 
         server.close()
-        ctx.closing = True
+        listener.close()
+        connections: set[ClientConnection] = set()
+        for c in contexts:
+            c.closing = True
         await control.close()
-        for conn in list(ctx.connections):
+        for c in contexts:
+            connections |= c.connections
+        for conn in list(connections):
             conn.idle_timed_out()  # idle keep-alive connections go now; busy ones finish first
         deadline = loop.time() + defaults.SHUTDOWN_TIMEOUT
-        while any(c.busy for c in ctx.connections) and loop.time() < deadline:
+        while any(conn.busy for c in contexts for conn in c.connections) and loop.time() < deadline:
             await asyncio.sleep(0.05)
-        if ctx.connections:
+        if any(c.connections for c in contexts):
             self.log.info("Closing active connections")
-            for conn in list(ctx.connections):
-                if conn.transport is not None:
-                    conn.transport.abort()
+            for c in contexts:
+                for conn in list(c.connections):
+                    if conn.transport is not None:
+                        conn.transport.abort()
         sweeper.cancel()
+        issuer.close()
         await self.router.close()
         self.log.info("Server stopped")
 
-    async def _sweep(self, ctx: ProxyContext) -> None:
+    async def _sweep(self, contexts: tuple[ProxyContext, ...]) -> None:
         ticks_per_idle = max(1, round(IDLE_SWEEP / RESPONSE_SWEEP))
         tick = 0
         while True:
             await asyncio.sleep(RESPONSE_SWEEP)
-            ctx.sweep_responses()
+            for ctx in contexts:
+                ctx.sweep_responses()
             tick += 1
             if tick >= ticks_per_idle:
                 tick = 0
-                ctx.sweep_idle()
+                for ctx in contexts:
+                    ctx.sweep_idle()
 
 
 def run_daemon(config: DaemonConfig) -> int:

@@ -80,6 +80,8 @@ class ServiceOptions:
     canonical_host: str = ""
     acme_directory: str = ""
     acme_cache_path: str = ""
+    acme_eab_kid: str = ""  # extension: External Account Binding for ACME CAs that need it
+    acme_eab_hmac_key: str = ""
     error_page_path: str = ""
     strip_prefix: bool = defaults.STRIP_PATH_PREFIX
     writer_affinity_timeout: float = _duration_field(defaults.WRITER_AFFINITY_TIMEOUT)

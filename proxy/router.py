@@ -21,6 +21,7 @@ from proxy.commands import (
     StopCommand,
 )
 from proxy.gotext import format_duration
+from proxy.http.tls_rules import sync_entry_rules
 from proxy.lifecycle import ModeEvent
 from proxy.log import JsonLog
 from proxy.options import OptionsError, ServiceOptions, validate_service_options
@@ -28,6 +29,7 @@ from proxy.service import Service
 from proxy.service_map import ServiceMap
 from proxy.state import SavedService, StateError, StateFile
 from proxy.targets import InvalidTarget, TargetSet
+from proxy.tls import CertificateStore, ServiceTls, TlsConfigError, prepare_service_tls
 
 
 class ControlError(Exception):
@@ -35,9 +37,10 @@ class ControlError(Exception):
 
 
 class Router:
-    def __init__(self, *, log: JsonLog, state: StateFile) -> None:
+    def __init__(self, *, log: JsonLog, state: StateFile, tls: CertificateStore | None = None) -> None:
         self._log = log
         self._state = state
+        self._tls = tls
         self._services: dict[str, Service] = {}
         self._lock = asyncio.Lock()
         self._health_slots: asyncio.Semaphore | None = None
@@ -86,6 +89,7 @@ class Router:
             validate_service_options(options)
         except OptionsError as exc:
             raise ControlError(f"service options invalid: {exc}") from None
+        tls = await self._prepare_tls(cmd.service, options)
         try:
             target_set = TargetSet(
                 addresses=cmd.targets,
@@ -134,6 +138,8 @@ class Router:
                 old = service.active
                 service.configure(options=options, target_options=cmd.target_options)
                 service.active = target_set
+            if self._tls is not None:
+                self._tls.set_service(tls, name=cmd.service)
             self._publish()
             self._persist()
 
@@ -154,6 +160,8 @@ class Router:
             if service is None:
                 raise ControlError("service not found")
             service.active.stop_health_checks()
+            if self._tls is not None:
+                self._tls.remove_service(name)
             self._publish()
             self._persist()
         self._log.info("Removed", service=name)
@@ -223,6 +231,7 @@ class Router:
                 self._log.error("Unable to restore service", service=entry.name, error=str(exc))
                 continue
             target_set.mark_all_healthy()
+            self._restore_tls(entry.name, entry.options)
             self._services[entry.name] = Service(
                 name=entry.name,
                 options=entry.options,
@@ -234,6 +243,25 @@ class Router:
             )
         self._publish()
         self._log.info("Restored saved state", path=path)
+
+    # ------------------------------------------------------------------ TLS
+    async def _prepare_tls(self, name: str, options: ServiceOptions) -> ServiceTls | None:
+        """Load and check the TLS settings (certificate files are read off the event loop)."""
+        if self._tls is None or not options.tls_enabled:
+            return None
+        try:
+            return await asyncio.to_thread(prepare_service_tls, name, options)
+        except TlsConfigError as exc:
+            self._log.error("Unable to configure TLS", service=name, error=str(exc))
+            raise ControlError(str(exc)) from None
+
+    def _restore_tls(self, name: str, options: ServiceOptions) -> None:
+        if self._tls is None or not options.tls_enabled:
+            return
+        try:
+            self._tls.set_service(prepare_service_tls(name, options), name=name)
+        except TlsConfigError as exc:
+            self._log.error("Unable to configure TLS", service=name, error=str(exc))
 
     def start_monitoring(self) -> None:
         """Restored multi-target services keep checking their targets' health."""
@@ -267,9 +295,11 @@ class Router:
         return False
 
     def _publish(self) -> None:
-        self.routes = ServiceMap(
+        routes = ServiceMap(
             (host, prefix, service)
             for service in self._services.values()
             for host in service.options.hosts
             for prefix in service.options.path_prefixes
         )
+        sync_entry_rules(self._services.values(), routes)
+        self.routes = routes

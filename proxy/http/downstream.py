@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import cast
 
 from proxy import defaults
@@ -43,6 +43,7 @@ from proxy.http.parser import (
     ResponseParser,
     TunnelData,
 )
+from proxy.http.tls_rules import entry_answer
 from proxy.http.upstream import UpstreamConnection
 from proxy.lifecycle import ServiceMode, TargetState
 from proxy.log import JsonLog, quote
@@ -76,6 +77,7 @@ class ProxyContext:
         scheme: str,
         read_header_timeout: float = defaults.READ_HEADER_TIMEOUT,
         idle_timeout: float = defaults.IDLE_TIMEOUT,
+        challenge_tokens: Mapping[str, str] | None = None,
     ) -> None:
         self.loop = loop
         self.log = log
@@ -83,14 +85,27 @@ class ProxyContext:
         self.routes = routes
         self.request_parser = request_parser
         self.response_parser = response_parser
-        self.port = port
+        self._port = port
         self.scheme = scheme
         self.scheme_b = scheme.encode()
+        self.is_tls = scheme == "https"
+        self.challenge_tokens: Mapping[str, str] = challenge_tokens if challenge_tokens is not None else {}
+        self.port_b = b"%d" % port
         self.read_header_timeout = read_header_timeout
         self.idle_timeout = idle_timeout
         self.connections: set[ClientConnection] = set()
         self.awaiting: set[ClientConnection] = set()  # requests waiting for response headers
         self.closing = False
+
+    @property
+    def port(self) -> int:
+        """The listener's port as configured (as clients see it), for logs and X-Forwarded-Port."""
+        return self._port
+
+    @port.setter
+    def port(self, port: int) -> None:
+        self._port = port
+        self.port_b = b"%d" % port
 
     def sweep_responses(self) -> None:
         """Answer 504 to requests whose target is past --target-timeout (called by the daemon)."""
@@ -154,6 +169,7 @@ class ClientConnection(asyncio.Protocol):
         "upstream",
         "upstream_head",
         "user_agent",
+        "xfport",
     )
 
     def __init__(self, ctx: ProxyContext) -> None:
@@ -206,6 +222,7 @@ class ClientConnection(asyncio.Protocol):
         self.user_agent = ""
         self.req_content_type = ""
         self.resp_content_type = ""
+        self.xfport = b""
         self.started = 0.0
 
     # ------------------------------------------------------------------ asyncio callbacks
@@ -368,6 +385,9 @@ class ClientConnection(asyncio.Protocol):
                 if lname == b"x-forwarded-proto":
                     xfp = value
                     continue
+                if lname == b"x-forwarded-port":
+                    self.xfport = value
+                    continue
                 if lname == b"x-kamal-target":
                     kamal_target = value
                     continue
@@ -406,6 +426,8 @@ class ClientConnection(asyncio.Protocol):
             return
         service, prefix = found
         self.service = service
+        if self._answered_for_tls(service, host_s, raw_path, raw_query):
+            return
         if prefix != "/" and service.strip_prefix:
             raw_path = raw_path[len(prefix) :] or b"/"
         if service.mode is not ServiceMode.RUNNING:
@@ -477,6 +499,7 @@ class ClientConnection(asyncio.Protocol):
             append(b"X-Forwarded-For: " + (xff + b", " + peer if xff else peer))
             append(b"X-Forwarded-Host: " + (xfh or host))
             append(b"X-Forwarded-Proto: " + (xfp or ctx.scheme_b))
+            append(b"X-Forwarded-Port: " + (self.xfport or ctx.port_b))
             append(
                 b"X-Kamal-Target: "
                 + (kamal_target + b", " + target.header_value if kamal_target else target.header_value)
@@ -485,6 +508,7 @@ class ClientConnection(asyncio.Protocol):
             append(b"X-Forwarded-For: " + peer)
             append(b"X-Forwarded-Host: " + host)
             append(b"X-Forwarded-Proto: " + ctx.scheme_b)
+            append(b"X-Forwarded-Port: " + ctx.port_b)
             append(b"X-Kamal-Target: " + target.header_value)
 
         if service.buffer_requests and not head.upgrade:
@@ -858,7 +882,33 @@ class ClientConnection(asyncio.Protocol):
         """Answer with a proxy error page; the exchange ends once the request is read."""
         self._respond(status, error_page(status, message=message))
 
-    def _respond(self, status: int, body: bytes, *, content_type: str = "text/html; charset=utf-8") -> None:
+    def _answered_for_tls(self, service: Service, host: str, raw_path: bytes, raw_query: bytes) -> bool:
+        """ACME HTTP-01 answers, 503 for https to a service without TLS, redirects (proxy/http/tls_rules.py)."""
+        ctx = self.ctx
+        if service.entry is None and not ctx.is_tls:
+            return False
+        answer = entry_answer(
+            service.entry,
+            is_tls=ctx.is_tls,
+            method=self.method,
+            host=host,
+            path=raw_path,
+            query=raw_query,
+            tokens=ctx.challenge_tokens,
+        )
+        if answer is None:
+            return False
+        if answer.error_page:
+            self._respond_error(answer.status)
+            return True
+        if answer.location:
+            self.keep_alive = False  # kamal-proxy's redirects say Connection: close
+        self._respond(answer.status, answer.body, content_type=answer.content_type, location=answer.location)
+        return True
+
+    def _respond(
+        self, status: int, body: bytes, *, content_type: str = "text/html; charset=utf-8", location: str = ""
+    ) -> None:
         """Answer from the proxy itself; the exchange ends once the request is read."""
         self.ctx.awaiting.discard(self)
         self.status = status
@@ -873,7 +923,12 @@ class ClientConnection(asyncio.Protocol):
         self.response_started = True
         self._write(
             response_bytes(
-                status, body=body, keep_alive=self.keep_alive, head=is_head, content_type=content_type
+                status,
+                body=body,
+                keep_alive=self.keep_alive,
+                head=is_head,
+                content_type=content_type,
+                location=location,
             )
         )
         target = self.target

@@ -305,7 +305,13 @@ def _body_allowed(status: int) -> bool:
 
 
 def response_bytes(
-    status: int, *, body: bytes, keep_alive: bool, head: bool = False, content_type: str = CONTENT_TYPE
+    status: int,
+    *,
+    body: bytes,
+    keep_alive: bool,
+    head: bool = False,
+    content_type: str = CONTENT_TYPE,
+    location: str = "",
 ) -> bytes:
     """A complete HTTP/1.1 response carrying ``body`` (an HTML page unless ``content_type`` says otherwise).
 
@@ -314,6 +320,8 @@ def response_bytes(
     """
     reason = status_text(status) or f"status code {status}"
     parts = [f"HTTP/1.1 {status:03d} {reason}\r\n"]
+    if location:
+        parts.append(f"Location: {location}\r\n")
     if content_type:
         parts.append(f"Content-Type: {content_type}\r\n")
     allowed = _body_allowed(status)

@@ -45,7 +45,7 @@ class Backend:
         ready.wait(5)
         assert self._server is not None
         self.port: int = self._server.sockets[0].getsockname()[1]
-        self.address = f"127.0.0.1:{self.port}"
+        self.address: str = f"127.0.0.1:{self.port}"
 
     def _run(self, ready: threading.Event) -> None:
         asyncio.set_event_loop(self._loop)
@@ -206,7 +206,7 @@ class Backend:
         if "content-length" in headers:
             return await reader.readexactly(int(headers["content-length"]))
         if headers.get("transfer-encoding", "").lower() == "chunked":
-            parts = []
+            parts: list[bytes] = []
             while True:
                 size_line = await reader.readuntil(b"\r\n")
                 size = int(size_line.split(b";")[0], 16)
