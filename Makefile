@@ -12,9 +12,11 @@ install:
 	$(PYTHON) -m pip install --quiet -e '.[dev]'
 
 # Debian packages the tests use: openssh-server, podman (+ netavark, aardvark-dns, runc), docker-registry,
-# busybox-static, for the deployer's SSH and end-to-end tests. Idempotent; needs root.
+# busybox-static, for the deployer's SSH and end-to-end tests; pebble for the proxy's ACME tests.
+# Idempotent; needs root.
 install-system:
 	sh tests/deployer/e2e/setup.sh
+	sh tests/proxy/setup.sh
 
 run: install
 	@mkdir -p $(RUN_DIR)/app $(RUN_DIR)/home
