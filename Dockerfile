@@ -2,34 +2,40 @@
 # non-root user `kamal-proxy`, state in /home/kamal-proxy/.config/kamal-proxy (Kamal mounts the
 # `kamal-proxy-config` volume there), ports 80/443, `kamal-proxy run` by default.
 # Kamal requires the image tag to be a version >= v0.9.2, e.g. `docker build -t kamal-proxy-py:v0.9.2 .`
-FROM python:3.11-slim
+#
+# Binding 80/443 as a non-root user: Docker (>= 20.10) sets net.ipv4.ip_unprivileged_port_start=0 in
+# a container's own network namespace, as for the Go image. Runtimes that do not (podman, or any
+# engine with `--network host`) need `--sysctl net.ipv4.ip_unprivileged_port_start=0` on
+# `docker run` (with Kamal: `proxy: run: options: sysctl: net.ipv4.ip_unprivileged_port_start=0`).
+# The interpreter deliberately has no file capability: with one, a container started with
+# `--cap-drop ALL` could not run Python at all (exec fails with EPERM), `docker exec` included.
+#
+# BASE: any Debian-like image with `python3` (>= 3.11, with venv/ensurepip) and `useradd` on PATH.
+# PIP_OPTIONS: extra `pip install` options, e.g. for an offline build from a wheel directory mounted
+# at build time: `--no-index --find-links /wheels` (how the tests build it).
+ARG BASE=python:3.11-slim
+FROM ${BASE}
+
+ARG PIP_OPTIONS=""
 
 LABEL org.opencontainers.image.title=kamal-proxy
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_ROOT_USER_ACTION=ignore \
+    PATH=/opt/kamal-proxy/bin:$PATH
 
-WORKDIR /src
-COPY pyproject.toml README.md ./
-COPY proxy/ proxy/
-COPY deployer/ deployer/
+COPY pyproject.toml README.md /src/
+COPY proxy/ /src/proxy/
 
-# Install the project, then let the interpreter bind ports < 1024 without root.
-#
-# Docker (>= 20.10) already sets net.ipv4.ip_unprivileged_port_start=0 inside a container's own
-# network namespace, which is how the Go image binds 80/443 as non-root. That sysctl is not set
-# under `--network host`, with some other runtimes, or on older engines, so the interpreter also
-# gets the file capability. (Alternative without the capability: run the container with
-# `--sysctl net.ipv4.ip_unprivileged_port_start=0`.) setcap needs the real binary, not the
-# python3 symlink; libcap2-bin is only needed to set it and is removed again.
-RUN pip install --no-cache-dir . \
-    && cd / && rm -rf /src \
-    && apt-get update \
-    && apt-get install -y --no-install-recommends libcap2-bin \
-    && setcap 'cap_net_bind_service=+ep' "$(readlink -f /usr/local/bin/python3)" \
-    && apt-get purge -y --auto-remove libcap2-bin \
-    && rm -rf /var/lib/apt/lists/* \
+# The proxy and its dependencies only (not the deployer's: that is the `deployer` extra), in a virtual
+# environment so the paths are the same whatever base provides python3; pip itself is removed after.
+RUN python3 -m venv /opt/kamal-proxy \
+    && /opt/kamal-proxy/bin/pip install --no-cache-dir $PIP_OPTIONS /src \
+    && /opt/kamal-proxy/bin/pip uninstall --yes --quiet pip \
+    && ln -s /opt/kamal-proxy/bin/kamal-proxy /usr/local/bin/kamal-proxy \
+    && rm -rf /src \
     && useradd --create-home --home-dir /home/kamal-proxy --shell /usr/sbin/nologin kamal-proxy \
     && mkdir -p /home/kamal-proxy/.config/kamal-proxy \
     && chown -R kamal-proxy:kamal-proxy /home/kamal-proxy

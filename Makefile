@@ -6,10 +6,10 @@ PORT ?= 8080
 DEMO_PORT ?= 3000
 RUN_DIR ?= /tmp/kamal-proxy-demo
 
-.PHONY: install install-system run test test-e2e lint bench bench-setup clean
+.PHONY: install install-system run test test-e2e lint bench bench-setup soak clean
 
 install:
-	$(PYTHON) -m pip install --quiet -e '.[dev]'
+	$(PYTHON) -m pip install --quiet -e '.[dev,deployer]'
 
 # Debian packages the tests use: openssh-server, podman (+ netavark, aardvark-dns, runc), docker-registry,
 # busybox-static, for the deployer's SSH and end-to-end tests; pebble for the proxy's ACME tests.
@@ -60,6 +60,12 @@ bench-setup:
 
 bench: install bench-setup
 	$(PYTHON) -m benchmarks.run $(BENCH_ARGS)
+
+# make soak: mixed traffic through the real daemon while it is redeployed, paused and its targets
+# killed, for SOAK_SECONDS; reports requests, errors by cause, RSS and fds at start and end.
+SOAK_SECONDS ?= 60
+soak: install
+	$(PYTHON) -m benchmarks.soak --seconds $(SOAK_SECONDS)
 
 clean:
 	rm -rf build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -115,7 +116,7 @@ def targets(res: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
     return out
 
 
-def markdown(res: dict[str, Any]) -> str:
+def _md_header(res: dict[str, Any]) -> list[str]:
     m = res.get("meta", {})
     mach = m.get("machine", {})
     args = m.get("args", {})
@@ -139,245 +140,192 @@ def markdown(res: dict[str, Any]) -> str:
             + ", ".join(f"{k} {v['busy_pct']}% (steal {v['steal_pct']}%)" for k, v in loads.items()),
             "",
         ]
+    rows = [[t, v, "PASS" if ok else ("FAIL" if ok is False else "-")] for t, v, ok in targets(res)]
+    return [*parts, "### Targets", "", _table(["target", "measured", "status"], rows), ""]
 
-    tg = targets(res)
-    parts += ["### Targets", ""]
-    parts.append(
-        _table(
-            ["target", "measured", "status"],
-            [[t, v, "PASS" if ok else ("FAIL" if ok is False else "-")] for t, v, ok in tg],
-        )
-    )
-    parts.append("")
 
+def _md_peers_at(med: dict[str, Any], ratios: dict[str, Any], c: str) -> list[str]:
+    hdr = ["proxy", "req/s", "p50", "p99", "max", "errors", "CPU µs/req"]
+    ours_cols = [o for o in ratios if c in ratios[o]]
+    hdr += [f"{o} ÷ this (req/s)" for o in ours_cols]
+    hdr += [f"{o} CPU efficiency vs this" for o in ours_cols[:1]]
+    rows = []
+    for n, per in med.items():
+        r = per.get(c)
+        if not r:
+            continue
+        row = [n, r.get("rps"), r.get("p50_ms"), r.get("p99_ms"), r.get("max_ms"), r.get("errors")]
+        row.append(r.get("cpu_us_per_req"))
+        for o in ours_cols:
+            row.append(_ratio(ratios[o][c].get(n, {}).get("rps")) if n != o else "1.00x")
+        for o in ours_cols[:1]:
+            row.append(_ratio(ratios[o][c].get(n, {}).get("cpu_efficiency")) if n != o else "1.00x")
+        rows.append(row)
+    return [f"**c={c}**", "", _table(hdr, rows), ""]
+
+
+def _md_peers(res: dict[str, Any]) -> list[str]:
     peers = res.get("peers", {})
-    if "median" in peers:
-        med = peers["median"]
-        ratios = peers.get("ratios", {})
-        conc = sorted({c for per in med.values() for c in per}, key=int)
-        parts += ["### Hello world, HTTP/1.1 keep-alive (req/s, latency ms)", ""]
-        for c in conc:
-            hdr = ["proxy", "req/s", "p50", "p99", "max", "errors", "CPU µs/req"]
-            ours_cols = [o for o in ratios if c in ratios[o]]
-            hdr += [f"{o} ÷ this (req/s)" for o in ours_cols]
-            hdr += [f"{o} CPU efficiency vs this" for o in ours_cols[:1]]
-            rows = []
-            for n, per in med.items():
-                r = per.get(c)
-                if not r:
-                    continue
-                row = [n, r.get("rps"), r.get("p50_ms"), r.get("p99_ms"), r.get("max_ms"), r.get("errors")]
-                row.append(r.get("cpu_us_per_req"))
-                for o in ours_cols:
-                    row.append(_ratio(ratios[o][c].get(n, {}).get("rps")) if n != o else "1.00x")
-                for o in ours_cols[:1]:
-                    row.append(_ratio(ratios[o][c].get(n, {}).get("cpu_efficiency")) if n != o else "1.00x")
-                rows.append(row)
-            parts += [f"**c={c}**", "", _table(hdr, rows), ""]
-        if peers.get("rss_kib_after"):
-            parts.append(
-                "RSS after the loop (KiB): "
-                + ", ".join(f"{k} {v:,}" for k, v in peers["rss_kib_after"].items() if v)
-            )
-            parts.append("")
-    elif peers:
-        parts += [f"peers: {_why(peers)}", ""]
+    if "median" not in peers:
+        return [f"peers: {_why(peers)}", ""] if peers else []
+    med = peers["median"]
+    ratios = peers.get("ratios", {})
+    parts = ["### Hello world, HTTP/1.1 keep-alive (req/s, latency ms)", ""]
+    for c in sorted({c for per in med.values() for c in per}, key=int):
+        parts += _md_peers_at(med, ratios, c)
+    if peers.get("rss_kib_after"):
+        rss = ", ".join(f"{k} {v:,}" for k, v in peers["rss_kib_after"].items() if v)
+        parts += [f"RSS after the loop (KiB): {rss}", ""]
+    return parts
 
+
+def _latency_rows(rows: dict[str, dict[str, Any]]) -> str:
+    keys = ("rps", "p50_ms", "p99_ms", "max_ms", "errors")
+    return _table(
+        ["", "req/s", "p50", "p99", "max", "errors"], [[n, *(r[k] for k in keys)] for n, r in rows.items()]
+    )
+
+
+def _md_deploy(res: dict[str, Any]) -> list[str]:
     d = res.get("deploy", {})
-    if "under_swaps" in d:
-        u, b = d["under_swaps"], d["baseline"]
-        ds = sorted(d["deploy_seconds"]) or [0.0]
-        parts += [
-            "### Deploy swaps under load (ours, c=50)",
-            "",
-            _table(
-                ["", "req/s", "p50", "p99", "max", "errors"],
-                [
-                    ["baseline (no swaps)", b["rps"], b["p50_ms"], b["p99_ms"], b["max_ms"], b["errors"]],
-                    [
-                        f"during {d['swaps']} swaps",
-                        u["rps"],
-                        u["p50_ms"],
-                        u["p99_ms"],
-                        u["max_ms"],
-                        u["errors"],
-                    ],
-                ],
-            ),
-            "",
-            f"deploy call: median {ds[len(ds) // 2]:.2f} s, max {ds[-1]:.2f} s; failed deploys: "
-            f"{len(d.get('swap_failures', []))}",
-            "",
-        ]
-    elif d:
-        parts += [f"deploy: {_why(d)}", ""]
+    if "under_swaps" not in d:
+        return [f"deploy: {_why(d)}", ""] if d else []
+    ds = sorted(d["deploy_seconds"]) or [0.0]
+    return [
+        "### Deploy swaps under load (ours, c=50)",
+        "",
+        _latency_rows({"baseline (no swaps)": d["baseline"], f"during {d['swaps']} swaps": d["under_swaps"]}),
+        "",
+        f"deploy call: median {ds[len(ds) // 2]:.2f} s, max {ds[-1]:.2f} s; failed deploys: "
+        f"{len(d.get('swap_failures', []))}",
+        "",
+    ]
 
+
+def _md_pause(res: dict[str, Any]) -> list[str]:
     pz = res.get("pause", {})
-    if "under_pause" in pz:
-        u, b = pz["under_pause"], pz["baseline"]
-        paused = sorted(c["paused_s"] for c in pz["cycles"]) or [0.0]
-        parts += [
-            "### Pause -> deploy -> resume under load (ours, c=50)",
-            "",
-            _table(
-                ["", "req/s", "p50", "p99", "max", "errors"],
-                [
-                    ["baseline", b["rps"], b["p50_ms"], b["p99_ms"], b["max_ms"], b["errors"]],
-                    [
-                        f"during {len(pz['cycles'])} cycles",
-                        u["rps"],
-                        u["p50_ms"],
-                        u["p99_ms"],
-                        u["max_ms"],
-                        u["errors"],
-                    ],
-                ],
-            ),
-            "",
-            f"paused for: median {paused[len(paused) // 2]:.2f} s, max {paused[-1]:.2f} s; "
-            f"failed cycles: {len(pz.get('failures', []))}",
-            "",
-        ]
-    elif pz:
-        parts += [f"pause: {_why(pz)}", ""]
+    if "under_pause" not in pz:
+        return [f"pause: {_why(pz)}", ""] if pz else []
+    paused = sorted(c["paused_s"] for c in pz["cycles"]) or [0.0]
+    return [
+        "### Pause -> deploy -> resume under load (ours, c=50)",
+        "",
+        _latency_rows({"baseline": pz["baseline"], f"during {len(pz['cycles'])} cycles": pz["under_pause"]}),
+        "",
+        f"paused for: median {paused[len(paused) // 2]:.2f} s, max {paused[-1]:.2f} s; "
+        f"failed cycles: {len(pz.get('failures', []))}",
+        "",
+    ]
 
+
+BODY_KINDS = ("download_1m", "upload_1m", "download_100m", "upload_100m")
+
+
+def _md_bodies(res: dict[str, Any]) -> list[str]:
     bo = {k: v for k, v in res.get("bodies", {}).items() if isinstance(v, dict) and "download_1m" in v}
-    if bo:
-        rows = []
-        for n, r in bo.items():
-            peak = max(
-                r[k]["peak_rss_kib"] for k in ("download_1m", "upload_1m", "download_100m", "upload_100m")
-            )
-            errs = sum(r[k]["errors"] for k in ("download_1m", "upload_1m", "download_100m", "upload_100m"))
-            rows.append(
-                [
-                    n,
-                    r["download_1m"]["mib_s"],
-                    r["upload_1m"]["mib_s"],
-                    r["download_100m"]["mib_s"],
-                    r["upload_100m"]["mib_s"],
-                    r["rss_idle_kib"],
-                    peak,
-                    errs,
-                ]
-            )
-        parts += [
-            "### Large bodies, streamed (MiB/s; RSS KiB)",
-            "",
-            _table(
-                [
-                    "proxy",
-                    "1 MiB down",
-                    "1 MiB up",
-                    "100 MiB down",
-                    "100 MiB up",
-                    "RSS idle",
-                    "RSS peak",
-                    "errors",
-                ],
-                rows,
-            ),
-            "",
+    if not bo:
+        return []
+    rows = [
+        [
+            n,
+            *(r[k]["mib_s"] for k in BODY_KINDS),
+            r["rss_idle_kib"],
+            max(r[k]["peak_rss_kib"] for k in BODY_KINDS),
+            sum(r[k]["errors"] for k in BODY_KINDS),
         ]
+        for n, r in bo.items()
+    ]
+    header = ["proxy", "1 MiB down", "1 MiB up", "100 MiB down", "100 MiB up", "RSS idle", "RSS peak"]
+    return ["### Large bodies, streamed (MiB/s; RSS KiB)", "", _table([*header, "errors"], rows), ""]
 
+
+def _md_conns(res: dict[str, Any]) -> list[str]:
     co = {k: v for k, v in res.get("conns", {}).items() if isinstance(v, dict) and "kib_per_conn" in v}
-    if co:
-        rows = [
-            [
-                n,
-                r["n"],
-                r["established_while_held"],
-                r["rss_before_kib"],
-                r["rss_held_kib"],
-                r["kib_per_conn"],
-                r["errors"],
-                r["connect_seconds"],
-            ]
-            for n, r in co.items()
-        ]
-        parts += [
-            "### Idle keep-alive connections held",
-            "",
-            _table(
-                [
-                    "proxy",
-                    "conns",
-                    "established",
-                    "RSS before KiB",
-                    "RSS held KiB",
-                    "KiB/conn",
-                    "errors",
-                    "connect s",
-                ],
-                rows,
-            ),
-            "",
-        ]
+    if not co:
+        return []
+    keys = (
+        "n",
+        "established_while_held",
+        "rss_before_kib",
+        "rss_held_kib",
+        "kib_per_conn",
+        "errors",
+        "connect_seconds",
+    )
+    rows = [[n, *(r[k] for k in keys)] for n, r in co.items()]
+    header = ["proxy", "conns", "established", "RSS before KiB", "RSS held KiB", "KiB/conn", "errors"]
+    return ["### Idle keep-alive connections held", "", _table([*header, "connect s"], rows), ""]
 
+
+def _md_services(res: dict[str, Any]) -> list[str]:
     sv = res.get("services", {}).get("counts", {})
-    if sv:
-        rows = []
-        for k, r in sv.items():
-            if "first" in r:
-                rows.append(
-                    [
-                        int(k),
-                        r["method"],
-                        r["first"]["rps"],
-                        r["last"]["rps"],
-                        r["last"]["p99_ms"],
-                        r["first"].get("cpu_us_per_req"),
-                        r["last"].get("cpu_us_per_req"),
-                        r["first"]["errors"] + r["last"]["errors"],
-                        r["rss_kib"],
-                    ]
-                )
-            else:
-                rows.append([int(k), r.get("error", "?"), "", "", "", "", "", "", ""])
-        parts += [
-            "### Many services (ours, c=50, Host header routing)",
-            "",
-            _table(
-                [
-                    "services",
-                    "deployed via",
-                    "req/s svc0",
-                    "req/s last svc",
-                    "p99 last",
-                    "CPU µs/req svc0",
-                    "CPU µs/req last",
-                    "errors",
-                    "RSS KiB",
-                ],
-                rows,
-            ),
-            "",
-        ]
+    if not sv:
+        return []
+    rows = []
+    for k, r in sv.items():
+        if "first" not in r:
+            rows.append([int(k), r.get("error", "?"), "", "", "", "", "", "", ""])
+            continue
+        first, last = r["first"], r["last"]
+        rows.append(
+            [
+                int(k),
+                r["method"],
+                first["rps"],
+                last["rps"],
+                last["p99_ms"],
+                first.get("cpu_us_per_req"),
+                last.get("cpu_us_per_req"),
+                first["errors"] + last["errors"],
+                r["rss_kib"],
+            ]
+        )
+    header = ["services", "deployed via", "req/s svc0", "req/s last svc", "p99 last", "CPU µs/req svc0"]
+    return [
+        "### Many services (ours, c=50, Host header routing)",
+        "",
+        _table([*header, "CPU µs/req last", "errors", "RSS KiB"], rows),
+        "",
+    ]
 
+
+def _md_tls(res: dict[str, Any]) -> list[str]:
     tls = res.get("tls", {})
-    if "median" in tls:
-        rows = []
-        for n, per in tls["median"].items():
-            for c, r in sorted(per.items(), key=lambda kv: int(kv[0])):
-                rows.append([n, int(c), r["rps"], r["p50_ms"], r["p99_ms"], r["max_ms"], r["errors"]])
-        parts += [
-            "### TLS (HTTPS keep-alive, HTTP/1.1)",
-            "",
-            _table(["proxy", "c", "req/s", "p50", "p99", "max", "errors"], rows),
-            "",
-        ]
-        if tls.get("h2load"):
-            parts.append(
-                "h2load (HTTP/2, c=50, m=10): "
-                + "; ".join(
-                    f"{n}: {v.get('rps', 0):,.0f} req/s, {v.get('failed', '?')} failed"
-                    for n, v in tls["h2load"].items()
-                )
-            )
-            parts.append("")
-    elif tls:
-        parts += [f"tls: {_why(tls)}", ""]
-    return "\n".join(parts)
+    if "median" not in tls:
+        return [f"tls: {_why(tls)}", ""] if tls else []
+    rows = []
+    for n, per in tls["median"].items():
+        for c, r in sorted(per.items(), key=lambda kv: int(kv[0])):
+            rows.append([n, int(c), r["rps"], r["p50_ms"], r["p99_ms"], r["max_ms"], r["errors"]])
+    parts = [
+        "### TLS (HTTPS keep-alive, HTTP/1.1)",
+        "",
+        _table(["proxy", "c", "req/s", "p50", "p99", "max", "errors"], rows),
+        "",
+    ]
+    if tls.get("h2load"):
+        runs = "; ".join(
+            f"{n}: {v.get('rps', 0):,.0f} req/s, {v.get('failed', '?')} failed"
+            for n, v in tls["h2load"].items()
+        )
+        parts += [f"h2load (HTTP/2, c=50, m=10): {runs}", ""]
+    return parts
+
+
+MARKDOWN_SECTIONS = (
+    _md_header,
+    _md_peers,
+    _md_deploy,
+    _md_pause,
+    _md_bodies,
+    _md_conns,
+    _md_services,
+    _md_tls,
+)
+
+
+def markdown(res: dict[str, Any]) -> str:
+    return "\n".join(line for section in MARKDOWN_SECTIONS for line in section(res))
 
 
 # --------------------------------------------------------------------------------------
@@ -392,6 +340,136 @@ COLORS = {
     "ours-httptools": "#e4572e",
     "ours-h11": "#f3a712",
 }
+
+
+Save = Callable[[Any, str], None]
+
+
+def _grouped_bars(ax: Any, series: dict[str, list[float]], groups: list[str]) -> float:
+    """Bars grouped per x position, one colour per series; returns the bar width."""
+    w = 0.8 / max(1, len(series))
+    for i, (n, values) in enumerate(series.items()):
+        ax.bar([j + i * w for j in range(len(groups))], values, w, label=n, color=COLORS.get(n))
+    ax.set_xticks([j + 0.4 - w / 2 for j in range(len(groups))], groups)
+    return w
+
+
+def _chart_peers(plt: Any, res: dict[str, Any], save: Save) -> None:
+    med = res.get("peers", {}).get("median")
+    if not med:
+        return
+    conc = sorted({c for per in med.values() for c in per}, key=int)
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
+    for ax, key, title in zip(
+        axes,
+        ("rps", "p99_ms", "cpu_us_per_req"),
+        (
+            "throughput (req/s, higher is better)",
+            "p99 latency (ms, log, lower is better)",
+            "proxy CPU per request (µs, lower is better)",
+        ),
+        strict=True,
+    ):
+        series = {n: [med[n].get(c, {}).get(key, 0) for c in conc] for n in med}
+        _grouped_bars(ax, series, [f"c={c}" for c in conc])
+        ax.set_title(title)
+    axes[1].set_yscale("log")
+    axes[0].legend(fontsize=8)
+    fig.suptitle("HTTP/1.1 keep-alive, 12-byte body, proxy on 1 core")
+    save(fig, "peers")
+
+
+def _chart_under_load(
+    plt: Any,
+    save: Save,
+    *,
+    name: str,
+    durations: list[float],
+    what: str,
+    scenario: dict[str, Any],
+    label: str,
+) -> None:
+    """Durations of each disruptive operation, and latency without vs during them."""
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4))
+    ax1.plot(range(1, len(durations) + 1), durations, marker=".", color=COLORS[OURS])
+    ax1.set_xlabel(f"{what} #")
+    ax1.set_ylabel(f"{what} (s)")
+    ax1.set_title(f"{what} duration")
+    b, u = scenario["baseline"], scenario[label]
+    pos = [0, 1, 2]
+    ax2.bar([x - 0.2 for x in pos], [b["p50_ms"], b["p99_ms"], b["max_ms"]], 0.4, label="baseline")
+    ax2.bar(
+        [x + 0.2 for x in pos],
+        [u["p50_ms"], u["p99_ms"], u["max_ms"]],
+        0.4,
+        label=f"during {what}s",
+        color=COLORS[OURS],
+    )
+    ax2.set_xticks(pos, ["p50", "p99", "max"])
+    ax2.set_yscale("log")
+    ax2.set_ylabel("latency (ms)")
+    ax2.set_title(f"c=50 latency; errors during {what}s: {u['errors']}")
+    ax2.legend()
+    save(fig, name)
+
+
+def _chart_bodies(plt: Any, res: dict[str, Any], save: Save) -> None:
+    bo = {k: v for k, v in res.get("bodies", {}).items() if isinstance(v, dict) and "download_1m" in v}
+    if not bo:
+        return
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
+    groups = [k.replace("_", " ") for k in BODY_KINDS]
+    _grouped_bars(ax1, {n: [r[k]["mib_s"] for k in BODY_KINDS] for n, r in bo.items()}, groups)
+    _grouped_bars(ax2, {n: [r[k]["peak_rss_kib"] / 1024 for k in BODY_KINDS] for n, r in bo.items()}, groups)
+    ax1.set_title("throughput (MiB/s)")
+    ax2.set_title("peak RSS during transfer (MiB)")
+    ax1.legend(fontsize=8)
+    save(fig, "bodies")
+
+
+def _chart_conns(plt: Any, res: dict[str, Any], save: Save) -> None:
+    co = {k: v for k, v in res.get("conns", {}).items() if isinstance(v, dict) and "kib_per_conn" in v}
+    if not co:
+        return
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.bar(list(co), [v["kib_per_conn"] for v in co.values()], color=[COLORS.get(n) for n in co])
+    ax.axhline(8, ls="--", color="red", label="target 8 KiB")
+    ax.set_ylabel("KiB RSS per idle connection")
+    n = next(iter(co.values()))["n"]
+    ax.set_title(f"{n:,} idle keep-alive connections held")
+    ax.legend()
+    save(fig, "conns")
+
+
+def _chart_services(plt: Any, res: dict[str, Any], save: Save) -> None:
+    sv = {int(k): v for k, v in res.get("services", {}).get("counts", {}).items() if "last" in v}
+    if not sv:
+        return
+    ks = sorted(sv)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(ks, [sv[k]["first"]["rps"] for k in ks], marker="o", label="svc0", color=COLORS[OURS])
+    ax.plot(ks, [sv[k]["last"]["rps"] for k in ks], marker="s", label="last service", color="#333333")
+    ax.set_xscale("log")
+    ax.set_ylim(bottom=0)
+    ax.set_xlabel("deployed services")
+    ax.set_ylabel("req/s (c=50)")
+    ax.set_title("routing with many services")
+    ax.legend()
+    save(fig, "services")
+
+
+def _chart_tls(plt: Any, res: dict[str, Any], save: Save) -> None:
+    tls = res.get("tls", {}).get("median")
+    if not tls:
+        return
+    fig, ax = plt.subplots(figsize=(7, 4))
+    conc = sorted({c for per in tls.values() for c in per}, key=int)
+    _grouped_bars(
+        ax, {n: [tls[n].get(c, {}).get("rps", 0) for c in conc] for n in tls}, [f"c={c}" for c in conc]
+    )
+    ax.set_title("HTTPS keep-alive req/s")
+    ax.legend()
+    save(fig, "tls")
 
 
 def charts(res: dict[str, Any], out: Path) -> list[Path]:
@@ -411,142 +489,21 @@ def charts(res: dict[str, Any], out: Path) -> list[Path]:
         plt.close(fig)
         paths.append(p)
 
-    med = res.get("peers", {}).get("median")
-    if med:
-        names = list(med)
-        conc = sorted({c for per in med.values() for c in per}, key=int)
-        fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(16, 4.5))
-        w = 0.8 / max(1, len(names))
-        for i, n in enumerate(names):
-            xs = [j + i * w for j in range(len(conc))]
-            ax1.bar(xs, [med[n].get(c, {}).get("rps", 0) for c in conc], w, label=n, color=COLORS.get(n))
-            ax2.bar(xs, [med[n].get(c, {}).get("p99_ms", 0) for c in conc], w, label=n, color=COLORS.get(n))
-            ax3.bar(
-                xs,
-                [med[n].get(c, {}).get("cpu_us_per_req", 0) for c in conc],
-                w,
-                label=n,
-                color=COLORS.get(n),
-            )
-        for ax, title in (
-            (ax1, "throughput (req/s, higher is better)"),
-            (ax2, "p99 latency (ms, log, lower is better)"),
-            (ax3, "proxy CPU per request (µs, lower is better)"),
-        ):
-            ax.set_xticks([j + 0.4 - w / 2 for j in range(len(conc))], [f"c={c}" for c in conc])
-            ax.set_title(title)
-        ax2.set_yscale("log")
-        ax1.legend(fontsize=8)
-        fig.suptitle("HTTP/1.1 keep-alive, 12-byte body, proxy on 1 core")
-        save(fig, "peers")
-
+    _chart_peers(plt, res, save)
     d = res.get("deploy", {})
     if "under_swaps" in d:
-        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4))
-        ax1.plot(range(1, len(d["deploy_seconds"]) + 1), d["deploy_seconds"], marker=".", color=COLORS[OURS])
-        ax1.set_xlabel("swap #")
-        ax1.set_ylabel("deploy call (s)")
-        ax1.set_title("deploy duration per swap")
-        b, u = d["baseline"], d["under_swaps"]
-        labels = ["p50", "p99", "max"]
-        pos = list(range(len(labels)))
-        ax2.bar([x - 0.2 for x in pos], [b["p50_ms"], b["p99_ms"], b["max_ms"]], 0.4, label="baseline")
-        ax2.bar(
-            [x + 0.2 for x in pos],
-            [u["p50_ms"], u["p99_ms"], u["max_ms"]],
-            0.4,
-            label="during swaps",
-            color=COLORS[OURS],
+        durations = d["deploy_seconds"]
+        _chart_under_load(
+            plt, save, name="deploy", durations=durations, what="deploy", scenario=d, label="under_swaps"
         )
-        ax2.set_xticks(pos, labels)
-        ax2.set_yscale("log")
-        ax2.set_ylabel("latency (ms)")
-        ax2.set_title(f"c=50 latency; errors during swaps: {u['errors']}")
-        ax2.legend()
-        save(fig, "deploy")
-
     pz = res.get("pause", {})
     if "under_pause" in pz:
-        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4))
-        ax1.plot([c["paused_s"] for c in pz["cycles"]], marker="o", color=COLORS[OURS])
-        ax1.set_xlabel("cycle #")
-        ax1.set_ylabel("paused (s)")
-        ax1.set_title("pause -> deploy -> resume duration")
-        b, u = pz["baseline"], pz["under_pause"]
-        labels = ["p50", "p99", "max"]
-        pos = list(range(len(labels)))
-        ax2.bar([x - 0.2 for x in pos], [b["p50_ms"], b["p99_ms"], b["max_ms"]], 0.4, label="baseline")
-        ax2.bar(
-            [x + 0.2 for x in pos],
-            [u["p50_ms"], u["p99_ms"], u["max_ms"]],
-            0.4,
-            label="during cycles",
-            color=COLORS[OURS],
+        durations = [c["paused_s"] for c in pz["cycles"]]
+        _chart_under_load(
+            plt, save, name="pause", durations=durations, what="pause", scenario=pz, label="under_pause"
         )
-        ax2.set_xticks(pos, labels)
-        ax2.set_yscale("log")
-        ax2.set_title(f"c=50 latency; errors: {u['errors']}")
-        ax2.legend()
-        save(fig, "pause")
-
-    bo = {k: v for k, v in res.get("bodies", {}).items() if isinstance(v, dict) and "download_1m" in v}
-    if bo:
-        kinds = ["download_1m", "upload_1m", "download_100m", "upload_100m"]
-        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
-        w = 0.8 / len(bo)
-        for i, (n, r) in enumerate(bo.items()):
-            xs = [j + i * w for j in range(len(kinds))]
-            ax1.bar(xs, [r[k]["mib_s"] for k in kinds], w, label=n, color=COLORS.get(n))
-            ax2.bar(xs, [r[k]["peak_rss_kib"] / 1024 for k in kinds], w, label=n, color=COLORS.get(n))
-        for ax, t in ((ax1, "throughput (MiB/s)"), (ax2, "peak RSS during transfer (MiB)")):
-            ax.set_xticks([j + 0.4 - w / 2 for j in range(len(kinds))], [k.replace("_", " ") for k in kinds])
-            ax.set_title(t)
-        ax1.legend(fontsize=8)
-        save(fig, "bodies")
-
-    co = {k: v for k, v in res.get("conns", {}).items() if isinstance(v, dict) and "kib_per_conn" in v}
-    if co:
-        fig, ax = plt.subplots(figsize=(7, 4))
-        ax.bar(list(co), [v["kib_per_conn"] for v in co.values()], color=[COLORS.get(n) for n in co])
-        ax.axhline(8, ls="--", color="red", label="target 8 KiB")
-        ax.set_ylabel("KiB RSS per idle connection")
-        n = next(iter(co.values()))["n"]
-        ax.set_title(f"{n:,} idle keep-alive connections held")
-        ax.legend()
-        save(fig, "conns")
-
-    sv = {int(k): v for k, v in res.get("services", {}).get("counts", {}).items() if "last" in v}
-    if sv:
-        ks = sorted(sv)
-        fig, ax = plt.subplots(figsize=(7, 4))
-        ax.plot(ks, [sv[k]["first"]["rps"] for k in ks], marker="o", label="svc0", color=COLORS[OURS])
-        ax.plot(ks, [sv[k]["last"]["rps"] for k in ks], marker="s", label="last service", color="#333333")
-        ax.set_xscale("log")
-        ax.set_ylim(bottom=0)
-        ax.set_xlabel("deployed services")
-        ax.set_ylabel("req/s (c=50)")
-        ax.set_title("routing with many services")
-        ax.legend()
-        save(fig, "services")
-
-    tls = res.get("tls", {}).get("median")
-    if tls:
-        fig, ax = plt.subplots(figsize=(7, 4))
-        names = list(tls)
-        conc = sorted({c for per in tls.values() for c in per}, key=int)
-        w = 0.8 / len(names)
-        for i, n in enumerate(names):
-            ax.bar(
-                [j + i * w for j in range(len(conc))],
-                [tls[n].get(c, {}).get("rps", 0) for c in conc],
-                w,
-                label=n,
-                color=COLORS.get(n),
-            )
-        ax.set_xticks([j + 0.4 - w / 2 for j in range(len(conc))], [f"c={c}" for c in conc])
-        ax.set_title("HTTPS keep-alive req/s")
-        ax.legend()
-        save(fig, "tls")
+    for chart in (_chart_bodies, _chart_conns, _chart_services, _chart_tls):
+        chart(plt, res, save)
     return paths
 
 

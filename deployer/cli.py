@@ -20,14 +20,13 @@ import click
 import yaml
 
 from deployer import errors
-from deployer.commands.app import App
-from deployer.commands.auditor import Auditor
-from deployer.commands.lock import Lock
-from deployer.commands.proxy import Proxy
-from deployer.config import Config, load_config, load_raw
+from deployer.config import Config, load_config
+from deployer.defaults import CONFIG_FILE, HOOK_NAMES
 from deployer.errors import DeployerError
+from deployer.loading import load_raw
 from deployer.output import NORMAL, QUIET, VERBOSE, Output
-from deployer.runner import Runner, interactive_ssh_command
+from deployer.runner import Runner
+from deployer.versions import declared_version, git_version
 from deployer.workflows import Deployer, Options
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -88,7 +87,7 @@ class State:
         return out
 
     def config(self) -> Config:
-        path = self.values.get("config_file") or "config/deploy.yml"
+        path = self.values.get("config_file") or CONFIG_FILE
         return load_config(path, self.values.get("destination"), self.values.get("version"), root=Path.cwd())
 
     def options(self) -> Options:
@@ -135,7 +134,15 @@ def run_workflow(
     out = state.output()
     config = state.config()
     runner = Runner(config.ssh, out)
-    deployer = Deployer(config, runner, out, state.options(), Path.cwd(), command_name, subcommand)
+    deployer = Deployer(
+        config=config,
+        runner=runner,
+        out=out,
+        options=state.options(),
+        root=Path.cwd(),
+        command=command_name,
+        subcommand=subcommand,
+    )
 
     async def main() -> Any:
         try:
@@ -164,7 +171,7 @@ class AliasGroup(click.Group):
 
 def _load_aliases() -> dict[str, str]:
     argv = sys.argv[1:]
-    path, dest = "config/deploy.yml", None
+    path, dest = CONFIG_FILE, None
     for i, arg in enumerate(argv[:-1]):
         if arg in ("-c", "--config-file"):
             path = argv[i + 1]
@@ -269,7 +276,7 @@ def init() -> None:
     """Create config/deploy.yml, .kamal/secrets and sample hooks."""
     out = _state().output()
     created = []
-    for path, text in ((Path("config/deploy.yml"), INIT_DEPLOY_YML), (Path(".kamal/secrets"), INIT_SECRETS)):
+    for path, text in ((Path(CONFIG_FILE), INIT_DEPLOY_YML), (Path(".kamal/secrets"), INIT_SECRETS)):
         if path.exists():
             out.info(f"{path} already exists, leaving it alone")
             continue
@@ -278,17 +285,7 @@ def init() -> None:
         created.append(str(path))
     hooks = Path(".kamal/hooks")
     hooks.mkdir(parents=True, exist_ok=True)
-    for name in (
-        "pre-connect",
-        "pre-build",
-        "pre-deploy",
-        "post-deploy",
-        "pre-app-boot",
-        "post-app-boot",
-        "pre-proxy-reboot",
-        "post-proxy-reboot",
-        "docker-setup",
-    ):
+    for name in HOOK_NAMES:
         sample = hooks / f"{name}.sample"
         if not sample.exists():
             sample.write_text(HOOK_SAMPLE.format(name=name))
@@ -300,28 +297,28 @@ def init() -> None:
 @click.option("-P", "--skip-push", is_flag=True, help="Skip build/push; only pull on the hosts.")
 def setup(skip_push: bool) -> None:
     """Install Docker if missing, boot accessories, then deploy."""
-    run_workflow(lambda d: d.setup(skip_push=skip_push), "setup")
+    run_workflow(lambda d: d.main.setup(skip_push=skip_push), "setup")
 
 
 @command(cli)
 @click.option("-P", "--skip-push", is_flag=True, help="Skip build/push; only pull on the hosts.")
 def deploy(skip_push: bool) -> None:
     """Build, push, and roll out the new version with zero downtime."""
-    run_workflow(lambda d: d.deploy(skip_push=skip_push), "deploy")
+    run_workflow(lambda d: d.main.deploy(skip_push=skip_push), "deploy")
 
 
 @command(cli)
 @click.option("-P", "--skip-push", is_flag=True, help="Skip build/push; only pull on the hosts.")
 def redeploy(skip_push: bool) -> None:
     """Deploy without booting the proxy or pruning (cheaper)."""
-    run_workflow(lambda d: d.deploy(skip_push=skip_push, redeploy=True), "redeploy")
+    run_workflow(lambda d: d.main.deploy(skip_push=skip_push, redeploy=True), "redeploy")
 
 
 @command(cli)
 @click.argument("rollback_version", required=False)
 def rollback(rollback_version: str | None) -> None:
     """Roll back to VERSION (default: the newest retained version that is not current)."""
-    run_workflow(lambda d: d.rollback(rollback_version), "rollback")
+    run_workflow(lambda d: d.main.rollback(rollback_version), "rollback")
 
 
 @command(cli)
@@ -329,17 +326,7 @@ def rollback(rollback_version: str | None) -> None:
 @click.argument("what", required=False, type=click.Choice(["all", "images", "containers"]), default="all")
 def prune(what: str, retain: int | None) -> None:
     """Prune old containers and images."""
-
-    async def go(d: Deployer) -> None:
-        async with d.lock("Pruning"):
-            await d.prune(
-                d.app_hosts(),
-                containers=what in ("all", "containers"),
-                images=what in ("all", "images"),
-                retain=retain,
-            )
-
-    run_workflow(go, "prune", what)
+    run_workflow(lambda d: d.main.prune_locked(what, retain), "prune", what)
 
 
 @command(cli)
@@ -348,13 +335,21 @@ def remove(confirmed: bool) -> None:
     """Remove the app, its proxy (when no other app uses it) and accessories from the (targeted) hosts."""
     if not confirmed:
         click.confirm("This will remove all containers and images. Are you sure?", abort=True)
-    run_workflow(lambda d: d.remove(), "remove")
+    run_workflow(lambda d: d.main.remove(), "remove")
 
 
 @command(cli, name="config")
 def show_config() -> None:
-    """Show the merged configuration (secrets redacted)."""
-    click.echo(yaml.safe_dump(_state().config().to_redacted_dict(), sort_keys=False).rstrip())
+    """Show the merged configuration (secrets redacted); exit 1 if a referenced secret is missing."""
+    state = _state()
+    config = state.config()
+    version = declared_version(state.values.get("version")) or git_version(
+        Path.cwd(), uncommitted_suffix=config.builder.context == "."
+    )
+    if version:
+        config = config.for_version(version)
+    click.echo(yaml.safe_dump(config.to_redacted_dict(), sort_keys=False).rstrip())
+    config.check_secrets()
 
 
 @command(cli)
@@ -362,9 +357,7 @@ def audit() -> None:
     """Show the last 50 audit log lines on every host."""
 
     async def go(d: Deployer) -> None:
-        cmd = Auditor(d.config, d.performer).reveal()
-        results = await d.runner.on(d.app_hosts(), lambda h: d.runner.capture(h, cmd, check=False))
-        for host, text in results.items():
+        for host, text in (await d.main.audit()).items():
             _host_block(d.out, "App Host", host, text)
 
     run_workflow(go, "audit")
@@ -387,7 +380,7 @@ def app_status() -> None:
     """Per host and role: container, version, state and the proxy's view of the target."""
 
     async def go(d: Deployer) -> None:
-        results = await d.app_status()
+        results = await d.app.status()
         for host, rows in results.items():
             lines = [f"App Host: {host}"]
             for r in rows:
@@ -401,70 +394,46 @@ def app_status() -> None:
     run_workflow(go, "app", "status")
 
 
-@command(app, name="details")
-def app_details() -> None:
-    """docker ps for the app containers on every host."""
+def _app_per_role(what: str, doc: str) -> None:
+    def handler() -> None:
+        async def go(d: Deployer) -> None:
+            for host, texts in (await d.app.per_role(what)).items():
+                for text in texts:
+                    _host_block(d.out, "App Host", host, text)
 
-    async def go(d: Deployer) -> None:
-        for host in d.app_hosts():
-            for role in d.roles_on(host):
-                _host_block(
-                    d.out, "App Host", host, await d.runner.capture(host, App(d.config, role, host).info())
-                )
+        run_workflow(go, "app", what)
 
-    run_workflow(go, "app", "details")
-
-
-@command(app, name="containers")
-def app_containers() -> None:
-    """All app containers (including stopped ones) on every host."""
-
-    async def go(d: Deployer) -> None:
-        for host in d.app_hosts():
-            for role in d.roles_on(host):
-                text = await d.runner.capture(host, App(d.config, role, host).list_containers())
-                _host_block(d.out, "App Host", host, text)
-
-    run_workflow(go, "app", "containers")
+    handler.__doc__ = doc
+    command(app, name=what)(handler)
 
 
-@command(app, name="version")
-def app_version() -> None:
-    """The running version on every host."""
-
-    async def go(d: Deployer) -> None:
-        for host in d.app_hosts():
-            for role in d.roles_on(host):
-                text = await d.runner.capture(
-                    host, App(d.config, role, host).current_running_version(), check=False
-                )
-                _host_block(d.out, "App Host", host, text)
-
-    run_workflow(go, "app", "version")
+_app_per_role("details", "docker ps for the app containers on every host.")
+_app_per_role("containers", "All app containers (including stopped ones) on every host.")
+_app_per_role("version", "The running version on every host.")
 
 
 @command(app, name="boot")
 def app_boot() -> None:
     """Boot the given --version (default: the current one) again."""
-    run_workflow(lambda d: d.app_restart(), "app", "boot")
+    run_workflow(lambda d: d.app.restart(), "app", "boot")
 
 
 @command(app, name="restart")
 def app_restart() -> None:
     """Restart = boot the current running version again, with zero downtime."""
-    run_workflow(lambda d: d.app_restart(), "app", "restart")
+    run_workflow(lambda d: d.app.restart(), "app", "restart")
 
 
 @command(app, name="stop")
 def app_stop() -> None:
     """Remove the app from the proxy and stop its container."""
-    run_workflow(lambda d: d.app_stop(), "app", "stop")
+    run_workflow(lambda d: d.app.stop(), "app", "stop")
 
 
 @command(app, name="start")
 def app_start() -> None:
     """Start the app container again and register it with the proxy."""
-    run_workflow(lambda d: d.app_start(), "app", "start")
+    run_workflow(lambda d: d.app.start(), "app", "start")
 
 
 @command(app, name="maintenance")
@@ -472,13 +441,13 @@ def app_start() -> None:
 @click.option("--message", default=None, help="Message on the 503 maintenance page.")
 def app_maintenance(drain_timeout: int | None, message: str | None) -> None:
     """Put the app in maintenance mode (the proxy answers 503)."""
-    run_workflow(lambda d: d.maintenance(drain_timeout, message), "app", "maintenance")
+    run_workflow(lambda d: d.app.maintenance(drain_timeout, message), "app", "maintenance")
 
 
 @command(app, name="live")
 def app_live() -> None:
     """Leave maintenance mode."""
-    run_workflow(lambda d: d.live(), "app", "live")
+    run_workflow(lambda d: d.app.live(), "app", "live")
 
 
 @command(app, name="logs")
@@ -489,21 +458,14 @@ def app_live() -> None:
 def app_logs(follow: bool, lines: int | None, since: str | None, grep: str | None) -> None:
     """Show app logs from every host."""
     if follow:
-        state = _state()
-        config = state.config()
-        options = state.options()
-        host = options.hosts[0] if options.hosts else config.primary_host
-        role = config.primary_role
-        cmd = App(config, role, host).follow_logs_command(lines=lines or 10, grep=grep)
-        argv = interactive_ssh_command(config.ssh, host, " ".join(cmd))
+        argv = run_workflow(lambda d: d.app.follow_logs_argv(lines, grep), "app", "logs")
         os.execvp(argv[0], argv)
 
     async def go(d: Deployer) -> None:
         n = lines if lines is not None else (None if since or grep else 100)
-        for host in d.app_hosts():
-            for role in d.roles_on(host):
-                cmd = App(d.config, role, host).logs(since=since, lines=n, grep=grep)
-                _host_block(d.out, "App Host", host, await d.runner.capture(host, cmd, check=False))
+        for host, texts in (await d.app.per_role("logs", lines=n, since=since, grep=grep)).items():
+            for text in texts:
+                _host_block(d.out, "App Host", host, text)
 
     run_workflow(go, "app", "logs")
 
@@ -517,49 +479,15 @@ def app_exec(interactive: bool, reuse: bool, env: tuple[str, ...], cmd: tuple[st
     """Run CMD in a new container (or with --reuse, in the running one) on every host."""
     command_words = shlex.split(" ".join(cmd)) if len(cmd) == 1 else list(cmd)
     env_map = dict(e.split("=", 1) for e in env)
-    state = _state()
     if interactive:
-        config = state.config()
-        host = (state.options().hosts or [config.primary_host])[0]
-        app_cmd = App(config, config.primary_role, host)
-        import asyncio as _asyncio
-
-        async def current() -> str:
-            runner = Runner(config.ssh, state.output())
-            try:
-                return await runner.capture(host, app_cmd.current_running_version(), check=False)
-            finally:
-                await runner.close()
-
-        config.version = state.options().version or _asyncio.run(current()) or config.latest_tag
-        built = (
-            app_cmd.execute_in_existing_container(command_words, env_map, interactive=True)
-            if reuse
-            else app_cmd.execute_in_new_container(command_words, env_map, interactive=True)
+        argv = run_workflow(
+            lambda d: d.app.interactive_exec_argv(command_words, env_map, reuse), "app", "exec"
         )
-        argv = interactive_ssh_command(config.ssh, host, " ".join(built))
         os.execvp(argv[0], argv)
 
     async def go(d: Deployer) -> None:
-        async def one(host: str) -> str:
-            outputs = []
-            for role in d.roles_on(host):
-                a = App(d.config, role, host)
-                version = d.options.version or await d.runner.capture(
-                    host, a.current_running_version(), check=False
-                )
-                d.config.version = version or d.config.latest_tag
-                built = (
-                    a.execute_in_existing_container(command_words, env_map)
-                    if reuse
-                    else a.execute_in_new_container(command_words, env_map)
-                )
-                outputs.append((await d.runner.run(host, built, check=False)).stdout)
-            return "".join(outputs)
-
-        results = await d.runner.on(d.app_hosts(), one)
-        for host, text in results.items():
-            _host_block(d.out, "App Host", host, text.rstrip())
+        for host, text in (await d.app.exec(command_words, env_map, reuse)).items():
+            _host_block(d.out, "App Host", host, text)
 
     run_workflow(go, "app", "exec")
 
@@ -574,11 +502,7 @@ def proxy() -> None:
 def proxy_boot() -> None:
     """Start (or create) the proxy container on every proxy host."""
 
-    async def go(d: Deployer) -> None:
-        async with d.lock("Booting the proxy", d.proxy_hosts()):
-            await d.proxy_boot(d.proxy_hosts())
-
-    run_workflow(go, "proxy", "boot")
+    run_workflow(lambda d: d.proxy.boot_locked(), "proxy", "boot")
 
 
 @command(proxy, name="reboot")
@@ -588,7 +512,7 @@ def proxy_reboot(rolling: bool, confirmed: bool) -> None:
     """Recreate the proxy container (brief outage on each host; routes are restored from its state)."""
     if not confirmed:
         click.confirm("This will cause a brief outage on each host. Are you sure?", abort=True)
-    run_workflow(lambda d: d.proxy_reboot(rolling), "proxy", "reboot")
+    run_workflow(lambda d: d.proxy.reboot(rolling), "proxy", "reboot")
 
 
 @command(proxy, name="status")
@@ -596,7 +520,7 @@ def proxy_status() -> None:
     """The proxy container's state and its routes (`kamal-proxy list`) on every host."""
 
     async def go(d: Deployer) -> None:
-        for host, (state, listing) in (await d.proxy_status()).items():
+        for host, (state, listing) in (await d.proxy.status()).items():
             _host_block(d.out, "Proxy Host", host, f"container: {state}\n{listing}")
 
     run_workflow(go, "proxy", "status")
@@ -607,8 +531,7 @@ def proxy_details() -> None:
     """docker ps for the proxy container."""
 
     async def go(d: Deployer) -> None:
-        cmd = Proxy(d.config).info()
-        for host, text in (await d.runner.on(d.proxy_hosts(), lambda h: d.runner.capture(h, cmd))).items():
+        for host, text in (await d.proxy.details()).items():
             _host_block(d.out, "Proxy Host", host, text)
 
     run_workflow(go, "proxy", "details")
@@ -622,10 +545,7 @@ def proxy_logs(lines: int | None, since: str | None, grep: str | None) -> None:
     """Show the proxy's logs on every host."""
 
     async def go(d: Deployer) -> None:
-        cmd = Proxy(d.config).logs(since=since, lines=lines or (None if since or grep else 100), grep=grep)
-        for host, text in (
-            await d.runner.on(d.proxy_hosts(), lambda h: d.runner.capture(h, cmd, check=False))
-        ).items():
+        for host, text in (await d.proxy.logs(lines, since, grep)).items():
             _host_block(d.out, "Proxy Host", host, text)
 
     run_workflow(go, "proxy", "logs")
@@ -636,11 +556,7 @@ def proxy_logs(lines: int | None, since: str | None, grep: str | None) -> None:
 def proxy_remove(force: bool) -> None:
     """Remove the proxy container and its directory."""
 
-    async def go(d: Deployer) -> None:
-        async with d.lock("Removing the proxy", d.proxy_hosts()):
-            await d.proxy_remove(d.proxy_hosts(), force)
-
-    run_workflow(go, "proxy", "remove")
+    run_workflow(lambda d: d.proxy.remove_locked(force), "proxy", "remove")
 
 
 @command(proxy, name="boot_maintenance")
@@ -650,7 +566,7 @@ def proxy_boot_maintenance(message: str | None) -> None:
     errors.warn(
         "`proxy boot_maintenance` is deprecated; use `deployer app maintenance` (and `app live` to leave)"
     )
-    run_workflow(lambda d: d.maintenance(None, message), "app", "maintenance")
+    run_workflow(lambda d: d.app.maintenance(None, message), "app", "maintenance")
 
 
 # -- lock --------------------------------------------------------------------------------------------
@@ -664,8 +580,7 @@ def lock_status() -> None:
     """Show the lock holder, if any."""
 
     async def go(d: Deployer) -> None:
-        res = await d.runner.run(d.config.primary_host, Lock(d.config).status(), check=False)
-        d.out.data(res.stdout.strip() if res.ok else "There is no deploy lock")
+        d.out.data(await d.lock.status())
 
     run_workflow(go, "lock", "status")
 
@@ -676,15 +591,7 @@ def lock_acquire(message: str) -> None:
     """Take the deploy lock manually."""
 
     async def go(d: Deployer) -> None:
-        lk = Lock(d.config)
-        primary = d.config.primary_host
-        await d.runner.run(primary, lk.ensure_run_directory())
-        res = await d.runner.run(
-            primary, lk.acquire(message, d.config.version or "-", d.performer), check=False
-        )
-        if not res.ok:
-            details = await d.runner.capture(primary, lk.status(), check=False)
-            raise errors.LockError(f"Deploy lock already in place on {primary}:\n{details}")
+        primary = await d.lock.acquire(message, d.config.version)
         d.out.info(f"Acquired the deploy lock on {primary}")
 
     run_workflow(go, "lock", "acquire")
@@ -695,8 +602,8 @@ def lock_release() -> None:
     """Release the deploy lock."""
 
     async def go(d: Deployer) -> None:
-        await d.runner.run(d.config.primary_host, Lock(d.config).release(), check=False)
-        d.out.info(f"Released the deploy lock on {d.config.primary_host}")
+        primary = await d.lock.release()
+        d.out.info(f"Released the deploy lock on {primary}")
 
     run_workflow(go, "lock", "release")
 
@@ -711,13 +618,13 @@ def accessory() -> None:
 @click.argument("name")
 def accessory_boot(name: str) -> None:
     """Boot accessory NAME (or all)."""
-    run_workflow(lambda d: d.accessory_boot(name), "accessory", "boot")
+    run_workflow(lambda d: d.accessory.boot(name), "accessory", "boot")
 
 
 def _accessory_simple(action: str) -> Callable[[str], None]:
     def handler(name: str) -> None:
         async def go(d: Deployer) -> None:
-            for where, text in (await d.accessory_simple(name, action)).items():
+            for where, text in (await d.accessory.simple(name, action)).items():
                 _host_block(d.out, "Accessory", where, text)
 
         run_workflow(go, "accessory", action)
@@ -740,7 +647,7 @@ def accessory_remove(name: str, confirmed: bool) -> None:
         click.confirm(
             f"This will remove accessory {name} and its data directories. Are you sure?", abort=True
         )
-    run_workflow(lambda d: d.accessory_remove(name), "accessory", "remove")
+    run_workflow(lambda d: d.accessory.remove(name), "accessory", "remove")
 
 
 @command(accessory, name="exec", context_settings={"ignore_unknown_options": True})
@@ -749,15 +656,10 @@ def accessory_remove(name: str, confirmed: bool) -> None:
 @click.argument("cmd", nargs=-1, required=True)
 def accessory_exec(name: str, reuse: bool, cmd: tuple[str, ...]) -> None:
     """Run CMD in accessory NAME (new container, or the running one with --reuse)."""
-    from deployer.commands.accessory import AccessoryCommands
-
     words = shlex.split(" ".join(cmd)) if len(cmd) == 1 else list(cmd)
 
     async def go(d: Deployer) -> None:
-        acc = AccessoryCommands(d.config, name)
-        built = acc.execute_in_existing_container(words) if reuse else acc.execute_in_new_container(words)
-        hosts = [h for h in acc.accessory.hosts if d._host_selected(h)]
-        for host, text in (await d.runner.on(hosts, lambda h: d.runner.capture(h, built))).items():
+        for host, text in (await d.accessory.exec(name, words, reuse)).items():
             _host_block(d.out, "Accessory", host, text)
 
     run_workflow(go, "accessory", "exec")

@@ -9,24 +9,18 @@ needs: container names, labels, env, proxy flags, boot groups.
 from __future__ import annotations
 
 import copy
-import os
+import dataclasses
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from deployer import schema
-from deployer.errors import ConfigError, warn
+from deployer import defaults, schema, validation
+from deployer.errors import ConfigError, SecretError, warn
+from deployer.loading import deep_merge, load_raw
 from deployer.secrets import Secrets
 from deployer.utils import argumentize, optionize, seconds_duration, to_s
 
-PROXY_MINIMUM_VERSION = "v0.9.2"
-PROXY_CONTAINER = "kamal-proxy"
-PROXY_DEFAULT_REPOSITORY = "basecamp/kamal-proxy"
-PROXY_CONTAINER_APPS_CONFIG = "/home/kamal-proxy/.apps-config"
-DEFAULT_LOG_REQUEST_HEADERS = ["Cache-Control", "Last-Modified", "User-Agent"]
 LOCAL_REGISTRY = re.compile(r"^(localhost|127\.0\.0\.1|\[::1\]):\d+$")
 RESERVED_ALIASES = {
     "init",
@@ -49,114 +43,6 @@ RESERVED_ALIASES = {
     "details",
     "help",
 }
-
-
-# --------------------------------------------------------------------------------------------------
-# Loading
-
-
-def deep_merge(base: Any, override: Any) -> Any:
-    """Hashes merge recursively; scalars and arrays in ``override`` replace the base value."""
-    if isinstance(base, dict) and isinstance(override, dict):
-        merged = dict(base)
-        for key, value in override.items():
-            merged[key] = deep_merge(base[key], value) if key in base else copy.deepcopy(value)
-        return merged
-    return copy.deepcopy(override)
-
-
-class _Loader(yaml.SafeLoader):
-    """SafeLoader that rejects duplicate keys (a common silent mistake)."""
-
-
-def _construct_mapping(loader: _Loader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-    seen: set[Any] = set()
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)
-        if key in seen:
-            raise ConfigError(f"line {key_node.start_mark.line + 1}: duplicate key {key!r}")
-        seen.add(key)
-    loader.flatten_mapping(node)
-    return dict(loader.construct_pairs(node, deep=deep))
-
-
-_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-
-
-def display_path(path: Path) -> str:
-    """The path as a person would type it: relative to the working directory when inside it."""
-    try:
-        rel = os.path.relpath(path)
-    except ValueError:
-        return str(path)
-    return str(path) if rel.startswith("..") else rel
-
-
-def _read_yaml_documents(path: Path) -> list[Any]:
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise ConfigError(f"{display_path(path)}: configuration file not found") from None
-    try:
-        return [d for d in yaml.load_all(text, Loader=_Loader) if d is not None]
-    except ConfigError as e:
-        raise ConfigError(f"{display_path(path)}: {e}") from None
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{display_path(path)}: invalid YAML: {e}") from None
-
-
-def _destination_file(path: Path, destination: str) -> Path:
-    return path.with_name(f"{path.stem}.{destination}{path.suffix}")
-
-
-def load_raw(path: Path, destination: str | None) -> tuple[dict[str, Any], str]:
-    """Read and merge the raw config; returns (merged dict, description of its sources)."""
-    docs = _read_yaml_documents(path)
-    if not docs:
-        raise ConfigError(f"{display_path(path)}: the file is empty")
-    base = docs[0]
-    if not isinstance(base, dict):
-        raise ConfigError(f"{display_path(path)}: (root): expected a map, got {schema._show(base)}")
-    if "destination" in base:
-        raise ConfigError(
-            f"{display_path(path)}: destination: only allowed in the second and later YAML documents"
-        )
-    sections: dict[str, dict[str, Any]] = {}
-    for i, doc in enumerate(docs[1:], start=2):
-        if not isinstance(doc, dict) or not isinstance(doc.get("destination"), str):
-            raise ConfigError(
-                f"{display_path(path)}: document {i}: expected a map with a `destination: NAME` key"
-            )
-        name = doc["destination"]
-        section = {k: v for k, v in doc.items() if k != "destination"}
-        schema.ROOT.check(section, "", f"{display_path(path)} (destination {name})")
-        sections[name] = section
-    schema.ROOT.check(base, "", display_path(path))
-    merged: dict[str, Any] = base
-    sources = [display_path(path)]
-    if destination:
-        found = False
-        if destination in sections:
-            merged = deep_merge(merged, sections[destination])
-            found = True
-        dest_path = _destination_file(path, destination)
-        if dest_path.exists():
-            dest_docs = _read_yaml_documents(dest_path)
-            dest = dest_docs[0] if dest_docs else {}
-            if not isinstance(dest, dict):
-                raise ConfigError(
-                    f"{display_path(dest_path)}: (root): expected a map, got {schema._show(dest)}"
-                )
-            schema.ROOT.check(dest, "", display_path(dest_path))
-            merged = deep_merge(merged, dest)
-            sources.append(display_path(dest_path))
-            found = True
-        if not found:
-            raise ConfigError(
-                f"{display_path(dest_path)}: destination {destination!r} not found (no such file and no "
-                f"`destination: {destination}` document in {display_path(path)})"
-            )
-    return merged, " + ".join(sources)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -189,6 +75,12 @@ class EnvSpec:
         clear = {str(k): to_s(v) for k, v in (raw.get("clear") or {}).items()}
         return cls(clear=clear, secrets=secrets, tags=tags)
 
+    def secret_names(self) -> list[str]:
+        names = [s.secret for s in self.secrets]
+        for tag in self.tags.values():
+            names += tag.secret_names()
+        return names
+
     def merge(self, other: EnvSpec) -> EnvSpec:
         names = {s.name for s in other.secrets}
         return EnvSpec(
@@ -207,7 +99,7 @@ class Logging:
         if self.driver or self.options:
             out = optionize({"log-driver": self.driver}) if self.driver else []
             return out + argumentize("--log-opt", self.options)
-        return argumentize("--log-opt", {"max-size": "10m"})
+        return argumentize("--log-opt", {"max-size": defaults.LOG_MAX_SIZE})
 
 
 @dataclass
@@ -239,7 +131,7 @@ class ProxyConfig:
 
     @property
     def app_port(self) -> int:
-        return int(self.raw.get("app_port", 80))
+        return int(self.raw.get("app_port", defaults.APP_PORT))
 
     @property
     def hosts(self) -> list[str]:
@@ -265,7 +157,7 @@ class ProxyConfig:
 
     @property
     def healthcheck_path(self) -> str:
-        return str(self.raw.get("healthcheck", {}).get("path", "/up"))
+        return str(self.raw.get("healthcheck", {}).get("path", defaults.HEALTHCHECK_PATH))
 
     def _duration(self, value: Any) -> str | None:
         return seconds_duration(None if value is None else schema.parse_duration(value))
@@ -297,7 +189,7 @@ class ProxyConfig:
             "strip-path-prefix": self.raw.get("strip_path_prefix"),
             "forward-headers": self.raw.get("forward_headers"),
             "tls-redirect": self.raw.get("ssl_redirect"),
-            "log-request-header": logging.get("request_headers") or DEFAULT_LOG_REQUEST_HEADERS,
+            "log-request-header": logging.get("request_headers") or list(defaults.LOG_REQUEST_HEADERS),
             "log-response-header": logging.get("response_headers"),
             "error-pages": f"{self.error_pages_directory}/{version}"
             if self.error_pages_directory and version
@@ -320,12 +212,12 @@ class ProxyRun:
 
     @property
     def image(self) -> str:
-        repo = self.get("repository", PROXY_DEFAULT_REPOSITORY)
+        repo = self.get("repository", defaults.PROXY_DEFAULT_REPOSITORY)
         registry = self.get("registry")
-        return f"{registry + '/' if registry else ''}{repo}:{self.get('version', PROXY_MINIMUM_VERSION)}"
+        return f"{registry + '/' if registry else ''}{repo}:{self.get('version', defaults.PROXY_MINIMUM_VERSION)}"
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Role:
     name: str
     hosts: list[str]
@@ -356,7 +248,7 @@ class Role:
 
     @property
     def restart_policy(self) -> str:
-        return to_s(self.options.get("restart", "unless-stopped"))
+        return to_s(self.options.get("restart", defaults.RESTART_POLICY))
 
     @property
     def docker_options(self) -> dict[str, Any]:
@@ -365,8 +257,8 @@ class Role:
 
 @dataclass
 class SshConfig:
-    user: str = "root"
-    port: int = 22
+    user: str = defaults.SSH_USER
+    port: int = defaults.SSH_PORT
     proxy: str | None = None
     proxy_command: str | None = None
     keys: list[str] = field(default_factory=list)
@@ -374,7 +266,7 @@ class SshConfig:
     config: bool | str | list[str] = True
     forward_agent: bool = False
     log_level: str | None = None
-    max_concurrent_starts: int = 30
+    max_concurrent_starts: int = defaults.MAX_CONCURRENT_STARTS
 
     @property
     def jump_host(self) -> str | None:
@@ -400,12 +292,12 @@ class Boot:
 @dataclass
 class Builder:
     arch: list[str]
-    dockerfile: str = "Dockerfile"
+    dockerfile: str = defaults.DOCKERFILE
     context: str | None = None  # None = git clone of HEAD
     args: dict[str, str] = field(default_factory=dict)
     secrets: list[str] = field(default_factory=list)
     target: str | None = None
-    driver: str = "docker-container"
+    driver: str = defaults.BUILDER_DRIVER
     remote: str | None = None
     local: bool = True
     ssh: str | None = None
@@ -422,6 +314,31 @@ class Builder:
         return f"kamal-local-{self.driver}"
 
 
+@dataclass(frozen=True, kw_only=True)
+class AccessoryDirectory:
+    """One of an accessory's ``directories``: ``local:remote[:options]`` or the map form."""
+
+    local: str
+    remote: str
+    options: str | None = None
+    mode: str | None = None
+    owner: str | None = None
+
+    @classmethod
+    def parse(cls, entry: str | dict[str, Any]) -> AccessoryDirectory:
+        if isinstance(entry, dict):
+            return cls(
+                local=to_s(entry.get("local")),
+                remote=to_s(entry.get("remote")),
+                options=entry.get("options"),
+                mode=entry.get("mode"),
+                owner=entry.get("owner"),
+            )
+        local, _, rest = entry.partition(":")
+        remote, _, options = rest.partition(":")
+        return cls(local=local, remote=remote, options=options or None)
+
+
 @dataclass
 class Accessory:
     name: str
@@ -433,7 +350,7 @@ class Accessory:
     labels: dict[str, str]
     options: dict[str, Any]
     env: EnvSpec
-    directories: list[str]
+    directories: list[AccessoryDirectory]
     volumes: list[str]
     files: list[Any]
     network: str
@@ -463,17 +380,17 @@ class Config:
     builder: Builder
     accessories: dict[str, Accessory]
     secrets: Secrets
-    deploy_timeout: int = 30
-    drain_timeout: int = 30
-    readiness_delay: int = 7
-    retain_containers: int = 5
+    deploy_timeout: int = defaults.DEPLOY_TIMEOUT
+    drain_timeout: int = defaults.DRAIN_TIMEOUT
+    readiness_delay: int = defaults.READINESS_DELAY
+    retain_containers: int = defaults.RETAIN_CONTAINERS
     stop_timeout: int | None = None
     error_pages_path: str | None = None
-    hooks_path: str = ".kamal/hooks"
+    hooks_path: str = defaults.HOOKS_PATH
     legacy_hooks: dict[str, list[str]] = field(default_factory=dict)
     aliases: dict[str, str] = field(default_factory=dict)
     asset_path: str | None = None
-    run_directory: str = ".kamal"
+    run_directory: str = defaults.RUN_DIRECTORY
     version: str | None = None
 
     # -- names -------------------------------------------------------------------------------------
@@ -498,6 +415,37 @@ class Config:
     @property
     def latest_image(self) -> str:
         return f"{self.repository}:{self.latest_tag}"
+
+    def for_version(self, version: str) -> Config:
+        """This configuration for one release: a copy with ``version`` set (the original is unchanged)."""
+        return dataclasses.replace(self, version=version)
+
+    def check_secrets(self) -> None:
+        """Raise if a secret the configuration references is in no secrets file (before any SSH)."""
+        missing = [name for name in self.referenced_secrets() if not self.secrets.declares(name)]
+        if missing:
+            raise SecretError(
+                f"{self.source}: secret{'s' if len(missing) > 1 else ''} {', '.join(missing)} "
+                f"referenced by the configuration but not found in {self.secrets.describe()} "
+                f"(add a line `{missing[0]}=...` to {self.secrets.files[-1]})"
+            )
+
+    def referenced_secrets(self) -> list[str]:
+        """Every secret name the configuration reads: env (roles, tags, accessories), registry, builder, TLS."""
+        names: list[str] = []
+        envs = [self.env, *(r.env for r in self.roles), *(a.env for a in self.accessories.values())]
+        for env in envs:
+            names += env.secret_names()
+        for registry in [self.registry, *(a.registry for a in self.accessories.values() if a.registry)]:
+            for credential in (registry.username, registry.password):
+                if isinstance(credential, list):
+                    names += credential
+        names += self.builder.secrets
+        for role in self.roles:
+            if role.proxy and role.proxy.custom_ssl_certificate:
+                ssl = role.proxy.raw["ssl"]
+                names += [ssl["certificate_pem"], ssl["private_key_pem"]]
+        return list(dict.fromkeys(names))
 
     def require_version(self) -> str:
         if not self.version:
@@ -732,24 +680,13 @@ def _legacy_hooks(raw: dict[str, Any], source: str) -> dict[str, list[str]]:
     for name, entries in hooks.items():
         if str(name).startswith("x-"):
             continue
-        if name not in HOOK_NAMES:
-            raise ConfigError(f"{source}: hooks/{name}: unknown hook (known: {', '.join(HOOK_NAMES)})")
+        if name not in defaults.HOOK_NAMES:
+            raise ConfigError(
+                f"{source}: hooks/{name}: unknown hook (known: {', '.join(defaults.HOOK_NAMES)})"
+            )
         items = [entries] if isinstance(entries, str) else entries
         out[str(name)] = [e if isinstance(e, str) else e["path"] for e in items]
     return out
-
-
-HOOK_NAMES = (
-    "pre-connect",
-    "pre-build",
-    "pre-deploy",
-    "post-deploy",
-    "pre-app-boot",
-    "post-app-boot",
-    "pre-proxy-reboot",
-    "post-proxy-reboot",
-    "docker-setup",
-)
 
 
 def build_config(
@@ -764,19 +701,115 @@ def build_config(
     legacy_hooks = _legacy_hooks(raw, source)
     raw = _apply_legacy(raw, source)
     schema.ROOT.check(raw, "", source)
+    validation.validate_raw(raw, source, root)
 
     if "service" not in raw:
         raise ConfigError(f"{source}: service: required key is missing")
     service = raw["service"]
     if raw.get("require_destination") and not destination:
         raise ConfigError(f"{source}: require_destination: is true, so pass -d DESTINATION")
+    registry = _build_registry(raw, source)
+    if "image" not in raw and not registry.local:
+        raise ConfigError(f"{source}: image: required key is missing")
+    naming = _Naming(
+        service=service,
+        dest_suffix=f"-{destination}" if destination else "",
+        deploy_timeout=int(raw.get("deploy_timeout", defaults.DEPLOY_TIMEOUT)),
+        drain_timeout=int(raw.get("drain_timeout", defaults.DRAIN_TIMEOUT)),
+        error_pages=bool(raw.get("error_pages_path")),
+    )
+    roles, primary = _build_roles(raw, source, naming)
+    accessories = _build_accessories(raw, source, roles, naming)
+    _check_proxies(raw, source, roles, accessories)
+    root_logging = raw.get("logging") or {}
+    return Config(
+        raw=raw,
+        source=source,
+        destination=destination,
+        service=service,
+        image=raw.get("image", service),
+        registry=registry,
+        roles=roles,
+        primary_role=primary,
+        env=EnvSpec.parse(raw.get("env")),
+        labels={str(k): to_s(v) for k, v in (raw.get("labels") or {}).items()},
+        volumes=list(raw.get("volumes") or []),
+        logging=_logging(root_logging),
+        proxy_run=ProxyRun((raw.get("proxy") or {}).get("run")),
+        ssh=_build_ssh(raw, source),
+        boot=_build_boot(raw.get("boot") or {}),
+        builder=_build_builder(raw.get("builder") or {}),
+        accessories=accessories,
+        secrets=Secrets(raw.get("secrets_path", defaults.SECRETS_PATH), destination, root=root),
+        deploy_timeout=naming.deploy_timeout,
+        drain_timeout=naming.drain_timeout,
+        readiness_delay=int(raw.get("readiness_delay", defaults.READINESS_DELAY)),
+        retain_containers=int(raw.get("retain_containers", defaults.RETAIN_CONTAINERS)),
+        stop_timeout=raw.get("stop_timeout"),
+        error_pages_path=raw.get("error_pages_path"),
+        hooks_path=raw.get("hooks_path", defaults.HOOKS_PATH),
+        legacy_hooks=legacy_hooks,
+        aliases=_aliases(raw, source),
+        asset_path=raw.get("asset_path"),
+        version=version,
+    )
 
+
+@dataclass(frozen=True, kw_only=True)
+class _Naming:
+    """What every role and accessory derives its names and proxy timeouts from."""
+
+    service: str
+    dest_suffix: str
+    deploy_timeout: int
+    drain_timeout: int
+    error_pages: bool
+
+    def prefix(self, role: str) -> str:
+        return f"{self.service}-{role}{self.dest_suffix}"
+
+    @property
+    def apps_config(self) -> str:
+        return f"{defaults.PROXY_CONTAINER_APPS_CONFIG}/{self.service}{self.dest_suffix}"
+
+
+def _check_proxies(
+    raw: dict[str, Any], source: str, roles: list[Role], accessories: dict[str, Accessory]
+) -> None:
+    """SSL host names unique across roles; one way to boot the proxy per server (Kamal's checks)."""
+    validation.unique_ssl_hosts({r.name: r.proxy.hosts for r in roles if r.proxy and r.proxy.ssl}, source)
+    root_run = (raw.get("proxy") or {}).get("run")
+    servers = raw.get("servers")
+    runs: dict[str, list[tuple[str, Any]]] = {}
+    for role in roles:
+        spec = servers.get(role.name) if isinstance(servers, dict) else None
+        role_proxy = spec.get("proxy") if isinstance(spec, dict) else None
+        role_run = role_proxy.get("run") if isinstance(role_proxy, dict) else None
+        if role.proxy and (root_run or role_run):
+            path = f"servers/{role.name}/proxy" if role_run else "proxy"
+            for host in role.hosts:
+                runs.setdefault(host, []).append((path, deep_merge(root_run or {}, role_run or {})))
+    for acc in accessories.values():
+        acc_run = (raw["accessories"][acc.name].get("proxy") or {}).get("run")
+        if acc_run:
+            for host in acc.hosts:
+                runs.setdefault(host, []).append((f"accessories/{acc.name}/proxy", acc_run))
+    validation.no_conflicting_proxy_runs(runs, source)
+    for entries in runs.values():
+        for path, run in entries:
+            if path != "proxy" and run != (root_run or {}):
+                raise ConfigError(
+                    f"{source}: {path}/run: a proxy run configuration other than the root proxy/run is not "
+                    "supported by this deployer yet (move it to proxy/run)"
+                )
+
+
+def _build_registry(raw: dict[str, Any], source: str) -> Registry:
     reg_raw = raw.get("registry")
     if reg_raw is None:
         raise ConfigError(
             f"{source}: registry: required key is missing (use `server: localhost:5555` for a local one)"
         )
-    secrets = Secrets(raw.get("secrets_path", ".kamal/secrets"), destination, root=root)
     registry = Registry(reg_raw.get("server"), reg_raw.get("username"), reg_raw.get("password"))
     if not registry.local:
         for key in ("username", "password"):
@@ -784,113 +817,115 @@ def build_config(
                 raise ConfigError(
                     f"{source}: registry/{key}: required key is missing (unless the registry is local)"
                 )
-    if "image" not in raw and not registry.local:
-        raise ConfigError(f"{source}: image: required key is missing")
-    image = raw.get("image", service)
+    return registry
 
-    deploy_timeout = int(raw.get("deploy_timeout", 30))
-    drain_timeout = int(raw.get("drain_timeout", 30))
-    root_env = EnvSpec.parse(raw.get("env"))
-    root_logging = raw.get("logging") or {}
-    root_proxy = raw.get("proxy")
 
+def _logging(raw: dict[str, Any]) -> Logging:
+    return Logging(raw.get("driver"), {k: to_s(v) for k, v in (raw.get("options") or {}).items()})
+
+
+def _role_specs(raw: dict[str, Any], source: str) -> dict[str, dict[str, Any]]:
     servers = raw.get("servers")
     if servers is None and not raw.get("accessories"):
         raise ConfigError(f"{source}: servers: required key is missing (list hosts, or a map of roles)")
-    role_specs: dict[str, Any] = {}
     if isinstance(servers, list):
-        role_specs = {"web": {"hosts": servers}}
-    elif isinstance(servers, dict):
-        for name, spec in servers.items():
-            if str(name).startswith("x-"):
-                continue
-            role_specs[str(name)] = {"hosts": spec} if isinstance(spec, list) else (spec or {"hosts": []})
+        return {defaults.PRIMARY_ROLE: {"hosts": servers}}
+    specs: dict[str, dict[str, Any]] = {}
+    for name, spec in (servers or {}).items():
+        if not str(name).startswith("x-"):
+            specs[str(name)] = {"hosts": spec} if isinstance(spec, list) else (spec or {"hosts": []})
+    return specs
 
-    primary_name = raw.get("primary_role", "web")
+
+def _build_roles(raw: dict[str, Any], source: str, naming: _Naming) -> tuple[list[Role], Role]:
+    role_specs = _role_specs(raw, source)
+    primary_name = raw.get("primary_role", defaults.PRIMARY_ROLE)
     if role_specs and primary_name not in role_specs:
         raise ConfigError(
-            f"{source}: primary_role: role {primary_name!r} is not defined under servers "
-            f"(roles: {', '.join(role_specs)})"
+            f"{source}: primary_role: The primary_role {primary_name} isn't defined "
+            f"(roles under servers: {', '.join(role_specs)})"
         )
-    dest_suffix = f"-{destination}" if destination else ""
-    error_pages_path = raw.get("error_pages_path")
-
-    roles: list[Role] = []
-    for name in sorted(role_specs):
-        spec = role_specs[name]
-        hosts, tags = _hosts_and_tags(spec.get("hosts") or [])
-        if not hosts and not raw.get("allow_empty_roles"):
-            raise ConfigError(
-                f"{source}: servers/{name}/hosts: no hosts (set allow_empty_roles: true to allow)"
-            )
-        if len(set(hosts)) != len(hosts):
-            raise ConfigError(f"{source}: servers/{name}/hosts: duplicate host")
-        prefix = f"{service}-{name}{dest_suffix}"
-        proxy_setting = spec.get("proxy", name == primary_name)
-        proxy: ProxyConfig | None = None
-        if proxy_setting is not False and (proxy_setting or name == primary_name):
-            proxy_raw = deep_merge(root_proxy or {}, proxy_setting if isinstance(proxy_setting, dict) else {})
-            proxy_raw.pop("run", None)
-            proxy = ProxyConfig(
-                raw=proxy_raw,
-                service_name=prefix,
-                deploy_timeout=deploy_timeout,
-                drain_timeout=drain_timeout,
-                tls_directory=f"{PROXY_CONTAINER_APPS_CONFIG}/{service}{dest_suffix}/tls/{name}",
-                error_pages_directory=f"{PROXY_CONTAINER_APPS_CONFIG}/{service}{dest_suffix}/error_pages"
-                if error_pages_path
-                else None,
-            )
-            _validate_proxy(
-                proxy,
-                hosts,
-                f"{source}: servers/{name}/proxy" if isinstance(servers, dict) else f"{source}: proxy",
-            )
-        role_logging = deep_merge(root_logging, spec.get("logging") or {})
-        roles.append(
-            Role(
-                name=name,
-                hosts=hosts,
-                host_tags=tags,
-                cmd=spec.get("cmd"),
-                options=dict(spec.get("options") or {}),
-                labels={str(k): to_s(v) for k, v in (spec.get("labels") or {}).items()},
-                env=root_env.merge(EnvSpec.parse(spec.get("env"))),
-                logging=Logging(
-                    role_logging.get("driver"),
-                    {k: to_s(v) for k, v in (role_logging.get("options") or {}).items()},
-                ),
-                proxy=proxy,
-                stop_timeout=spec.get("stop_timeout", raw.get("stop_timeout")),
-                primary=name == primary_name,
-                container_prefix=prefix,
-            )
-        )
-    # Primary role first (Kamal: sorted roles, then the primary moved to the front).
-    roles.sort(key=lambda r: not r.primary)
+    # Kamal's order: roles sorted by name (Kamal::Configuration::Servers); the workflows boot the
+    # primary role first (Kamal::Commander::Specifics), the configuration does not move it.
+    roles = [
+        _build_role(raw, name, role_specs[name], primary=name == primary_name, source=source, naming=naming)
+        for name in sorted(role_specs)
+    ]
     primary = next((r for r in roles if r.primary), None)
-    if primary is None:
-        if role_specs:
-            raise ConfigError(f"{source}: primary_role: role {primary_name!r} not found")
-        primary = Role(
-            primary_name,
-            [],
-            {},
-            None,
-            {},
-            {},
-            root_env,
-            Logging(),
-            None,
-            None,
-            True,
-            f"{service}-{primary_name}{dest_suffix}",
+    if primary is not None and not primary.hosts:
+        raise ConfigError(
+            f"{source}: servers/{primary.name}: No servers specified for the {primary.name} primary_role"
         )
+    for role in roles:
+        if not role.hosts and not raw.get("allow_empty_roles"):
+            raise ConfigError(
+                f"{source}: servers/{role.name}: No servers specified for the {role.name} role. "
+                "You can ignore this with allow_empty_roles: true"
+            )
+    if primary is None:
+        primary = Role(
+            name=primary_name,
+            hosts=[],
+            host_tags={},
+            cmd=None,
+            options={},
+            labels={},
+            env=EnvSpec.parse(raw.get("env")),
+            logging=Logging(),
+            proxy=None,
+            stop_timeout=None,
+            primary=True,
+            container_prefix=naming.prefix(primary_name),
+        )
+    return roles, primary
 
+
+def _build_role(
+    raw: dict[str, Any], name: str, spec: dict[str, Any], *, primary: bool, source: str, naming: _Naming
+) -> Role:
+    hosts, tags = _hosts_and_tags(spec.get("hosts") or [])
+    if len(set(hosts)) != len(hosts):
+        raise ConfigError(f"{source}: servers/{name}/hosts: duplicate host")
+    where = f"{source}: servers/{name}/proxy" if isinstance(raw.get("servers"), dict) else f"{source}: proxy"
+    proxy_setting = spec.get("proxy", primary)
+    proxy: ProxyConfig | None = None
+    if proxy_setting is not False and (proxy_setting or primary):
+        proxy_raw = deep_merge(
+            raw.get("proxy") or {}, proxy_setting if isinstance(proxy_setting, dict) else {}
+        )
+        proxy_raw.pop("run", None)
+        proxy = ProxyConfig(
+            raw=proxy_raw,
+            service_name=naming.prefix(name),
+            deploy_timeout=naming.deploy_timeout,
+            drain_timeout=naming.drain_timeout,
+            tls_directory=f"{naming.apps_config}/tls/{name}",
+            error_pages_directory=f"{naming.apps_config}/error_pages" if naming.error_pages else None,
+        )
+        _validate_proxy(proxy, name, hosts, where)
+    return Role(
+        name=name,
+        hosts=hosts,
+        host_tags=tags,
+        cmd=spec.get("cmd"),
+        options=dict(spec.get("options") or {}),
+        labels={str(k): to_s(v) for k, v in (spec.get("labels") or {}).items()},
+        env=EnvSpec.parse(raw.get("env")).merge(EnvSpec.parse(spec.get("env"))),
+        logging=_logging(deep_merge(raw.get("logging") or {}, spec.get("logging") or {})),
+        proxy=proxy,
+        stop_timeout=spec.get("stop_timeout", raw.get("stop_timeout")),
+        primary=primary,
+        container_prefix=naming.prefix(name),
+    )
+
+
+def _build_ssh(raw: dict[str, Any], source: str) -> SshConfig:
     ssh_raw = raw.get("ssh") or {}
-    ssh = SshConfig(
-        user=ssh_raw.get("user", "root"),
-        port=int(ssh_raw.get("port", 22)),
+    if ssh_raw.get("key_data"):
+        warn(f"{source}: ssh/key_data: not supported with the OpenSSH client; load the keys into ssh-agent")
+    return SshConfig(
+        user=ssh_raw.get("user", defaults.SSH_USER),
+        port=int(ssh_raw.get("port", defaults.SSH_PORT)),
         proxy=ssh_raw.get("proxy"),
         proxy_command=ssh_raw.get("proxy_command"),
         keys=list(ssh_raw.get("keys") or []),
@@ -898,26 +933,26 @@ def build_config(
         config=ssh_raw.get("config", True),
         forward_agent=bool(ssh_raw.get("forward_agent", False)),
         log_level=ssh_raw.get("log_level"),
-        max_concurrent_starts=int((raw.get("sshkit") or {}).get("max_concurrent_starts", 30)),
-    )
-    if ssh_raw.get("key_data"):
-        warn(f"{source}: ssh/key_data: not supported with the OpenSSH client; load the keys into ssh-agent")
-
-    boot_raw = raw.get("boot") or {}
-    boot = Boot(
-        boot_raw.get("limit"), int(boot_raw.get("wait", 0)), bool(boot_raw.get("parallel_roles", False))
+        max_concurrent_starts=int(
+            (raw.get("sshkit") or {}).get("max_concurrent_starts", defaults.MAX_CONCURRENT_STARTS)
+        ),
     )
 
-    b = raw.get("builder") or {}
-    arch = b.get("arch", ["amd64", "arm64"])
-    builder = Builder(
+
+def _build_boot(b: dict[str, Any]) -> Boot:
+    return Boot(b.get("limit"), int(b.get("wait", 0)), bool(b.get("parallel_roles", False)))
+
+
+def _build_builder(b: dict[str, Any]) -> Builder:
+    arch = b.get("arch", list(defaults.BUILDER_ARCH))
+    return Builder(
         arch=[arch] if isinstance(arch, str) else list(arch),
-        dockerfile=b.get("dockerfile", "Dockerfile"),
+        dockerfile=b.get("dockerfile", defaults.DOCKERFILE),
         context=b.get("context"),
         args={str(k): to_s(v) for k, v in (b.get("args") or {}).items()},
         secrets=list(b.get("secrets") or []),
         target=b.get("target"),
-        driver=b.get("driver", "docker-container"),
+        driver=b.get("driver", defaults.BUILDER_DRIVER),
         remote=b.get("remote"),
         local=b.get("local", True),
         ssh=b.get("ssh"),
@@ -926,60 +961,35 @@ def build_config(
         sbom=b.get("sbom"),
     )
 
-    accessories: dict[str, Accessory] = {}
-    for name, acc in (raw.get("accessories") or {}).items():
-        if str(name).startswith("x-"):
-            continue
-        accessories[name] = _build_accessory(name, acc, service, roles, source, deploy_timeout, drain_timeout)
 
+def _build_accessories(
+    raw: dict[str, Any], source: str, roles: list[Role], naming: _Naming
+) -> dict[str, Accessory]:
+    return {
+        name: _build_accessory(
+            name, acc, naming.service, roles, source, naming.deploy_timeout, naming.drain_timeout
+        )
+        for name, acc in (raw.get("accessories") or {}).items()
+        if not str(name).startswith("x-")
+    }
+
+
+def _aliases(raw: dict[str, Any], source: str) -> dict[str, str]:
     aliases = dict(raw.get("aliases") or {})
     for alias in aliases:
         if alias in RESERVED_ALIASES:
             raise ConfigError(f"{source}: aliases/{alias}: conflicts with the built-in command {alias!r}")
-
-    config = Config(
-        raw=raw,
-        source=source,
-        destination=destination,
-        service=service,
-        image=image,
-        registry=registry,
-        roles=roles,
-        primary_role=primary,
-        env=root_env,
-        labels={str(k): to_s(v) for k, v in (raw.get("labels") or {}).items()},
-        volumes=list(raw.get("volumes") or []),
-        logging=Logging(
-            root_logging.get("driver"), {k: to_s(v) for k, v in (root_logging.get("options") or {}).items()}
-        ),
-        proxy_run=ProxyRun((root_proxy or {}).get("run")),
-        ssh=ssh,
-        boot=boot,
-        builder=builder,
-        accessories=accessories,
-        secrets=secrets,
-        deploy_timeout=deploy_timeout,
-        drain_timeout=drain_timeout,
-        readiness_delay=int(raw.get("readiness_delay", 7)),
-        retain_containers=int(raw.get("retain_containers", 5)),
-        stop_timeout=raw.get("stop_timeout"),
-        error_pages_path=error_pages_path,
-        hooks_path=raw.get("hooks_path", ".kamal/hooks"),
-        legacy_hooks=legacy_hooks,
-        aliases=aliases,
-        asset_path=raw.get("asset_path"),
-        version=version,
-    )
-    return config
+    return aliases
 
 
-def _validate_proxy(proxy: ProxyConfig, hosts: list[str], where: str) -> None:
+def _validate_proxy(proxy: ProxyConfig, role: str, hosts: list[str], where: str) -> None:
     if proxy.ssl and not proxy.hosts:
-        raise ConfigError(f"{where}/ssl: TLS needs proxy.host or proxy.hosts to be set")
+        raise ConfigError(f"{where}/ssl: Must set a host to enable automatic SSL")
     if proxy.ssl and not proxy.custom_ssl_certificate and len(hosts) > 1:
         raise ConfigError(
-            f"{where}/ssl: automatic TLS (Let's Encrypt) only works with one server per role "
-            f"({len(hosts)} configured); use custom certificates or terminate TLS in a load balancer"
+            f"{where}/ssl: SSL is only supported on a single server unless you provide custom "
+            f"certificates, found {len(hosts)} servers for role {role} (automatic TLS is Let's Encrypt "
+            "on each server; use custom certificates or terminate TLS in a load balancer)"
         )
 
 
@@ -1034,10 +1044,10 @@ def _build_accessory(
         labels={str(k): to_s(v) for k, v in (acc.get("labels") or {}).items()},
         options=dict(acc.get("options") or {}),
         env=EnvSpec.parse(acc.get("env")),
-        directories=list(acc.get("directories") or []),
+        directories=[AccessoryDirectory.parse(d) for d in acc.get("directories") or []],
         volumes=list(acc.get("volumes") or []),
         files=list(acc.get("files") or []),
-        network=acc.get("network", "kamal"),
+        network=acc.get("network", defaults.NETWORK),
         registry=registry,
         proxy=proxy,
     )

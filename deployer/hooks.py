@@ -13,15 +13,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from deployer.config import Config
+from deployer.defaults import SECRET_HOOKS
 from deployer.errors import HookError
 from deployer.output import Output
 from deployer.secrets import REDACTOR
 
-SECRET_HOOKS = {"pre-connect", "pre-deploy", "post-deploy"}
-
 
 def hook_env(
     config: Config,
+    *,
+    version: str | None,
     performer: str,
     command: str,
     subcommand: str | None,
@@ -30,7 +31,7 @@ def hook_env(
     lock: bool = False,
     extra: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
-    version = config.version or ""
+    version = version or ""
     env = {
         "KAMAL_RECORDED_AT": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "KAMAL_PERFORMER": performer,

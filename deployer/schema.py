@@ -330,6 +330,24 @@ class Servers(Type):
             raise self.fail(value, path, file)
 
 
+class PathEntry(Type):
+    """An accessory ``files`` / ``directories`` entry: ``local:remote[:options]`` or a map whose
+    ``local``, ``remote``, ``mode``, ``owner`` and ``options`` are strings (Kamal's validate_paths!)."""
+
+    expected = "a string or a map of local, remote, mode, owner, options"
+
+    def check(self, value: Any, path: str, file: str) -> None:
+        if isinstance(value, str):
+            return
+        if not isinstance(value, dict):
+            raise self.fail(value, path, file)
+        for key in ("local", "remote", "mode", "owner", "options"):
+            if key in value and not isinstance(value[key], str):
+                raise self.fail(value[key], f"{path}/{key}", file, "a string")
+
+
+PATHS = ListOf(PathEntry())
+
 REGISTRY_CREDENTIAL = OneOf(Str(), ListOf(Str()), expected="a string or a one-element list naming a secret")
 REGISTRY = Obj({"server": Str(), "username": REGISTRY_CREDENTIAL, "password": REGISTRY_CREDENTIAL})
 
@@ -349,8 +367,8 @@ ACCESSORY = Obj(
         "labels": LABELS,
         "options": OPTIONS,
         "env": ENV,
-        "files": OneOf(ListOf(Str()), ListOf(MapOf(AnyValue()))),
-        "directories": ListOf(Str()),
+        "files": PATHS,
+        "directories": PATHS,
         "volumes": ListOf(Str()),
         "network": Str(),
         "proxy": PROXY,
@@ -375,7 +393,7 @@ LEGACY_HOOKS = MapOf(OneOf(Str(), ListOf(HOOK_ENTRY)))
 
 ROOT = Obj(
     {
-        "service": Str(NAME, expected="a service name matching [a-z0-9_-]+"),
+        "service": Str(),
         "image": Str(),
         "labels": LABELS,
         "volumes": ListOf(Str()),
@@ -424,8 +442,8 @@ ROOT = Obj(
                 "args": MapOf(Scalar()),
                 "secrets": ListOf(Str()),
                 "ssh": Str(),
-                "cache": MapOf(AnyValue()),
-                "pack": MapOf(AnyValue()),
+                "cache": Obj({"type": Str(), "options": Str(), "image": Str()}),
+                "pack": Obj({"builder": Str(), "buildpacks": ListOf(Str())}),
                 "provenance": OneOf(Str(), Bool()),
                 "sbom": OneOf(Str(), Bool()),
             }
@@ -444,7 +462,7 @@ ROOT = Obj(
             }
         ),
         "logging": LOGGING,
-        "output": MapOf(AnyValue()),
+        "output": Obj({"otel": Obj({"endpoint": Str()}), "file": Obj({"path": Str()})}),
         "aliases": MapOf(Str(), NAME, "[a-z0-9_-]+"),
         # Guide-only legacy keys, accepted with a deprecation warning (deployer.md §0).
         "healthcheck": LEGACY_HEALTHCHECK,

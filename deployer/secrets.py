@@ -97,9 +97,12 @@ def _substitute_commands(text: str, env: Mapping[str, str], source: str) -> str:
 
 
 def parse_dotenv(
-    text: str, source: str = "<secrets>", known: Mapping[str, str] | None = None
+    text: str, source: str = "<secrets>", known: Mapping[str, str] | None = None, evaluate: bool = True
 ) -> dict[str, str]:
-    """Parse dotenv text. ``known`` values (earlier files) are visible to substitutions."""
+    """Parse dotenv text. ``known`` values (earlier files) are visible to substitutions.
+
+    With ``evaluate=False`` values are kept as written: no ``$VAR`` or ``$(command)`` is expanded.
+    """
     result: dict[str, str] = {}
     lines = text.splitlines()
     i = 0
@@ -128,10 +131,12 @@ def parse_dotenv(
             value = body[:end]
             if quote == '"':
                 value = value.replace("\\n", "\n").replace('\\"', '"')
-                value = _substitute(value, scope, f"{source}:{lineno}", commands=True)
+                if evaluate:
+                    value = _substitute(value, scope, f"{source}:{lineno}", commands=True)
         else:
             value = re.sub(r"\s+#.*$", "", rest).strip()
-            value = _substitute(value, scope, f"{source}:{lineno}", commands=True)
+            if evaluate:
+                value = _substitute(value, scope, f"{source}:{lineno}", commands=True)
         result[name] = value
     return result
 
@@ -164,6 +169,19 @@ class Secrets(Mapping[str, str]):
         self.files = [Path(f"{base}-common"), Path(f"{base}.{destination}") if destination else base]
         self.env_fallback = env_fallback
         self._values: dict[str, str] | None = None
+
+    def declares(self, key: str) -> bool:
+        """Whether a secrets file (or, as a fallback, the environment) has ``key``, without running
+        the files' ``$(commands)``."""
+        if self._values is not None and key in self._values:
+            return True
+        for path in self.files:
+            if path.exists() and key in parse_dotenv(path.read_text(), str(path), evaluate=False):
+                return True
+        return self.env_fallback and key in os.environ
+
+    def describe(self) -> str:
+        return " or ".join(map(str, self.files))
 
     def _load(self) -> dict[str, str]:
         if self._values is None:

@@ -3,6 +3,14 @@
 Wire form (one request and one reply per connection, each a single JSON object + newline):
     request: {"command": "deploy", "args": {...}}
     reply:   {"ok": true, "result": ...} or {"ok": false, "error": "message"}
+
+A command is registered in one place: defining its class here. Subclassing ``ControlCommand``
+adds it to ``COMMANDS`` (which the control server decodes by), and the Router carries it out
+with its method of the same ``name`` (``Router.handle`` dispatches by it and checks at start that
+every command has one). The CLI's subcommands are the modules of ``proxy/cli/``.
+
+Arguments are read with ``proxy/schema.py``'s readers, strictly: a wrong type or range, or a key
+the command does not know, is an error that names the field.
 """
 
 from __future__ import annotations
@@ -11,16 +19,61 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from proxy import defaults
-from proxy.options import NANOS, DeploymentOptions, ServiceOptions, TargetOptions
+from proxy.options import DeploymentOptions, ServiceOptions, TargetOptions
+from proxy.schema import (
+    NANOS,
+    STRICT,
+    InvalidTarget,
+    SchemaError,
+    read_duration,
+    read_object,
+    read_service_name,
+    read_string,
+    read_targets,
+)
 
 
 class CommandError(ValueError):
     """A request that does not decode into a known command."""
 
 
+COMMANDS: dict[str, type[ControlCommand]] = {}
+
+
+class ControlCommand:
+    """The base of every command; defining a subclass registers it under its ``name``."""
+
+    name: ClassVar[str]
+    keys: ClassVar[tuple[str, ...]]  # the argument keys it accepts
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.name in COMMANDS:
+            raise TypeError(f"control command {cls.name!r} defined twice")
+        COMMANDS[cls.name] = cls
+
+    def to_json(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    @classmethod
+    def decode(cls, data: dict[str, Any]) -> ControlCommand:
+        raise NotImplementedError
+
+
+Command = ControlCommand
+
+
 @dataclass(frozen=True, kw_only=True)
-class DeployCommand:
+class DeployCommand(ControlCommand):
     name: ClassVar[str] = "deploy"
+    keys: ClassVar[tuple[str, ...]] = (
+        "service",
+        "targets",
+        "read_targets",
+        "service_options",
+        "target_options",
+        "deployment_options",
+    )
     service: str
     targets: tuple[str, ...]
     read_targets: tuple[str, ...] = ()
@@ -39,33 +92,40 @@ class DeployCommand:
         }
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> DeployCommand:
+    def decode(cls, data: dict[str, Any]) -> DeployCommand:
+        targets = read_targets(data.get("targets"), "targets")
+        if not targets:
+            raise SchemaError("targets: at least one target is required")
         return cls(
-            service=_string(data, "service"),
-            targets=_strings(data, "targets"),
-            read_targets=_strings(data, "read_targets"),
-            service_options=ServiceOptions.from_json(data.get("service_options")),
-            target_options=TargetOptions.from_json(data.get("target_options")),
-            deployment_options=DeploymentOptions.from_json(data.get("deployment_options")),
+            service=_service(data),
+            targets=targets,
+            read_targets=read_targets(data.get("read_targets"), "read_targets"),
+            service_options=ServiceOptions.from_json(data.get("service_options"), where="service_options"),
+            target_options=TargetOptions.from_json(data.get("target_options"), where="target_options"),
+            deployment_options=DeploymentOptions.from_json(
+                data.get("deployment_options"), where="deployment_options"
+            ),
         )
 
 
 @dataclass(frozen=True, kw_only=True)
-class RemoveCommand:
+class RemoveCommand(ControlCommand):
     name: ClassVar[str] = "remove"
+    keys: ClassVar[tuple[str, ...]] = ("service",)
     service: str
 
     def to_json(self) -> dict[str, Any]:
         return {"service": self.service}
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> RemoveCommand:
-        return cls(service=_string(data, "service"))
+    def decode(cls, data: dict[str, Any]) -> RemoveCommand:
+        return cls(service=_service(data))
 
 
 @dataclass(frozen=True, kw_only=True)
-class PauseCommand:
+class PauseCommand(ControlCommand):
     name: ClassVar[str] = "pause"
+    keys: ClassVar[tuple[str, ...]] = ("service", "drain_timeout", "pause_timeout")
     service: str
     drain_timeout: float = defaults.DRAIN_TIMEOUT
     pause_timeout: float = defaults.MAX_PAUSE
@@ -78,17 +138,18 @@ class PauseCommand:
         }
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> PauseCommand:
+    def decode(cls, data: dict[str, Any]) -> PauseCommand:
         return cls(
-            service=_string(data, "service"),
-            drain_timeout=_seconds(data, "drain_timeout", defaults.DRAIN_TIMEOUT),
-            pause_timeout=_seconds(data, "pause_timeout", defaults.MAX_PAUSE),
+            service=_service(data),
+            drain_timeout=_duration(data, "drain_timeout", defaults.DRAIN_TIMEOUT),
+            pause_timeout=_duration(data, "pause_timeout", defaults.MAX_PAUSE),
         )
 
 
 @dataclass(frozen=True, kw_only=True)
-class StopCommand:
+class StopCommand(ControlCommand):
     name: ClassVar[str] = "stop"
+    keys: ClassVar[tuple[str, ...]] = ("service", "drain_timeout", "message")
     service: str
     drain_timeout: float = defaults.DRAIN_TIMEOUT
     message: str = ""
@@ -97,91 +158,76 @@ class StopCommand:
         return {"service": self.service, "drain_timeout": _nanos(self.drain_timeout), "message": self.message}
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> StopCommand:
-        message = data.get("message", "")
-        if not isinstance(message, str):
-            raise CommandError("message must be a string")
+    def decode(cls, data: dict[str, Any]) -> StopCommand:
         return cls(
-            service=_string(data, "service"),
-            drain_timeout=_seconds(data, "drain_timeout", defaults.DRAIN_TIMEOUT),
-            message=message,
+            service=_service(data),
+            drain_timeout=_duration(data, "drain_timeout", defaults.DRAIN_TIMEOUT),
+            message=read_string(data.get("message", ""), "message"),
         )
 
 
 @dataclass(frozen=True, kw_only=True)
-class ResumeCommand:
+class ResumeCommand(ControlCommand):
     name: ClassVar[str] = "resume"
+    keys: ClassVar[tuple[str, ...]] = ("service",)
     service: str
 
     def to_json(self) -> dict[str, Any]:
         return {"service": self.service}
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> ResumeCommand:
-        return cls(service=_string(data, "service"))
+    def decode(cls, data: dict[str, Any]) -> ResumeCommand:
+        return cls(service=_service(data))
 
 
 @dataclass(frozen=True, kw_only=True)
-class ListCommand:
+class ListCommand(ControlCommand):
     name: ClassVar[str] = "list"
+    keys: ClassVar[tuple[str, ...]] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {}
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> ListCommand:
+    def decode(cls, data: dict[str, Any]) -> ListCommand:
         return cls()
 
 
-Command = DeployCommand | RemoveCommand | PauseCommand | StopCommand | ResumeCommand | ListCommand
-
-COMMANDS: dict[str, type[Command]] = {
-    c.name: c for c in (DeployCommand, RemoveCommand, PauseCommand, StopCommand, ResumeCommand, ListCommand)
-}
-
-
-def encode_request(command: Command) -> dict[str, Any]:
+def encode_request(command: ControlCommand) -> dict[str, Any]:
     return {"command": command.name, "args": command.to_json()}
 
 
-def decode_request(message: Any) -> Command:
+def decode_request(message: Any) -> ControlCommand:
+    """The command a request describes; CommandError (naming the field) for anything else."""
     if not isinstance(message, dict):
         raise CommandError("request must be a JSON object")
     name = message.get("command")
     cls = COMMANDS.get(name) if isinstance(name, str) else None
     if cls is None:
-        raise CommandError(f"unknown command: {name!r}")
-    args = message.get("args", {})
-    if not isinstance(args, dict):
-        raise CommandError("args must be a JSON object")
+        raise CommandError(f"unknown command: {_short(name)}")
     try:
-        return cls.from_json(args)
-    except (TypeError, ValueError, AttributeError) as exc:
-        raise CommandError(f"invalid {name} arguments: {exc}") from exc
+        STRICT.check_keys(message, ("command", "args"), "")
+        args = read_object(message.get("args"), "args")
+        STRICT.check_keys(args, cls.keys, "")
+        return cls.decode(args)
+    except InvalidTarget as exc:
+        raise CommandError(str(exc)) from None  # kamal-proxy's own message
+    except SchemaError as exc:
+        raise CommandError(f"invalid {name} arguments: {exc}") from None
 
 
-def _string(data: dict[str, Any], key: str) -> str:
-    value = data.get(key)
-    if not isinstance(value, str):
-        raise CommandError(f"{key} must be a string")
-    return value
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
-def _seconds(data: dict[str, Any], key: str, default: float) -> float:
-    value = data.get(key)
-    if value is None:
-        return default
-    if not isinstance(value, int | float) or isinstance(value, bool):
-        raise CommandError(f"{key} must be a number of nanoseconds")
-    return float(value) / NANOS
+def _service(data: dict[str, Any]) -> str:
+    return read_service_name(data.get("service"), "service")
+
+
+def _duration(data: dict[str, Any], key: str, default: float) -> float:
+    return default if key not in data else read_duration(data[key], key)
 
 
 def _nanos(seconds: float) -> int:
     return round(seconds * NANOS)
-
-
-def _strings(data: dict[str, Any], key: str) -> tuple[str, ...]:
-    value = data.get(key) or []
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise CommandError(f"{key} must be a list of strings")
-    return tuple(value)

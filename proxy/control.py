@@ -1,7 +1,11 @@
 """The control socket: one JSON request and one JSON reply per connection, over a Unix socket.
 
 Requests are served concurrently (a deploy waiting for health checks does not block `list`).
-The socket file is created with mode 0600; a stale file at the path is replaced.
+A request is read with a bound on its size (``MAX_REQUEST``) and on the time it may take
+(``defaults.CONTROL_READ_TIMEOUT``); whatever goes wrong with one request (bad JSON, a wrong field,
+a failing handler, even a bug) is answered with ``{"ok": false, "error": ...}`` and the server goes
+on serving. The socket file is created with mode 0600; a stale file at the path (nobody listening)
+is replaced, but a daemon that answers on it is never taken over (``DaemonRunning``).
 """
 
 from __future__ import annotations
@@ -17,14 +21,30 @@ from typing import Any
 
 from proxy import defaults
 from proxy.commands import Command, CommandError, decode_request, encode_request
+from proxy.log import JsonLog
+from proxy.schema import loads
 
-MAX_REQUEST = 1 << 20
+MAX_REQUEST = defaults.CONTROL_MAX_REQUEST
 
 Handler = Callable[[Command], Awaitable[Any]]
 
 
+class DaemonRunning(Exception):
+    """Another daemon answers on the control socket."""
+
+
 class CallError(Exception):
     """A failed call; the message is what the CLI prints after `Error: `."""
+
+
+class DialError(CallError):
+    """The socket could not be connected to (kamal-proxy's `dial unix …` error); ``no_daemon`` when
+    nothing listens there (no socket file, or connection refused)."""
+
+    def __init__(self, message: str, *, path: Path, no_daemon: bool) -> None:
+        super().__init__(message)
+        self.path = path
+        self.no_daemon = no_daemon
 
 
 def socket_path(environ: Mapping[str, str] | None = None) -> Path:
@@ -38,15 +58,39 @@ def socket_path(environ: Mapping[str, str] | None = None) -> Path:
     return Path(env.get("TMPDIR") or tempfile.gettempdir()) / defaults.SOCKET_NAME
 
 
+def check_not_running(path: Path) -> None:
+    """Raise DaemonRunning when something accepts connections on ``path``; a stale file is fine."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(defaults.CONTROL_PROBE_TIMEOUT)
+        try:
+            sock.connect(str(path))
+        except OSError:
+            return  # no file, not a socket, or nobody listening: ours to (re)create
+    raise DaemonRunning(f"another kamal-proxy is already running on {path}")
+
+
 class ControlServer:
-    def __init__(self, *, path: Path, handler: Handler, errors: tuple[type[Exception], ...]) -> None:
+    def __init__(
+        self,
+        *,
+        path: Path,
+        handler: Handler,
+        errors: tuple[type[Exception], ...],
+        log: JsonLog | None = None,
+        read_timeout: float = defaults.CONTROL_READ_TIMEOUT,
+        max_request: int = MAX_REQUEST,
+    ) -> None:
         self._path = path
         self._handler = handler
         self._errors = errors
+        self._log = log
+        self._read_timeout = read_timeout
+        self._max_request = max_request
         self._server: asyncio.AbstractServer | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
+        check_not_running(self._path)
         try:
             self._path.unlink()
         except FileNotFoundError:
@@ -54,7 +98,9 @@ class ControlServer:
         self._path.parent.mkdir(parents=True, exist_ok=True)
         old_umask = os.umask(0o177)
         try:
-            self._server = await asyncio.start_unix_server(self._serve, path=str(self._path))
+            self._server = await asyncio.start_unix_server(
+                self._serve, path=str(self._path), limit=self._max_request
+            )
         finally:
             os.umask(old_umask)
         os.chmod(self._path, 0o600)
@@ -75,30 +121,56 @@ class ControlServer:
         if task is not None:
             self._tasks.add(task)
         try:
-            reply = await self._reply(reader)
-            writer.write(json.dumps(reply).encode() + b"\n")
-            await writer.drain()
-        except (ConnectionError, asyncio.CancelledError):
+            reply = await self.answer(reader)
+            writer.write(_encode_reply(reply))
+            await asyncio.wait_for(writer.drain(), self._read_timeout)
+        except (ConnectionError, TimeoutError, asyncio.CancelledError):
             pass
         finally:
             if task is not None:
                 self._tasks.discard(task)
             writer.close()
 
-    async def _reply(self, reader: asyncio.StreamReader) -> dict[str, Any]:
+    async def answer(self, reader: asyncio.StreamReader) -> dict[str, Any]:
+        """Read one request from ``reader`` and carry it out: the reply, never an exception."""
         try:
-            line = await reader.readuntil(b"\n")
-        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError):
-            return {"ok": False, "error": "incomplete or oversized request"}
+            async with asyncio.timeout(self._read_timeout):
+                line = await reader.readuntil(b"\n")
+        except TimeoutError:
+            return _error("timed out reading the request")
+        except asyncio.LimitOverrunError:
+            return _error(f"request larger than {self._max_request} bytes")
+        except asyncio.IncompleteReadError:
+            return _error("incomplete request (no newline before the end)")
         try:
-            command = decode_request(json.loads(line))
-        except (ValueError, CommandError) as exc:
-            return {"ok": False, "error": str(exc)}
+            message = loads(line)
+        except (ValueError, UnicodeDecodeError) as exc:
+            return _error(f"invalid JSON: {exc}")
+        name = "?"
         try:
+            command = decode_request(message)
+            name = command.name
             result = await self._handler(command)
+        except CommandError as exc:
+            return _error(str(exc))
         except self._errors as exc:
-            return {"ok": False, "error": str(exc)}
+            return _error(str(exc))
+        except Exception as exc:  # a bug must cost one reply, never the control plane
+            if self._log is not None:
+                self._log.error("Control command failed", command=name, error=f"{type(exc).__name__}: {exc}")
+            return _error(f"internal error: {type(exc).__name__}: {exc}")
         return {"ok": True, "result": result}
+
+
+def _error(message: str) -> dict[str, Any]:
+    return {"ok": False, "error": message}
+
+
+def _encode_reply(reply: dict[str, Any]) -> bytes:
+    try:
+        return json.dumps(reply, allow_nan=False).encode() + b"\n"
+    except (TypeError, ValueError) as exc:
+        return json.dumps(_error(f"internal error: unencodable reply: {exc}")).encode() + b"\n"
 
 
 def call(command: Command, *, path: Path | None = None, timeout: float | None = None) -> Any:
@@ -110,7 +182,11 @@ def call(command: Command, *, path: Path | None = None, timeout: float | None = 
         try:
             sock.connect(str(path))
         except OSError as exc:
-            raise CallError(f"dial unix {path}: connect: {_reason(exc)}") from None
+            raise DialError(
+                f"dial unix {path}: connect: {_reason(exc)}",
+                path=path,
+                no_daemon=isinstance(exc, FileNotFoundError | ConnectionRefusedError),
+            ) from None
         sock.sendall(data)
         chunks = []
         while True:

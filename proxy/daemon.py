@@ -6,21 +6,32 @@ certificate per handshake from the certificate store and hands the connection to
 
 SIGTERM / SIGINT: stop accepting, let requests in flight finish for up to SHUTDOWN_TIMEOUT, then
 close every connection and exit 0.
+
+Before anything else, `run` refuses to start while another daemon answers on the control socket
+(taking the socket over would leave that daemon unreachable). The soft open-files limit is raised
+to the hard one, as Go programs do. Running out of file descriptors is logged, rate-limited: the
+event loop's own error reports go to the JSON log (asyncio reports failed accepts there), and
+once a second the daemon checks it can still open a descriptor (uvloop's libuv drops connections
+it cannot accept without telling anyone).
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
+import os
+import resource
 import signal
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import uvloop
 
 from proxy import defaults
 from proxy.access_log import AccessLog
 from proxy.acme import AcmeIssuer
-from proxy.control import ControlServer
+from proxy.control import ControlServer, DaemonRunning, check_not_running
 from proxy.http.downstream import ClientConnection, ProxyContext
 from proxy.http.parser import ParserKind, make_request_parser, make_response_parser
 from proxy.log import JsonLog
@@ -32,7 +43,52 @@ from proxy.tls import CertificateStore
 from proxy.tls_listener import TlsListener
 
 RESPONSE_SWEEP = 0.1  # seconds between checks of --target-timeout
-IDLE_SWEEP = 1.0  # seconds between checks of header-read and idle timeouts
+IDLE_SWEEP = 1.0  # seconds between checks of header-read and idle timeouts (and of free descriptors)
+
+
+class StartupError(Exception):
+    """The daemon cannot start; the message is what `run` prints after `Error: `."""
+
+
+class RateLimited:
+    """Log a recurring problem at most once per ``interval`` seconds, with how often it recurred."""
+
+    def __init__(self, *, log: JsonLog, interval: float = defaults.ERROR_LOG_INTERVAL) -> None:
+        self._log = log
+        self._interval = interval
+        self._last: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}
+
+    def error(self, now: float, msg: str, **attrs: Any) -> bool:
+        last = self._last.get(msg)
+        if last is not None and now - last < self._interval:
+            self._suppressed[msg] = self._suppressed.get(msg, 0) + 1
+            return False
+        self._last[msg] = now
+        repeats = self._suppressed.pop(msg, 0)
+        if repeats:
+            attrs["repeated"] = repeats
+        self._log.error(msg, **attrs)
+        return True
+
+
+def raise_open_files_limit() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError):
+            pass
+
+
+def descriptors_exhausted() -> bool:
+    """Can this process open one more file descriptor? (One open and close, once a second.)"""
+    try:
+        fd = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        return exc.errno in (errno.EMFILE, errno.ENFILE)
+    os.close(fd)
+    return False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -55,7 +111,17 @@ class Daemon:
         self.log = log
         self.tls = CertificateStore(log=log, routes=self._routes)
         self.router = Router(log=log, state=StateFile(path=config.state_path), tls=self.tls)
+        self.errors = RateLimited(log=log)
         self._stopping = asyncio.Event()
+
+    def _loop_error(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        exc = context.get("exception")
+        self.errors.error(
+            loop.time(),
+            "Event loop error",
+            error=str(context.get("message", "")),
+            exception=f"{type(exc).__name__}: {exc}" if exc is not None else None,
+        )
 
     def _routes(self) -> ServiceMap[Service]:
         return self.router.routes
@@ -63,6 +129,7 @@ class Daemon:
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         self.log.attach(loop)
+        loop.set_exception_handler(self._loop_error)
         config = self.config
         issuer = AcmeIssuer(loop=loop, log=self.log, store=self.tls)
         self.tls.issuer = issuer
@@ -111,7 +178,9 @@ class Daemon:
             raise
         tls_ctx.port = https_port if config.https_port == 0 else config.https_port
         contexts = (ctx, tls_ctx)
-        control = ControlServer(path=config.socket_path, handler=self.router.handle, errors=(ControlError,))
+        control = ControlServer(
+            path=config.socket_path, handler=self.router.handle, errors=(ControlError,), log=self.log
+        )
         await control.start()
         self.router.start_monitoring()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -157,14 +226,26 @@ class Daemon:
                 tick = 0
                 for ctx in contexts:
                     ctx.sweep_idle()
+                if descriptors_exhausted():
+                    self.errors.error(
+                        asyncio.get_running_loop().time(),
+                        "Unable to accept connections: too many open files",
+                        connections=sum(len(c.connections) for c in contexts),
+                    )
 
 
 def run_daemon(config: DaemonConfig) -> int:
+    """Run until SIGTERM / SIGINT; raises StartupError when another daemon owns the socket."""
+    try:
+        check_not_running(config.socket_path)
+    except DaemonRunning as exc:
+        raise StartupError(str(exc)) from None
+    raise_open_files_limit()
     log = JsonLog(debug=config.debug)
     daemon = Daemon(config=config, log=log)
     try:
         uvloop.run(daemon.run())
-    except OSError as exc:
+    except (OSError, DaemonRunning) as exc:
         log.error("Unable to start server", error=str(exc))
         log.close()
         return 1

@@ -10,7 +10,7 @@ HTTP_PARSER = "httptools"
 READ_HEADER_TIMEOUT = 30.0  # seconds a client may take to send a request head
 IDLE_TIMEOUT = 60.0  # seconds an idle keep-alive client connection is kept
 MAX_HEAD_SIZE = 64 * 1024  # request/response head bytes (→ 431)
-SHUTDOWN_TIMEOUT = 10.0
+SHUTDOWN_TIMEOUT = 6.0  # on SIGTERM, for requests in flight; well inside Docker's 10 s stop timeout
 SOCKET_NAME = "kamal-proxy.sock"
 STATE_DIR = ".config/kamal-proxy"  # under $HOME
 STATE_FILE = "kamal-proxy.state"
@@ -53,3 +53,9 @@ WRITE_HIGH_WATER = 256 * 1024  # pause the other side above this many buffered b
 WRITE_LOW_WATER = 64 * 1024
 PIPELINE_MAX_BUFFERED = 256 * 1024  # pipelined request bytes held while a response is in flight
 UPSTREAM_CONNECT_TIMEOUT = 10.0
+
+# control socket
+CONTROL_MAX_REQUEST = 1 << 20  # bytes of one request line
+CONTROL_READ_TIMEOUT = 10.0  # seconds a client may take to send its request (and read the reply)
+CONTROL_PROBE_TIMEOUT = 1.0  # seconds `run` waits for a daemon already on the socket to accept
+ERROR_LOG_INTERVAL = 10.0  # seconds between two log lines of one recurring error (fd exhaustion, ...)

@@ -12,17 +12,22 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 from urllib.parse import urljoin, urlsplit
 
 import h11
 
 from proxy import defaults
+from proxy.clock import LOOP_CLOCK, Clock
 from proxy.log import JsonLog
 from proxy.options import HealthCheckConfig
 
 CheckResult = Callable[[bool], None]
+# GET url with this Host header → the final status (after redirects); raises on failure.
+Probe = Callable[[str, str], Awaitable[int]]
 
+MIN_INTERVAL = 0.01  # seconds; a zero interval must not spin
 MAX_REDIRECTS = 10
 MAX_BODY = 1 << 20  # bytes of a health-check response body read before giving up on it
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
@@ -37,10 +42,10 @@ def health_check_url(*, host: str, port: int, config: HealthCheckConfig) -> str:
     return f"http://{host}:{config.port or port}{path}"
 
 
-async def probe(url: str, *, host_header: str) -> int:
+async def probe(url: str, host_header: str) -> int:
     """The final status of GET ``url`` after following redirects."""
     for _ in range(MAX_REDIRECTS + 1):
-        status, location = await _get(url, host_header=host_header)
+        status, location = await _get(url, host_header)
         if status in REDIRECTS and location:
             url = urljoin(url, location)
             if urlsplit(location).netloc:  # another site; a relative redirect keeps the Host
@@ -50,7 +55,7 @@ async def probe(url: str, *, host_header: str) -> int:
     raise CheckFailed(f"stopped after {MAX_REDIRECTS} redirects")
 
 
-async def _get(url: str, *, host_header: str) -> tuple[int, str]:
+async def _get(url: str, host_header: str) -> tuple[int, str]:
     parts = urlsplit(url)
     if parts.scheme != "http" or not parts.hostname:
         raise CheckFailed(f"unsupported URL {url}")
@@ -108,6 +113,9 @@ class HealthChecker:
         stop_when_healthy: bool,
         slots: asyncio.Semaphore,
         stagger: bool = False,
+        clock: Clock = LOOP_CLOCK,
+        probe: Probe = probe,
+        rng: random.Random | None = None,
     ) -> None:
         self._log = log
         self._url = url
@@ -117,6 +125,9 @@ class HealthChecker:
         self._stop_when_healthy = stop_when_healthy
         self._slots = slots
         self._stagger = stagger
+        self._clock = clock
+        self._probe = probe
+        self._rng = rng or random.Random()
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -130,8 +141,9 @@ class HealthChecker:
     async def check_once(self) -> bool:
         try:
             async with self._slots:
-                async with asyncio.timeout(self._config.timeout):
-                    status = await probe(self._url, host_header=self._host_header)
+                status = await within(
+                    self._clock, self._config.timeout, self._probe(self._url, self._host_header)
+                )
         except TimeoutError:
             self._log.info("Healthcheck failed", url=self._url, error="request timed out")
             return False
@@ -144,11 +156,11 @@ class HealthChecker:
         return False
 
     async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
-        interval = max(self._config.interval, 0.01)
+        clock = self._clock
+        interval = max(self._config.interval, MIN_INTERVAL)
         if self._stagger:
-            await asyncio.sleep(random.uniform(0, interval))
-        next_at = loop.time()
+            await clock.sleep(self._rng.uniform(0, interval))
+        next_at = clock.time()
         while True:
             healthy = await self.check_once()
             self._report(healthy)
@@ -156,8 +168,26 @@ class HealthChecker:
                 self._task = None
                 return
             next_at += interval
-            delay = next_at - loop.time()
+            delay = next_at - clock.time()
             if delay < 0:  # a slow check: skip the missed ticks, as a ticker does
-                next_at = loop.time() + interval
+                next_at = clock.time() + interval
                 delay = interval
-            await asyncio.sleep(delay)
+            await clock.sleep(delay)
+
+
+T = TypeVar("T")
+
+
+async def within(clock: Clock, timeout: float, work: Awaitable[T]) -> T:
+    """``work``'s result, or TimeoutError once ``timeout`` of ``clock``'s time passed (work cancelled)."""
+    task = asyncio.ensure_future(work)
+    timer = asyncio.ensure_future(clock.sleep(timeout))
+    try:
+        await asyncio.wait((task, timer), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        timer.cancel()
+        if not task.done():
+            task.cancel()
+    if task.cancelled() or not task.done():
+        raise TimeoutError
+    return task.result()

@@ -12,12 +12,34 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from proxy import defaults
+from proxy.schema import (
+    NANOS,
+    STRICT,
+    Decoding,
+    read_bool,
+    read_duration,
+    read_header_names,
+    read_host,
+    read_hosts,
+    read_object,
+    read_path,
+    read_paths,
+    read_port,
+    read_size,
+    read_string,
+)
 
-NANOS = 1_000_000_000
+__all__ = ["NANOS", "DeploymentOptions", "HealthCheckConfig", "ServiceOptions", "TargetOptions"]
+
+Reader = Any  # Callable[[Any, str], value]; the field's type
+
+
+def _field(default: Any, read: Reader, **extra: Any) -> Any:
+    return field(default=default, metadata={"read": read, **extra})
 
 
 def _duration_field(default: float) -> Any:
-    return field(default=default, metadata={"duration": True})
+    return _field(default, read_duration, duration=True)
 
 
 def to_json(obj: Any) -> dict[str, Any]:
@@ -31,26 +53,27 @@ def to_json(obj: Any) -> dict[str, Any]:
             value = to_json(value)
         elif isinstance(value, tuple):
             value = list(value)
-        out[f.metadata.get("key", f.name)] = value
+        out[f.name] = value
     return out
 
 
-def from_json(cls: Any, data: dict[str, Any] | None) -> Any:
-    """The inverse of to_json. Missing keys take defaults; unknown keys are ignored."""
-    data = data or {}
+def from_json(cls: Any, data: Any, *, where: str, decoding: Decoding) -> Any:
+    """The inverse of to_json, through each field's reader: missing keys (and ``null`` for the whole
+    object) take defaults; a wrong type or range raises SchemaError naming the field; unknown keys
+    are handled as ``decoding`` says."""
+    obj = read_object(data, where)
+    fields = dataclasses.fields(cls)
+    decoding.check_keys(obj, (f.name for f in fields), where)
     kwargs: dict[str, Any] = {}
-    for f in dataclasses.fields(cls):
-        key = f.metadata.get("key", f.name)
-        if key not in data:
+    for f in fields:
+        if f.name not in obj:
             continue
-        value = data[key]
-        if f.metadata.get("duration"):
-            value = float(value or 0) / NANOS
-        elif f.metadata.get("nested") is not None:
-            value = from_json(f.metadata["nested"], value)
-        elif f.metadata.get("strings"):
-            value = tuple(str(v) for v in (value or ()))
-        kwargs[f.name] = value
+        at = f"{where}.{f.name}" if where else f.name
+        nested = f.metadata.get("nested")
+        if nested is not None:
+            kwargs[f.name] = from_json(nested, obj[f.name], where=at, decoding=decoding)
+        else:
+            kwargs[f.name] = f.metadata["read"](obj[f.name], at)
     return cls(**kwargs)
 
 
@@ -70,24 +93,24 @@ def normalize_path_prefixes(prefixes: tuple[str, ...]) -> tuple[str, ...]:
 
 @dataclass(frozen=True, kw_only=True)
 class ServiceOptions:
-    hosts: tuple[str, ...] = field(default=("",), metadata={"strings": True})
-    path_prefixes: tuple[str, ...] = field(default=("/",), metadata={"strings": True})
-    tls_enabled: bool = False
-    tls_certificate_path: str = ""
-    tls_private_key_path: str = ""
-    tls_on_demand_url: str = ""
-    tls_redirect: bool = defaults.TLS_REDIRECT
-    canonical_host: str = ""
-    acme_directory: str = ""
-    acme_cache_path: str = ""
-    acme_eab_kid: str = ""  # extension: External Account Binding for ACME CAs that need it
-    acme_eab_hmac_key: str = ""
-    error_page_path: str = ""
-    strip_prefix: bool = defaults.STRIP_PATH_PREFIX
+    hosts: tuple[str, ...] = _field(("",), read_hosts)
+    path_prefixes: tuple[str, ...] = _field(("/",), read_paths)
+    tls_enabled: bool = _field(False, read_bool)
+    tls_certificate_path: str = _field("", read_string)
+    tls_private_key_path: str = _field("", read_string)
+    tls_on_demand_url: str = _field("", read_string)
+    tls_redirect: bool = _field(defaults.TLS_REDIRECT, read_bool)
+    canonical_host: str = _field("", read_host)
+    acme_directory: str = _field("", read_string)
+    acme_cache_path: str = _field("", read_string)
+    acme_eab_kid: str = _field("", read_string)  # extension: External Account Binding for ACME CAs
+    acme_eab_hmac_key: str = _field("", read_string)
+    error_page_path: str = _field("", read_string)
+    strip_prefix: bool = _field(defaults.STRIP_PATH_PREFIX, read_bool)
     writer_affinity_timeout: float = _duration_field(defaults.WRITER_AFFINITY_TIMEOUT)
-    read_targets_accept_websockets: bool = False
-    exclude_metrics_paths: tuple[str, ...] = field(default=(), metadata={"strings": True})
-    client_ip_header: str = ""
+    read_targets_accept_websockets: bool = _field(False, read_bool)
+    exclude_metrics_paths: tuple[str, ...] = _field((), read_paths)
+    client_ip_header: str = _field("", read_string)
 
     def normalized(self) -> ServiceOptions:
         return dataclasses.replace(
@@ -102,18 +125,18 @@ class ServiceOptions:
         return out
 
     @classmethod
-    def from_json(cls, data: dict[str, Any] | None) -> ServiceOptions:
-        options: ServiceOptions = from_json(cls, data)
+    def from_json(cls, data: Any, *, where: str = "", decoding: Decoding = STRICT) -> ServiceOptions:
+        options: ServiceOptions = from_json(cls, data, where=where, decoding=decoding)
         return options.normalized()
 
 
 @dataclass(frozen=True, kw_only=True)
 class HealthCheckConfig:
-    path: str = defaults.HEALTH_CHECK_PATH
-    port: int = 0
+    path: str = _field(defaults.HEALTH_CHECK_PATH, read_path)
+    port: int = _field(0, read_port)
     interval: float = _duration_field(defaults.HEALTH_CHECK_INTERVAL)
     timeout: float = _duration_field(defaults.HEALTH_CHECK_TIMEOUT)
-    host: str = ""
+    host: str = _field("", read_string)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -122,15 +145,15 @@ class TargetOptions:
         default_factory=HealthCheckConfig, metadata={"nested": HealthCheckConfig}
     )
     response_timeout: float = _duration_field(defaults.TARGET_TIMEOUT)
-    buffer_requests: bool = False
-    buffer_responses: bool = False
-    max_memory_buffer_size: int = defaults.BUFFER_MEMORY
-    max_request_body_size: int = defaults.MAX_REQUEST_BODY
-    max_response_body_size: int = defaults.MAX_RESPONSE_BODY
-    log_request_headers: tuple[str, ...] = field(default=(), metadata={"strings": True})
-    log_response_headers: tuple[str, ...] = field(default=(), metadata={"strings": True})
-    forward_headers: bool = True
-    scope_cookie_paths: bool = False
+    buffer_requests: bool = _field(False, read_bool)
+    buffer_responses: bool = _field(False, read_bool)
+    max_memory_buffer_size: int = _field(defaults.BUFFER_MEMORY, read_size)
+    max_request_body_size: int = _field(defaults.MAX_REQUEST_BODY, read_size)
+    max_response_body_size: int = _field(defaults.MAX_RESPONSE_BODY, read_size)
+    log_request_headers: tuple[str, ...] = _field((), read_header_names)
+    log_response_headers: tuple[str, ...] = _field((), read_header_names)
+    forward_headers: bool = _field(True, read_bool)
+    scope_cookie_paths: bool = _field(False, read_bool)
 
     def to_json(self) -> dict[str, Any]:
         out = to_json(self)
@@ -139,8 +162,8 @@ class TargetOptions:
         return out
 
     @classmethod
-    def from_json(cls, data: dict[str, Any] | None) -> TargetOptions:
-        options: TargetOptions = from_json(cls, data)
+    def from_json(cls, data: Any, *, where: str = "", decoding: Decoding = STRICT) -> TargetOptions:
+        options: TargetOptions = from_json(cls, data, where=where, decoding=decoding)
         return options
 
 
@@ -148,14 +171,14 @@ class TargetOptions:
 class DeploymentOptions:
     deploy_timeout: float = _duration_field(defaults.DEPLOY_TIMEOUT)
     drain_timeout: float = _duration_field(defaults.DRAIN_TIMEOUT)
-    force: bool = False
+    force: bool = _field(False, read_bool)
 
     def to_json(self) -> dict[str, Any]:
         return to_json(self)
 
     @classmethod
-    def from_json(cls, data: dict[str, Any] | None) -> DeploymentOptions:
-        options: DeploymentOptions = from_json(cls, data)
+    def from_json(cls, data: Any, *, where: str = "", decoding: Decoding = STRICT) -> DeploymentOptions:
+        options: DeploymentOptions = from_json(cls, data, where=where, decoding=decoding)
         return options
 
 

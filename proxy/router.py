@@ -1,9 +1,14 @@
 """The control plane: deploy / remove / pause / stop / resume / list.
 
-A deploy prepares outside the lock, swaps under it and drains after.
+Every command is all-or-nothing. A deploy prepares outside the lock (targets, health checks), then,
+under the lock and without awaiting: checks the routes, writes the new state file, and only once it
+is persisted swaps the targets and publishes the new routes; the old targets drain after. A command
+whose state cannot be saved changes nothing and answers an error.
 
 The data plane never waits on anything here. It reads ``routes``, an immutable ServiceMap that
 this class replaces (one reference assignment) after each change.
+
+Each command in ``proxy/commands.py`` is carried out by the method of the same name here.
 """
 
 from __future__ import annotations
@@ -12,22 +17,26 @@ import asyncio
 from typing import Any
 
 from proxy import defaults
+from proxy.clock import LOOP_CLOCK, Clock
 from proxy.commands import (
-    Command,
+    COMMANDS,
+    ControlCommand,
     DeployCommand,
+    ListCommand,
     PauseCommand,
     RemoveCommand,
     ResumeCommand,
     StopCommand,
 )
 from proxy.gotext import format_duration
+from proxy.health import Probe, probe
 from proxy.http.tls_rules import sync_entry_rules
-from proxy.lifecycle import ModeEvent
+from proxy.lifecycle import ModeEvent, ServiceMode, next_mode
 from proxy.log import JsonLog
 from proxy.options import OptionsError, ServiceOptions, validate_service_options
 from proxy.service import Service
 from proxy.service_map import ServiceMap
-from proxy.state import SavedService, StateError, StateFile
+from proxy.state import SavedService, StateFile
 from proxy.targets import InvalidTarget, TargetSet
 from proxy.tls import CertificateStore, ServiceTls, TlsConfigError, prepare_service_tls
 
@@ -37,14 +46,27 @@ class ControlError(Exception):
 
 
 class Router:
-    def __init__(self, *, log: JsonLog, state: StateFile, tls: CertificateStore | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        log: JsonLog,
+        state: StateFile,
+        clock: Clock = LOOP_CLOCK,
+        prober: Probe = probe,
+        tls: CertificateStore | None = None,
+    ) -> None:
         self._log = log
         self._state = state
+        self._clock = clock
+        self._prober = prober
         self._tls = tls
         self._services: dict[str, Service] = {}
         self._lock = asyncio.Lock()
         self._health_slots: asyncio.Semaphore | None = None
         self.routes: ServiceMap[Service] = ServiceMap()
+        missing = [name for name in COMMANDS if not callable(getattr(self, name, None))]
+        if missing:
+            raise TypeError(f"Router has no handler for the command(s) {', '.join(missing)}")
 
     def current_routes(self) -> ServiceMap[Service]:
         return self.routes
@@ -61,27 +83,20 @@ class Router:
             service.active.stop_health_checks()
 
     # ------------------------------------------------------------------ commands
-    async def handle(self, command: Command) -> Any:
-        if isinstance(command, DeployCommand):
-            await self.deploy(command)
-        elif isinstance(command, RemoveCommand):
-            await self.remove(command.service)
-        elif isinstance(command, PauseCommand):
-            await self.change_mode(
-                command.service,
-                ModeEvent.PAUSE,
-                drain_timeout=command.drain_timeout,
-                pause_timeout=command.pause_timeout,
-            )
-        elif isinstance(command, StopCommand):
-            await self.change_mode(
-                command.service, ModeEvent.STOP, drain_timeout=command.drain_timeout, message=command.message
-            )
-        elif isinstance(command, ResumeCommand):
-            await self.change_mode(command.service, ModeEvent.RESUME)
-        else:
-            return self.list()
-        return True
+    async def handle(self, command: ControlCommand) -> Any:
+        """Carry out a command with the method of its name; its result is the reply's ``result``."""
+        result = await getattr(self, command.name)(command)
+        return True if result is None else result
+
+    def _target_set(self, name: str, addresses: tuple[str, ...], options: Any) -> TargetSet:
+        return TargetSet(
+            addresses=addresses,
+            health=options.health_check_config,
+            log=self._log,
+            service=name,
+            clock=self._clock,
+            probe=self._prober,
+        )
 
     async def deploy(self, cmd: DeployCommand) -> None:
         options = cmd.service_options.normalized()
@@ -91,12 +106,7 @@ class Router:
             raise ControlError(f"service options invalid: {exc}") from None
         tls = await self._prepare_tls(cmd.service, options)
         try:
-            target_set = TargetSet(
-                addresses=cmd.targets,
-                health=cmd.target_options.health_check_config,
-                log=self._log,
-                service=cmd.service,
-            )
+            target_set = self._target_set(cmd.service, cmd.targets, cmd.target_options)
         except InvalidTarget as exc:
             raise ControlError(str(exc)) from None
 
@@ -123,11 +133,26 @@ class Router:
                 )
 
         async with self._lock:  # no awaits inside: the swap is atomic for the data plane
-            if self._conflicts(cmd.service, options):
+            service = self._services.get(cmd.service)
+            if self.routes.conflicts(service, options.hosts, options.path_prefixes):
                 target_set.stop_health_checks()
                 self._log.error("Host settings conflict with another service", service=cmd.service)
                 raise ControlError("host settings conflict with another service")
-            service = self._services.get(cmd.service)
+            saved = self._saved_all()
+            saved[cmd.service] = SavedService(
+                name=cmd.service,
+                options=options,
+                target_options=cmd.target_options,
+                active_targets=cmd.targets,
+                mode=service.mode if service is not None else ServiceMode.RUNNING,
+                stop_message=service.stop_message if service is not None else "",
+                pause_timeout=service.pause_timeout if service is not None else defaults.MAX_PAUSE,
+            )
+            try:
+                self._save(saved)
+            except ControlError:
+                target_set.stop_health_checks()
+                raise
             old = None
             if service is None:
                 service = Service(
@@ -141,7 +166,6 @@ class Router:
             if self._tls is not None:
                 self._tls.set_service(tls, name=cmd.service)
             self._publish()
-            self._persist()
 
         self._log.info(
             "Deployed",
@@ -154,17 +178,33 @@ class Router:
         if old is not None:
             await old.drain(cmd.deployment_options.drain_timeout)
 
-    async def remove(self, name: str) -> None:
+    async def remove(self, cmd: RemoveCommand) -> None:
         async with self._lock:
-            service = self._services.pop(name, None)
+            service = self._services.get(cmd.service)
             if service is None:
                 raise ControlError("service not found")
+            saved = self._saved_all()
+            del saved[cmd.service]
+            self._save(saved)
+            del self._services[cmd.service]
             service.active.stop_health_checks()
             if self._tls is not None:
-                self._tls.remove_service(name)
+                self._tls.remove_service(cmd.service)
             self._publish()
-            self._persist()
-        self._log.info("Removed", service=name)
+        self._log.info("Removed", service=cmd.service)
+
+    async def pause(self, cmd: PauseCommand) -> None:
+        await self.change_mode(
+            cmd.service, ModeEvent.PAUSE, drain_timeout=cmd.drain_timeout, pause_timeout=cmd.pause_timeout
+        )
+
+    async def stop(self, cmd: StopCommand) -> None:
+        await self.change_mode(
+            cmd.service, ModeEvent.STOP, drain_timeout=cmd.drain_timeout, message=cmd.message
+        )
+
+    async def resume(self, cmd: ResumeCommand) -> None:
+        await self.change_mode(cmd.service, ModeEvent.RESUME)
 
     async def change_mode(
         self,
@@ -180,15 +220,26 @@ class Router:
             service = self._services.get(name)
             if service is None:
                 raise ControlError("service not found")
+            saved = self._saved_all()
+            entry = saved[name]
+            saved[name] = SavedService(
+                name=name,
+                options=entry.options,
+                target_options=entry.target_options,
+                active_targets=entry.active_targets,
+                mode=next_mode(service.mode, event),
+                stop_message=message if event is ModeEvent.STOP else service.stop_message,
+                pause_timeout=pause_timeout if event is ModeEvent.PAUSE else service.pause_timeout,
+            )
+            self._save(saved)
             service.change_mode(event, message=message, pause_timeout=pause_timeout)
-            self._persist()
         verb = {ModeEvent.PAUSE: "paused", ModeEvent.STOP: "stopped", ModeEvent.RESUME: "resumed"}[event]
         self._log.info(f"Service {verb}", service=name)
         if event is not ModeEvent.RESUME:
             await service.active.settle(drain_timeout)
             self._log.info("Service drained", service=name)
 
-    def list(self) -> dict[str, Any]:
+    async def list(self, cmd: ListCommand | None = None) -> dict[str, Any]:
         services = {}
         for name in sorted(self._services):
             service = self._services[name]
@@ -209,40 +260,69 @@ class Router:
 
     # ------------------------------------------------------------------ state
     def restore(self) -> None:
-        """Load the state file: targets are taken as healthy at once, modes are kept."""
+        """Load the state file: every valid entry is restored (targets taken as healthy at once,
+        modes kept); each invalid one is logged with the file's path and the reason, and a file
+        that could not be fully read is copied aside before anything overwrites it."""
         path = str(self._state.path)
-        try:
-            saved = self._state.load()
-        except StateError as exc:
-            self._log.error("Unable to restore saved state", path=path, error=str(exc))
-            return
-        if saved is None:
+        for stray in self._state.remove_stray_temp_files():
+            self._log.warn("Removed a temp file an interrupted save left", path=str(stray))
+        loaded = self._state.load()
+        if loaded is None:
             self._log.info("No previous state to restore", path=path)
             return
-        for entry in saved:
-            try:
-                target_set = TargetSet(
-                    addresses=entry.active_targets,
-                    health=entry.target_options.health_check_config,
-                    log=self._log,
-                    service=entry.name,
-                )
-            except InvalidTarget as exc:
-                self._log.error("Unable to restore service", service=entry.name, error=str(exc))
-                continue
-            target_set.mark_all_healthy()
-            self._restore_tls(entry.name, entry.options)
-            self._services[entry.name] = Service(
-                name=entry.name,
-                options=entry.options,
-                target_options=entry.target_options,
-                active=target_set,
-                mode=entry.mode,
-                stop_message=entry.stop_message,
-                pause_timeout=entry.pause_timeout or defaults.MAX_PAUSE,
+        if loaded.error:
+            self._log.error("Unable to restore saved state", path=path, error=loaded.error)
+        for bad in loaded.rejected:
+            self._log.error(
+                "Unable to restore service", path=path, entry=bad.index, service=bad.name, error=bad.reason
             )
+        if loaded.ignored_keys:
+            self._log.warn("Ignored unknown keys in saved state", path=path, keys=loaded.ignored_keys)
+        restored = 0
+        for entry in loaded.services:
+            if self._restore_entry(entry, path):
+                restored += 1
+        if loaded.damaged or restored < len(loaded.services):
+            self._keep_copy(path)
         self._publish()
-        self._log.info("Restored saved state", path=path)
+        self._log.info("Restored saved state", path=path, services=restored)
+
+    def _restore_entry(self, entry: SavedService, path: str) -> bool:
+        options = entry.options
+        if self.routes.conflicts(None, options.hosts, options.path_prefixes):
+            self._log.error(
+                "Unable to restore service",
+                path=path,
+                service=entry.name,
+                error="host settings conflict with another service",
+            )
+            return False
+        try:
+            target_set = self._target_set(entry.name, entry.active_targets, entry.target_options)
+        except InvalidTarget as exc:
+            self._log.error("Unable to restore service", path=path, service=entry.name, error=str(exc))
+            return False
+        target_set.mark_all_healthy()
+        self._restore_tls(entry.name, options)
+        self._services[entry.name] = Service(
+            name=entry.name,
+            options=options,
+            target_options=entry.target_options,
+            active=target_set,
+            mode=entry.mode,
+            stop_message=entry.stop_message,
+            pause_timeout=entry.pause_timeout or defaults.MAX_PAUSE,
+        )
+        self._publish()  # the next entry's conflict check sees this one
+        return True
+
+    def _keep_copy(self, path: str) -> None:
+        try:
+            copy = self._state.keep_copy()
+        except OSError as exc:
+            self._log.error("Unable to keep a copy of the damaged state file", path=path, error=str(exc))
+            return
+        self._log.warn("Kept a copy of the damaged state file", path=path, copy=str(copy))
 
     # ------------------------------------------------------------------ TLS
     async def _prepare_tls(self, name: str, options: ServiceOptions) -> ServiceTls | None:
@@ -269,8 +349,15 @@ class Router:
             if len(service.active.targets) > 1:
                 service.active.start_health_checks(slots=self.health_slots, stagger=True)
 
-    def _persist(self) -> None:
-        self._state.save([self._saved(s) for s in self._services.values()])
+    def _saved_all(self) -> dict[str, SavedService]:
+        return {name: self._saved(s) for name, s in self._services.items()}
+
+    def _save(self, saved: dict[str, SavedService]) -> None:
+        try:
+            self._state.save(list(saved.values()))
+        except (OSError, ValueError) as exc:
+            self._log.error("Unable to save state", path=str(self._state.path), error=str(exc))
+            raise ControlError(f"unable to save state: {exc}") from None
 
     @staticmethod
     def _saved(service: Service) -> SavedService:
@@ -285,15 +372,6 @@ class Router:
         )
 
     # ------------------------------------------------------------------ routing snapshot
-    def _conflicts(self, name: str, options: ServiceOptions) -> bool:
-        owners = self.routes.owners
-        for host in options.hosts:
-            for prefix in options.path_prefixes:
-                owner = owners.get((host, prefix))
-                if owner is not None and owner.name != name:
-                    return True
-        return False
-
     def _publish(self) -> None:
         routes = ServiceMap(
             (host, prefix, service)

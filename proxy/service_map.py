@@ -76,13 +76,14 @@ class ServiceMap(Generic[S]):
                         return None
         return binding.match(path)
 
-    def conflicts(self, service: S, hosts: Iterable[str], prefixes: Iterable[str]) -> bool:
-        """Would binding ``service`` to these (host, prefix) pairs take one from another service?"""
+    def conflicts(self, service: S | None, hosts: Iterable[str], prefixes: Iterable[str]) -> bool:
+        """Would binding ``service`` (None: a new one) to these (host, prefix) pairs take one from
+        another service?"""
         prefixes = list(prefixes)
         for host in hosts:
             for prefix in prefixes:
                 owner = self.owners.get((host, prefix))
-                if owner is not None and owner != service:
+                if owner is not None and owner is not service:
                     return True
         return False
 

@@ -7,6 +7,11 @@ Legacy keys still read: top-level `active_target`, `rollout_target`, `hosts`, `p
 
 Writes go to a temp file in the same directory, are fsynced, then renamed over the old file (and
 the directory fsynced), so a crash at any moment leaves either the old or the new state whole.
+
+Reading is forgiving per entry and strict per field: each entry goes through the control protocol's
+schema (``proxy/schema.py``); an entry that does not fit is left out and reported with its reason,
+the others are restored. A file that could not be fully read is copied aside (``keep_copy``) before
+the next save replaces it. Temp files a crash left behind are removed at start.
 """
 
 from __future__ import annotations
@@ -14,13 +19,29 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from proxy import defaults
 from proxy.lifecycle import ServiceMode
-from proxy.options import NANOS, ServiceOptions, TargetOptions
+from proxy.options import ServiceOptions, TargetOptions
+from proxy.schema import (
+    NANOS,
+    Decoding,
+    SchemaError,
+    loads,
+    read_duration,
+    read_int,
+    read_object,
+    read_service_name,
+    read_string,
+    read_target,
+    read_targets,
+)
+
+TEMP_PREFIX = ".kamal-proxy.state."  # save()'s temp files; a crash mid-save can leave one behind
 
 
 class StateError(ValueError):
@@ -57,43 +78,74 @@ class SavedService:
         }
 
     @classmethod
-    def from_json(cls, data: Any) -> SavedService:
-        if not isinstance(data, dict) or not isinstance(data.get("name"), str):
-            raise StateError("service entry without a name")
-        options_json = dict(data.get("options") or {})
+    def from_json(cls, data: Any, *, decoding: Decoding | None = None) -> SavedService:
+        """One entry, read with the control protocol's schema; SchemaError names the bad field.
+
+        Keys this version does not know are ignored (and listed in ``decoding.ignored``): a newer
+        kamal-proxy may have written them.
+        """
+        decoding = decoding or Decoding(strict=False)
+        entry = read_object(data, "entry")
+        name = read_service_name(entry.get("name"), "name")
+        options_json = dict(read_object(entry.get("options"), "options"))
         for legacy in ("hosts", "path_prefixes"):  # kamal-proxy < 0.9 kept these at the top level
-            if legacy in data and legacy not in options_json:
-                options_json[legacy] = data[legacy]
-        targets = data.get("active_targets")
-        if targets is None and data.get("active_target"):
-            targets = [data["active_target"]]
-        rollout = data.get("rollout_targets")
-        if rollout is None and data.get("rollout_target"):
-            rollout = [data["rollout_target"]]
-        pause = data.get("pause_controller") or {}
-        try:
-            mode = ServiceMode(int(pause.get("state", 0)))
-        except ValueError as exc:
-            raise StateError(f"service {data['name']}: unknown pause state") from exc
+            if legacy in entry and legacy not in options_json:
+                options_json[legacy] = entry[legacy]
+        targets = read_targets(entry.get("active_targets"), "active_targets")
+        if not targets and entry.get("active_target") is not None:
+            targets = (read_target(entry["active_target"], "active_target"),)
+        if not targets:
+            raise SchemaError("active_targets: no target")
+        rollout = entry.get("rollout_targets")
+        if rollout is None and entry.get("rollout_target"):
+            rollout = [read_target(entry["rollout_target"], "rollout_target")]
+        pause = read_object(entry.get("pause_controller"), "pause_controller")
+        state = read_int(pause.get("state", 0), "pause_controller.state", high=len(ServiceMode) - 1)
         return cls(
-            name=data["name"],
-            options=ServiceOptions.from_json(options_json),
-            target_options=TargetOptions.from_json(data.get("target_options")),
-            active_targets=tuple(targets or ()),
-            active_readers=tuple(data.get("active_readers") or ()),
-            mode=mode,
-            stop_message=str(pause.get("stop_message") or ""),
-            pause_timeout=float(pause.get("fail_after") or 0) / NANOS,
+            name=name,
+            options=ServiceOptions.from_json(options_json, where="options", decoding=decoding),
+            target_options=TargetOptions.from_json(
+                entry.get("target_options"), where="target_options", decoding=decoding
+            ),
+            active_targets=targets,
+            active_readers=read_targets(entry.get("active_readers"), "active_readers"),
+            mode=ServiceMode(state),
+            stop_message=read_string(pause.get("stop_message") or "", "pause_controller.stop_message"),
+            pause_timeout=read_duration(pause.get("fail_after") or 0, "pause_controller.fail_after"),
             extra={
                 key: value
                 for key, value in (
                     ("rollout_targets", rollout),
-                    ("rollout_readers", data.get("rollout_readers")),
-                    ("rollout_controller", data.get("rollout_controller")),
+                    ("rollout_readers", entry.get("rollout_readers")),
+                    ("rollout_controller", entry.get("rollout_controller")),
                 )
                 if value is not None
             },
         )
+
+
+@dataclass(frozen=True, kw_only=True)
+class Rejected:
+    """A state-file entry that could not be restored, and why."""
+
+    index: int
+    name: str | None
+    reason: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Loaded:
+    """What a state file held: the entries that read, those that did not, and whether the file as
+    a whole was unreadable (``error``)."""
+
+    services: list[SavedService]
+    rejected: list[Rejected] = field(default_factory=list)
+    error: str = ""
+    ignored_keys: list[str] = field(default_factory=list)
+
+    @property
+    def damaged(self) -> bool:
+        return bool(self.error or self.rejected)
 
 
 def state_dir(home: str | None = None) -> Path:
@@ -112,26 +164,60 @@ class StateFile:
     def ensure_dir(self) -> None:
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
 
-    def load(self) -> list[SavedService] | None:
-        """The saved services, or None when there is no state file."""
+    def load(self) -> Loaded | None:
+        """The saved services, or None when there is no state file. Never raises on content: every
+        entry that reads is returned, every one that does not is listed with its reason."""
         try:
             raw = self.path.read_bytes()
         except FileNotFoundError:
             return None
+        except OSError as exc:
+            return Loaded(services=[], error=f"unable to read: {exc.strerror or exc}")
         try:
-            data = json.loads(raw)
-        except ValueError as exc:
-            raise StateError(f"unable to parse state file {self.path}: {exc}") from exc
+            data = loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            return Loaded(services=[], error=f"unable to parse: {exc}")
         if data is None:
-            return []
+            return Loaded(services=[])
         if not isinstance(data, list):
-            raise StateError(f"unable to parse state file {self.path}: expected a JSON array")
-        return [SavedService.from_json(entry) for entry in data]
+            return Loaded(services=[], error="unable to parse: expected a JSON array")
+        return _entries(data)
+
+    def keep_copy(self, *, now: float | None = None) -> Path:
+        """Copy the file aside (``<name>.bad-<UTC time>``) before a save replaces it."""
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(time.time() if now is None else now))
+        copy = self.path.with_name(f"{self.path.name}.bad-{stamp}")
+        n = 1
+        while copy.exists():
+            copy = self.path.with_name(f"{self.path.name}.bad-{stamp}-{n}")
+            n += 1
+        data = self.path.read_bytes()
+        fd = os.open(copy, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        return copy
+
+    def remove_stray_temp_files(self) -> list[Path]:
+        """Delete temp files an interrupted save left behind; the paths removed."""
+        removed = []
+        try:
+            candidates = list(self.path.parent.glob(TEMP_PREFIX + "*"))
+        except OSError:
+            return []
+        for path in candidates:
+            try:
+                path.unlink()
+            except OSError:
+                continue
+            removed.append(path)
+        return removed
 
     def save(self, services: list[SavedService]) -> None:
         data = (json.dumps([s.to_json() for s in services], separators=(",", ":")) + "\n").encode()
         self.ensure_dir()
-        fd, tmp = tempfile.mkstemp(prefix=".kamal-proxy.state.", dir=self.path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=self.path.parent)
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
@@ -150,3 +236,24 @@ class StateFile:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+
+
+def _entries(data: list[Any]) -> Loaded:
+    services: list[SavedService] = []
+    rejected: list[Rejected] = []
+    decoding = Decoding(strict=False)
+    seen: set[str] = set()
+    for index, entry in enumerate(data):
+        name = entry.get("name") if isinstance(entry, dict) else None
+        label = name if isinstance(name, str) else None
+        try:
+            saved = SavedService.from_json(entry, decoding=decoding)
+        except SchemaError as exc:
+            rejected.append(Rejected(index=index, name=label, reason=str(exc)))
+            continue
+        if saved.name in seen:
+            rejected.append(Rejected(index=index, name=label, reason="a service of this name came earlier"))
+            continue
+        seen.add(saved.name)
+        services.append(saved)
+    return Loaded(services=services, rejected=rejected, ignored_keys=sorted(set(decoding.ignored)))

@@ -8,20 +8,20 @@ Redeploying the same address creates a new Target object; the old one drains ind
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 from proxy import defaults
-from proxy.health import HealthChecker, health_check_url
+from proxy.clock import LOOP_CLOCK, Clock
+from proxy.health import HealthChecker, Probe, health_check_url, probe, within
 from proxy.lifecycle import TargetEvent, TargetState, next_target_state
 from proxy.log import JsonLog, quote
 from proxy.options import HealthCheckConfig
+from proxy.schema import InvalidTarget as InvalidAddress
+from proxy.schema import check_target
 
 if TYPE_CHECKING:
     from proxy.http.upstream import UpstreamConnection
-
-TARGET_PATTERN = re.compile(r"^\w[-_.\w+]+(:\d+)?$")
 
 
 class InvalidTarget(ValueError):
@@ -38,8 +38,10 @@ class Draining(Protocol):
 
 
 def split_address(address: str) -> tuple[str, int]:
-    if not TARGET_PATTERN.match(address):
-        raise InvalidTarget(f"{address} :invalid host pattern")
+    try:
+        check_target(address)
+    except InvalidAddress as exc:
+        raise InvalidTarget(str(exc)) from None
     host, sep, port = address.rpartition(":")
     if not sep:
         return address, 80
@@ -130,16 +132,16 @@ class Target:
         if not inflight and self._drained is not None:
             self._drained.set()
 
-    async def drain(self, timeout: float) -> None:
+    async def drain(self, timeout: float, clock: Clock = LOOP_CLOCK) -> None:
         """No new requests; tunnels are cut now; others may finish until ``timeout``, then are cancelled."""
         self.apply(TargetEvent.DRAIN)
-        await self.settle(timeout)
+        await self.settle(timeout, clock)
         for conn in self.idle:
             conn.close()
         self.idle.clear()
         self.apply(TargetEvent.DRAINED)
 
-    async def settle(self, timeout: float) -> None:
+    async def settle(self, timeout: float, clock: Clock = LOOP_CLOCK) -> None:
         """Cut tunnels now; let other requests in flight finish until ``timeout``, then cancel them.
 
         The target stays as it is: a deploy drains replaced targets with this, a pause or stop
@@ -151,7 +153,7 @@ class Target:
         if self.inflight:
             self._drained = asyncio.Event()
             try:
-                await asyncio.wait_for(self._drained.wait(), timeout)
+                await within(clock, timeout, self._drained.wait())
             except TimeoutError:
                 for request in list(self.inflight):
                     request.cancel_for_drain()
@@ -169,6 +171,8 @@ class TargetSet:
         health: HealthCheckConfig,
         log: JsonLog,
         service: str,
+        clock: Clock = LOOP_CLOCK,
+        probe: Probe = probe,
     ) -> None:
         if not addresses:
             raise InvalidTarget("at least one target is required")
@@ -177,6 +181,8 @@ class TargetSet:
         self._health = health
         self._log = log
         self._service = service
+        self._clock = clock
+        self._probe = probe
         self._next = 0
         self._checkers: list[HealthChecker] = []
         self._all_healthy = asyncio.Event()
@@ -215,6 +221,8 @@ class TargetSet:
                 stop_when_healthy=single,
                 slots=slots,
                 stagger=stagger,
+                clock=self._clock,
+                probe=self._probe,
             )
             self._checkers.append(checker)
             checker.start()
@@ -231,18 +239,20 @@ class TargetSet:
                 target.apply(TargetEvent.CHECK_PASSED)
 
     async def wait_healthy(self, timeout: float) -> bool:
+        if self._all_healthy.is_set():
+            return True
         try:
-            await asyncio.wait_for(self._all_healthy.wait(), timeout)
+            await within(self._clock, timeout, self._all_healthy.wait())
         except TimeoutError:
             return False
         return True
 
     async def drain(self, timeout: float) -> None:
         self.stop_health_checks()
-        await asyncio.gather(*(t.drain(timeout) for t in self.targets))
+        await asyncio.gather(*(t.drain(timeout, self._clock) for t in self.targets))
 
     async def settle(self, timeout: float) -> None:
-        await asyncio.gather(*(t.settle(timeout) for t in self.targets))
+        await asyncio.gather(*(t.settle(timeout, self._clock) for t in self.targets))
 
     def _reporter(self, target: Target) -> Callable[[bool], None]:
         def report(passed: bool) -> None:

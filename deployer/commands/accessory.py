@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from deployer.commands.base import Cmd, docker, make_directory, pipe
-from deployer.config import PROXY_CONTAINER, Accessory, Config
+from deployer.config import Accessory, Config
+from deployer.defaults import PROXY_CONTAINER
 from deployer.utils import argumentize, optionize
 
 
@@ -28,8 +29,8 @@ class AccessoryCommands:
     def volume_args(self) -> Cmd:
         vols: list[str] = []
         for d in self.accessory.directories:
-            host_path, _, container_path = d.partition(":")
-            vols.append(f"{self._expand(host_path)}:{container_path}")
+            volume = f"{self._expand(d.local)}:{d.remote}"
+            vols.append(f"{volume}:{d.options}" if d.options else volume)
         vols += self.accessory.volumes
         return argumentize("--volume", vols)
 
@@ -37,7 +38,7 @@ class AccessoryCommands:
         return host_path if host_path.startswith("/") else f"$PWD/{self.service_name}/{host_path}"
 
     def directories(self) -> list[str]:
-        return [self._expand(d.partition(":")[0]) for d in self.accessory.directories]
+        return [self._expand(d.local) for d in self.accessory.directories]
 
     def label_args(self) -> Cmd:
         return argumentize("--label", {"service": self.service_name, **self.accessory.labels})
@@ -116,7 +117,16 @@ class AccessoryCommands:
         return docker("image", "rm", "--force", self.accessory.image)
 
     def make_directories(self) -> list[Cmd]:
-        return [make_directory(d) for d in self.directories()]
+        """mkdir -p each directory, then chmod / chown it when the map form gives mode / owner."""
+        cmds: list[Cmd] = []
+        for d in self.accessory.directories:
+            path = self._expand(d.local)
+            cmds.append(make_directory(path))
+            if d.mode:
+                cmds.append(["chmod", d.mode, path])
+            if d.owner:
+                cmds.append(["chown", d.owner, path])
+        return cmds
 
     def ensure_env_directory(self) -> Cmd:
         return make_directory(f"{self.config.env_directory}/accessories")

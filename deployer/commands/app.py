@@ -17,7 +17,8 @@ from deployer.commands.base import (
     shell,
     xargs,
 )
-from deployer.config import PROXY_CONTAINER, Config, Role
+from deployer.config import Config, Role
+from deployer.defaults import PROXY_CONTAINER
 from deployer.utils import argumentize, optionize, seconds_duration
 
 ACTIVE_STATUSES = ("running", "restarting")

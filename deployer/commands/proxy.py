@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from deployer.commands.base import Cmd, any_of, docker, make_directory, pipe, remove_directory, xargs
-from deployer.config import PROXY_CONTAINER, PROXY_DEFAULT_REPOSITORY, PROXY_MINIMUM_VERSION, Config
+from deployer.config import Config
+from deployer.defaults import PROXY_CONTAINER, PROXY_DEFAULT_REPOSITORY, PROXY_MINIMUM_VERSION
 from deployer.utils import argumentize, optionize
 
 CONFIG_VOLUME = "kamal-proxy-config:/home/kamal-proxy/.config/kamal-proxy"

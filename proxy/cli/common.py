@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from typing import Any
 
 from proxy import defaults
 from proxy.cli.flags import Flag, FlagError, Parsed, help_text, parse_flags
 from proxy.commands import Command
-from proxy.control import call
+from proxy.control import DialError, call
 
 
 class Usage:
@@ -35,7 +37,22 @@ class Usage:
 
 
 def send(command: Command) -> Any:
-    return call(command)
+    """One control call; when no daemon answers, kamal-proxy's dial error gets a hint appended."""
+    try:
+        return call(command)
+    except DialError as exc:
+        if not exc.no_daemon:
+            raise
+        hint = f"is `kamal-proxy run` running? socket: {exc.path}, {socket_origin(os.environ)}"
+        raise DialError(f"{exc} ({hint})", path=exc.path, no_daemon=True) from None
+
+
+def socket_origin(environ: Mapping[str, str]) -> str:
+    """Which setting chose the control socket's path (the order of proxy.control.socket_path)."""
+    for name in ("KAMAL_PROXY_SOCKET", "XDG_RUNTIME_DIR"):
+        if environ.get(name):
+            return f"from ${name}"
+    return "from $TMPDIR" if environ.get("TMPDIR") else "the default"
 
 
 DRAIN_TIMEOUT = Flag(

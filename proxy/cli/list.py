@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+import os
+import sys
+from collections.abc import Mapping
+from typing import Any, TextIO
 
 from proxy.cli.common import Usage, send
 from proxy.cli.flags import Flag
@@ -24,7 +27,18 @@ RESET = "\033[0m"
 COLUMNS = ("Service", "Host", "Path", "Target", "State", "TLS")
 
 
-def table(services: dict[str, Any]) -> str:
+def use_colour(stream: TextIO, environ: Mapping[str, str]) -> bool:
+    """kamal-proxy always styles its table; we do only on a terminal, and never when ``NO_COLOR`` is
+    set to anything non-empty (https://no-color.org), so pipes and logs get plain text."""
+    if environ.get("NO_COLOR"):
+        return False
+    try:
+        return stream.isatty()
+    except ValueError:  # closed stream
+        return False
+
+
+def table(services: dict[str, Any], *, colour: bool = True) -> str:
     rows = [
         [name, s["host"], s["path"], s["target"], s["state"], "yes" if s["tls"] else "no"]
         for name, s in sorted(services.items())
@@ -32,6 +46,8 @@ def table(services: dict[str, Any]) -> str:
     widths = [max(len(c), *(len(r[i]) for r in rows)) if rows else len(c) for i, c in enumerate(COLUMNS)]
 
     def line(cells: list[str] | tuple[str, ...], styles: list[str]) -> str:
+        if not colour:
+            return "  ".join(cell.ljust(w) for cell, w in zip(cells, widths, strict=True)).rstrip(" ")
         return "".join(
             f"{style}{cell.ljust(w)}{RESET}  " for cell, w, style in zip(cells, widths, styles, strict=True)
         ).rstrip(" ")
@@ -51,5 +67,5 @@ def main(argv: list[str]) -> int:
     if parsed.values["json"]:
         print(json.dumps(services, indent=2, sort_keys=True))
     else:
-        print(table(services), end="")
+        print(table(services, colour=use_colour(sys.stdout, os.environ)), end="")
     return 0

@@ -23,6 +23,7 @@ Available Commands:
   resume      Resume a service
   run         Run the server
   stop        Stop a service
+  version     Print the version
 
 Flags:
   -h, --help   help for kamal-proxy
@@ -32,7 +33,7 @@ Use "kamal-proxy [command] --help" for more information about a command.
 
 
 def _commands() -> dict[str, Callable[[list[str]], int]]:
-    from proxy.cli import deploy, list, pause, remove, resume, run, stop
+    from proxy.cli import deploy, list, pause, remove, resume, run, stop, version
 
     return {
         "run": run.main,
@@ -44,6 +45,7 @@ def _commands() -> dict[str, Callable[[list[str]], int]]:
         "resume": resume.main,
         "list": list.main,
         "ls": list.main,
+        "version": version.main,
     }
 
 

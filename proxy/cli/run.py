@@ -1,15 +1,21 @@
-"""`run`: start the daemon. Flags fall back to env vars; the KAMAL_PROXY_-prefixed name wins."""
+"""`run`: start the daemon. Flags fall back to env vars; the KAMAL_PROXY_-prefixed name wins.
+
+Ports, from a flag or the environment, must be 0-65535 (an unparsable env value falls back to the
+default, as kamal-proxy's; an out-of-range one is an error). `run` refuses to start while another
+daemon answers on the control socket.
+"""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from typing import cast
 
 from proxy import defaults
 from proxy.cli.common import Usage
-from proxy.cli.flags import Flag, FlagError, apply_env_defaults
+from proxy.cli.flags import ENV_PREFIX, Flag, FlagError, Parsed, apply_env_defaults, env_key
 from proxy.control import socket_path
-from proxy.daemon import DaemonConfig, run_daemon
+from proxy.daemon import DaemonConfig, StartupError, run_daemon
 from proxy.http.parser import PARSER_KINDS, ParserKind
 from proxy.state import default_state_path
 
@@ -52,6 +58,24 @@ FLAGS = [
 
 USAGE = Usage(name="run", use="run", short="Run the server", flags=FLAGS, nargs=0)
 
+PORT_FLAGS = ("http-port", "https-port", "metrics-port")
+MAX_PORT = 65535
+
+
+def check_ports(parsed: Parsed, environ: Mapping[str, str]) -> None:
+    """Every port flag's value (given or from the environment) is a TCP port number."""
+    for name in PORT_FLAGS:
+        value = parsed.values[name]
+        assert isinstance(value, int)
+        if 0 <= value <= MAX_PORT:
+            continue
+        reason = f"port must be between 0 and {MAX_PORT}"
+        if name in parsed.changed:
+            raise FlagError(f'invalid argument "{value}" for "--{name}" flag: {reason}')
+        key = env_key(name)
+        var = ENV_PREFIX + key if ENV_PREFIX + key in environ else key
+        raise FlagError(f'invalid value "{environ.get(var, value)}" for environment variable {var}: {reason}')
+
 
 def parser_kind(value: str) -> ParserKind:
     if value == "auto":
@@ -78,6 +102,7 @@ def main(argv: list[str]) -> int:
     parsed = usage.parse(argv)
     if parsed is None:
         return 0
+    check_ports(parsed, os.environ)
     v = parsed.values
     config = DaemonConfig(
         http_port=int(cast(int, v["http-port"])),
@@ -91,4 +116,7 @@ def main(argv: list[str]) -> int:
         socket_path=socket_path(),
         state_path=default_state_path(),
     )
-    return run_daemon(config)
+    try:
+        return run_daemon(config)
+    except StartupError as exc:
+        raise FlagError(str(exc)) from None

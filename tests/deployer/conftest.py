@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from deployer import errors
-from deployer.config import Config, build_config, deep_merge
+from deployer.config import Config, build_config
+from deployer.loading import deep_merge
 from deployer.secrets import REDACTOR
 
 ConfigFactory = Callable[..., Config]
@@ -45,6 +46,7 @@ def make_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ConfigFactor
             name = f"secrets.{destination}" if destination else "secrets"
             (tmp_path / ".kamal" / name).write_text(secrets)
         merged = deep_merge(copy.deepcopy(raw), extra) if extra else copy.deepcopy(raw)
+        merged.setdefault("builder", {"arch": "amd64"})  # Kamal 2 requires builder/arch
         return build_config(merged, "config/deploy.yml", destination, version, root=tmp_path)
 
     return factory

@@ -51,6 +51,7 @@ def test_config_is_redacted_and_merges_destination(
           username: me
           password: [PW]
         servers: [1.1.1.1]
+        builder: {arch: amd64}
         """,
     )
     (tmp_path / "config" / "deploy.staging.yml").write_text("servers: [2.2.2.2]\n")
@@ -80,7 +81,9 @@ def test_global_options_after_the_command(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    write_config(tmp_path, "service: app\nregistry: {server: 'localhost:5000'}\nservers: [h]\n")
+    write_config(
+        tmp_path, "service: app\nregistry: {server: 'localhost:5000'}\nservers: [h]\nbuilder: {arch: amd64}\n"
+    )
     (tmp_path / "config" / "deploy.prod.yml").write_text("servers: [p1]\n")
     assert run_cli(["config", "-d", "prod", "-q"]) == 0
     assert "- p1" in capsys.readouterr().out
@@ -88,7 +91,9 @@ def test_global_options_after_the_command(
 
 def test_missing_destination_names_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:
     monkeypatch.chdir(tmp_path)
-    write_config(tmp_path, "service: app\nregistry: {server: 'localhost:5000'}\nservers: [h]\n")
+    write_config(
+        tmp_path, "service: app\nregistry: {server: 'localhost:5000'}\nservers: [h]\nbuilder: {arch: amd64}\n"
+    )
     assert run_cli(["config", "-d", "nope"]) == 1
     assert "config/deploy.nope.yml: destination 'nope' not found" in capsys.readouterr().err
 
@@ -112,6 +117,8 @@ def ssh_project(ssh_server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
           config: {ssh_server.client_config}
         aliases:
           who: audit
+        builder:
+          arch: amd64
         """,
     )
     return tmp_path

@@ -32,6 +32,8 @@ env:
     A: 1
   secret:
     - DB_URL
+builder:
+  arch: amd64
 """
 
 
@@ -65,12 +67,13 @@ def test_basic_load_and_derived_names(tmp_path: Path) -> None:
     assert config.audit_log_file == ".kamal/app-audit.log"
 
 
-def test_primary_role_moves_first_and_custom_primary(tmp_path: Path) -> None:
+def test_roles_keep_kamals_order_and_primary_comes_from_primary_role(tmp_path: Path) -> None:
     config = load(tmp_path, BASE_YML.replace("service: app", "service: app\nprimary_role: workers"))
-    assert [r.name for r in config.roles] == ["workers", "web"]
+    assert [r.name for r in config.roles] == ["web", "workers"]  # sorted, as Kamal; not moved
+    assert config.primary_role.name == "workers"
     assert config.primary_host == "1.1.1.3"
     # the primary role runs the proxy by default, the others do not
-    assert config.roles[0].proxy is not None and config.roles[1].proxy is None
+    assert config.role("workers").proxy is not None and config.role("web").proxy is None
 
 
 def test_destination_file_is_deep_merged(tmp_path: Path) -> None:
@@ -154,7 +157,7 @@ def test_role_level_errors(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"config/deploy.yml: servers/workers/commands: unknown key"):
         load(tmp_path, bad_role)
     no_primary = BASE_YML.replace("service: app", "service: app\nprimary_role: api")
-    with pytest.raises(ConfigError, match=r"primary_role: role 'api' is not defined under servers"):
+    with pytest.raises(ConfigError, match=r"primary_role: The primary_role api isn't defined"):
         load(tmp_path, no_primary)
 
 
@@ -172,7 +175,10 @@ def test_missing_required_keys(make_config: ConfigFactory) -> None:
         make_config({"service": "s", "image": "x", "registry": {"username": "u"}, "servers": ["h"]})
     with pytest.raises(ConfigError, match=r"servers: required key is missing"):
         make_config({"service": "s", "image": "x", "registry": {"username": "u", "password": "p"}})
-    with pytest.raises(ConfigError, match=r"service: expected a service name matching"):
+    with pytest.raises(
+        ConfigError,
+        match=r"service: Service name can only include alphanumeric characters, hyphens, and underscores",
+    ):
         make_config(
             {"service": "My App", "image": "x", "registry": {"server": "localhost:5000"}, "servers": ["h"]}
         )
@@ -195,9 +201,14 @@ def test_duplicate_keys_are_rejected(tmp_path: Path) -> None:
         load(tmp_path, BASE_YML + "image: other\n")
 
 
-def test_invalid_yaml(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"config/deploy.yml: invalid YAML"):
-        load(tmp_path, "service: [unclosed\n")
+def test_invalid_yaml_names_the_file_and_line_not_unicode_string(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as exc:
+        load(tmp_path, "service: app\nimage: [unclosed\n")
+    message = str(exc.value)
+    assert message.endswith(
+        "config/deploy.yml:3:1: invalid YAML: expected ',' or ']', but got '<stream end>' (while parsing a flow sequence)"
+    ), message
+    assert "<unicode string>" not in message
 
 
 def test_missing_file(tmp_path: Path) -> None:
@@ -230,7 +241,7 @@ def test_proxy_healthcheck_max_attempts_maps_to_deploy_timeout(
     )
     config = load(tmp_path, text)
     assert config.deploy_timeout == 300
-    assert config.role("web").proxy.deploy_options()["health-check-timeout"] == "10s"  # type: ignore[union-attr]
+    assert config.role("web").proxy.deploy_options()["health-check-timeout"] == "10s"
     assert any("max_attempts" in w for w in warnings_seen)
     text2 = text.replace("service: app", "service: app\ndeploy_timeout: 60")
     assert load(tmp_path, text2).deploy_timeout == 60
@@ -276,9 +287,12 @@ def test_role_proxy_settings(make_config: ConfigFactory) -> None:
 
 def test_tls_constraints(make_config: ConfigFactory) -> None:
     base = {"service": "app", "image": "i", "registry": {"server": "localhost:5000"}}
-    with pytest.raises(ConfigError, match=r"proxy/ssl: TLS needs proxy.host"):
+    with pytest.raises(ConfigError, match=r"proxy/ssl: Must set a host to enable automatic SSL"):
         make_config({**base, "servers": ["h1"], "proxy": {"ssl": True}})
-    with pytest.raises(ConfigError, match=r"only works with one server per role \(2 configured\)"):
+    with pytest.raises(
+        ConfigError,
+        match=r"proxy/ssl: SSL is only supported on a single server .* found 2 servers for role web",
+    ):
         make_config({**base, "servers": ["h1", "h2"], "proxy": {"ssl": True, "host": "a.com"}})
 
 

@@ -49,12 +49,12 @@ def make(
 
     buf = io.StringIO()
     deployer = Deployer(
-        config,
-        runner,
-        Output(stream=buf),
-        options or Options(version="v2"),
-        tmp_path,
-        "deploy",
+        config=config,
+        runner=runner,
+        out=Output(stream=buf),
+        options=options or Options(version="v2"),
+        root=tmp_path,
+        command="deploy",
         lock_held=False,
         sleep=fake_sleep,
     )
@@ -63,7 +63,7 @@ def make(
 
 def test_deploy_sequence(make_config: ConfigFactory, tmp_path: Path) -> None:
     d, r, sleeps, buf = make(make_config, tmp_path)
-    asyncio.run(d.deploy(skip_push=True))
+    asyncio.run(d.main.deploy(skip_push=True))
     h1 = r.lines("h1")
     order = [
         r"docker pull localhost:5000/app:v2",
@@ -96,6 +96,8 @@ def test_deploy_sequence(make_config: ConfigFactory, tmp_path: Path) -> None:
     assert 7 in sleeps
     text = buf.getvalue()
     assert "Deployed app v2 to 4 host(s) (h1, h2, h3, h4)" in text
+    # the release version was passed down, never written onto the loaded configuration
+    assert d.config.version is None
     assert "secret-db" not in text
 
 
@@ -103,7 +105,7 @@ def test_lock_is_taken_on_the_configured_primary_even_with_hosts(
     make_config: ConfigFactory, tmp_path: Path
 ) -> None:
     d, r, _, _ = make(make_config, tmp_path, Options(hosts=["h3"], version="v2"))
-    asyncio.run(d.deploy(skip_push=True))
+    asyncio.run(d.main.deploy(skip_push=True))
     assert r.has(r"^mkdir \.kamal/lock-app && echo", "h1")
     assert not r.has(r"^mkdir \.kamal/lock-app &&", "h3")
     assert r.has(r"^rm \.kamal/lock-app/details", "h1")
@@ -123,7 +125,7 @@ def test_failing_health_check_stops_new_container_and_skips_later_groups(
     )
     r.when(r"docker logs --tail 30 app-web-v2", "booting...\nlistening on 3000")
     with pytest.raises(BootError) as exc:
-        asyncio.run(d.deploy(skip_push=True))
+        asyncio.run(d.main.deploy(skip_push=True))
     message = str(exc.value)
     assert "host h2: app-web-v2 failed to become healthy: Error: target failed to become healthy" in message
     assert "the old version v1 keeps serving" in message and "listening on 3000" in message
@@ -147,7 +149,7 @@ def test_lock_already_held(make_config: ConfigFactory, tmp_path: Path) -> None:
     )
     r.when(r"base64 -d", "Locked by: ann at 2026-01-01T00:00:00Z\nVersion: v1\nMessage: deploying")
     with pytest.raises(LockError, match=r"Deploy lock already in place on h1:\nLocked by: ann"):
-        asyncio.run(d.deploy(skip_push=True))
+        asyncio.run(d.main.deploy(skip_push=True))
     assert not r.has(r"docker run --detach --restart")
     assert not r.has(r"^rm \.kamal/lock-app/details")  # never release someone else's lock
 
@@ -169,7 +171,7 @@ def test_hooks_get_kamal_env_and_failures_abort(make_config: ConfigFactory, tmp_
             f'echo "{name} $KAMAL_HOSTS $KAMAL_VERSION $KAMAL_LOCK $DB $KAMAL_RUNTIME" >> {record}\n',
         )
     d, r, _, _ = make(make_config, tmp_path)
-    asyncio.run(d.deploy(skip_push=True))
+    asyncio.run(d.main.deploy(skip_push=True))
     lines = [line.split() for line in record.read_text().splitlines()]
     assert lines[0] == ["pre-connect", "h1,h2,h3,h4", "v2", "postgres://secret-db"]
     assert lines[1] == ["pre-deploy", "h1,h2,h3,h4", "v2", "true", "postgres://secret-db"]
@@ -184,7 +186,7 @@ def test_hooks_get_kamal_env_and_failures_abort(make_config: ConfigFactory, tmp_
     _hook(tmp_path, "pre-deploy", "echo nope; exit 3\n")
     d, r, _, _ = make(make_config, tmp_path)
     with pytest.raises(HookError, match=r"Hook `pre-deploy` .* failed with exit 3:\nnope"):
-        asyncio.run(d.deploy(skip_push=True))
+        asyncio.run(d.main.deploy(skip_push=True))
     assert not r.has(r"docker run --detach --restart")
     assert r.has(r"^rm \.kamal/lock-app/details", "h1")
 
@@ -195,7 +197,7 @@ def test_rollback_defaults_to_previous_version(make_config: ConfigFactory, tmp_p
     r.when(r"while read line; do echo \$\{line#app-web-\}", "v2")
     r.when(r"while read line; do echo \$\{line#app-workers-\}", "v2")
     r.when(r"'name=\^app-(web|workers)-v1\$' --quiet$", "cid-v1")
-    asyncio.run(d.rollback(None))
+    asyncio.run(d.main.rollback(None))
     assert r.has(r"docker rename app-web-v1 app-web-v1_replaced_[0-9a-f]{16}", "h1")
     assert r.has(r"docker run --detach .* --name app-web-v1 .* localhost:5000/app:v1", "h1")
     assert r.has(r"docker tag localhost:5000/app:v1 localhost:5000/app:latest", "h1")
@@ -208,19 +210,19 @@ def test_rollback_to_missing_version_does_nothing(make_config: ConfigFactory, tm
     r.when(r"'name=\^app-(web|workers)-v9\$' --quiet$", "cid")
     r.when(r"'name=\^app-web-v9\$' --quiet$", "", host="h1")  # later rules win
     with pytest.raises(Exception, match=r"version v9 is not available as a container on: web on h1"):
-        asyncio.run(d.rollback("v9"))
+        asyncio.run(d.main.rollback("v9"))
     assert not r.has(r"docker run --detach --restart")
 
 
 def test_maintenance_and_live(make_config: ConfigFactory, tmp_path: Path) -> None:
     d, r, _, _ = make(make_config, tmp_path)
-    asyncio.run(d.maintenance(None, "Back soon"))
+    asyncio.run(d.app.maintenance(None, "Back soon"))
     assert r.has(
         r'^docker exec kamal-proxy kamal-proxy stop app-web --drain-timeout="30s" --message="Back soon"$',
         "h2",
     )
     assert not r.has(r"kamal-proxy stop", "h4")
-    asyncio.run(d.live())
+    asyncio.run(d.app.live())
     assert r.has(r"^docker exec kamal-proxy kamal-proxy resume app-web$", "h3")
 
 
@@ -233,7 +235,7 @@ def test_app_status_shows_proxy_view(make_config: ConfigFactory, tmp_path: Path)
         r"\{\{\.ID\}\}\\t\{\{\.Names\}\}",
         "cid-new\tapp-web-v1\trunning\tUp 2 minutes\ncid-old\tapp-web-v0\texited\tExited (0) 1 hour ago",
     )
-    status = asyncio.run(d.app_status())
+    status = asyncio.run(d.app.status())
     rows = status["h1"]
     assert rows[0] == {
         "role": "web",
@@ -257,6 +259,6 @@ def test_version_from_git(
         f"cd {tmp_path} && git init -q && git -c user.email=a@b -c user.name=a commit -q --allow-empty -m x"
     )
     sha = os.popen(f"git -C {tmp_path} rev-parse HEAD").read().strip()
-    assert d.resolve_version() == sha
+    assert d.main.resolve_version() == sha
     monkeypatch.setenv("VERSION", "from-env")
-    assert d.resolve_version() == "from-env"
+    assert d.main.resolve_version() == "from-env"

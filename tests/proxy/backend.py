@@ -21,8 +21,47 @@ import asyncio
 import json
 import threading
 import time
-from typing import Any
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlsplit
+
+
+@dataclass
+class _Request:
+    method: str
+    target: str
+    version: str
+    headers: list[tuple[str, str]]
+    lower: dict[str, str]
+    path: str
+    raw_query: str
+    query: dict[str, str]
+    keep_alive: bool
+    body: bytes = b""
+
+    @classmethod
+    def parse(cls, head: bytes) -> _Request:
+        lines = head.decode("latin-1").split("\r\n")
+        method, target, version = lines[0].split(" ", 2)
+        headers: list[tuple[str, str]] = []
+        for line in lines[1:]:
+            if line:
+                name, _, value = line.partition(":")
+                headers.append((name, value.strip()))
+        lower = {n.lower(): v for n, v in headers}
+        url = urlsplit(target)
+        return cls(
+            method=method,
+            target=target,
+            version=version,
+            headers=headers,
+            lower=lower,
+            path=url.path,
+            raw_query=url.query,
+            query={k: v[0] for k, v in parse_qs(url.query).items()},
+            keep_alive=lower.get("connection", "").lower() != "close" and version == "HTTP/1.1",
+        )
 
 
 class Backend:
@@ -37,15 +76,19 @@ class Backend:
         self.health_headers: dict[str, str] = {}
         self.seen: list[dict[str, Any]] = []
         self._loop = asyncio.new_event_loop()
-        self._server: asyncio.AbstractServer | None = None
+        self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         ready = threading.Event()
         self._thread = threading.Thread(target=self._run, args=(ready,), daemon=True)
         self._thread.start()
         ready.wait(5)
-        assert self._server is not None
-        self.port: int = self._server.sockets[0].getsockname()[1]
-        self.address: str = f"127.0.0.1:{self.port}"
+        self.port = self._listening_port()
+        self.address = f"127.0.0.1:{self.port}"
+
+    def _listening_port(self) -> int:
+        # A method of its own: mypy narrows ``self._server`` to None right after __init__ set it.
+        assert self._server is not None, "backend did not start"
+        return int(self._server.sockets[0].getsockname()[1])
 
     def _run(self, ready: threading.Event) -> None:
         asyncio.set_event_loop(self._loop)
@@ -97,110 +140,117 @@ class Backend:
             writer.close()
 
     async def _request(self, head: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
-        lines = head.decode("latin-1").split("\r\n")
-        method, target, version = lines[0].split(" ", 2)
-        headers: list[tuple[str, str]] = []
-        for line in lines[1:]:
-            if line:
-                name, _, value = line.partition(":")
-                headers.append((name, value.strip()))
-        lower = {n.lower(): v for n, v in headers}
-        url = urlsplit(target)
-        query = {k: v[0] for k, v in parse_qs(url.query).items()}
-        path = url.path
-        if path in ("/up", "/redir"):
+        req = _Request.parse(head)
+        if req.path in ("/up", "/redir"):
             self.health_checks += 1
-            self.health_headers = lower
+            self.health_headers = req.lower
         else:
             self.requests += 1
             if id(writer) not in self._proxy_connections:
                 self._proxy_connections.add(id(writer))
                 self.connections += 1
-            self.last_headers = lower
-        if path == "/sink":
-            return await self._sink(reader, writer, lower, int(query.get("rate", "65536")))
-        if lower.get("expect", "").lower() == "100-continue":
+            self.last_headers = req.lower
+        if req.path == "/sink":
+            return await self._sink(reader, writer, req.lower, int(req.query.get("rate", "65536")))
+        if req.lower.get("expect", "").lower() == "100-continue":
             writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
             await writer.drain()
-        body = await self._read_body(reader, lower)
-        self.seen.append({"method": method, "target": target, "headers": headers, "body": body})
-        keep_alive = lower.get("connection", "").lower() != "close" and version == "HTTP/1.1"
+        req.body = await self._read_body(reader, req.lower)
+        self.seen.append(
+            {"method": req.method, "target": req.target, "headers": req.headers, "body": req.body}
+        )
+        streaming = self._STREAMING.get(req.path)
+        if streaming is not None:
+            return await streaming(self, req, reader, writer)
+        status, payload, extra = await self._answer(req)
+        conn = "" if req.keep_alive else "Connection: close\r\n"
+        writer.write(
+            (
+                f"HTTP/1.1 {status} X\r\nX-Backend: {self.name}\r\nContent-Length: {len(payload)}\r\n"
+                f"{extra}{conn}\r\n"
+            ).encode()
+            + (b"" if req.method == "HEAD" else payload)
+        )
+        await writer.drain()
+        return req.keep_alive
 
-        def respond(status: int, payload: bytes, extra: str = "") -> None:
-            conn = "" if keep_alive else "Connection: close\r\n"
-            writer.write(
-                (
-                    f"HTTP/1.1 {status} X\r\nX-Backend: {self.name}\r\nContent-Length: {len(payload)}\r\n"
-                    f"{extra}{conn}\r\n"
-                ).encode()
-                + (b"" if method == "HEAD" else payload)
-            )
-
+    async def _answer(self, req: _Request) -> tuple[int, bytes, str]:
+        """Status, body and extra header lines of the paths answered with a Content-Length body."""
+        path, query = req.path, req.query
         if path == "/up":
-            respond(200 if self.healthy else 500, b"OK")
-        elif path == "/redir":
-            respond(302, b"", "Location: /up\r\n")
-        elif path == "/echo":
+            return (200 if self.healthy else 500), b"OK", ""
+        if path == "/redir":
+            return 302, b"", "Location: /up\r\n"
+        if path == "/echo":
             payload = json.dumps(
                 {
                     "backend": self.name,
-                    "method": method,
-                    "target": target,
+                    "method": req.method,
+                    "target": req.target,
                     "path": path,
-                    "query": url.query,
-                    "headers": headers,
-                    "body": body.decode("latin-1"),
+                    "query": req.raw_query,
+                    "headers": req.headers,
+                    "body": req.body.decode("latin-1"),
                 }
             ).encode()
-            respond(200, payload, "Content-Type: application/json\r\n")
-        elif path == "/slow":
+            return 200, payload, "Content-Type: application/json\r\n"
+        if path == "/slow":
             await asyncio.sleep(int(query.get("ms", "1000")) / 1000)
-            respond(200, f"slow {self.name}".encode())
-        elif path.startswith("/status/"):
+            return 200, f"slow {self.name}".encode(), ""
+        if path.startswith("/status/"):
             status = int(path.rsplit("/", 1)[1])
-            respond(status, f"status {status}".encode())
-        elif path == "/big":
-            respond(200, b"x" * int(query.get("size", "1048576")))
-        elif path == "/chunked":
-            writer.write(
-                f"HTTP/1.1 200 OK\r\nX-Backend: {self.name}\r\nTransfer-Encoding: chunked\r\n\r\n".encode()
-            )
-            for i in range(int(query.get("n", "3"))):
-                piece = f"chunk {i}\n".encode()
-                writer.write(b"%x\r\n%b\r\n" % (len(piece), piece))
-                await writer.drain()
-                await asyncio.sleep(int(query.get("ms", "0")) / 1000)
-            writer.write(b"0\r\n\r\n")
-        elif path == "/sse":
-            writer.write(
-                f"HTTP/1.1 200 OK\r\nX-Backend: {self.name}\r\nContent-Type: text/event-stream\r\n"
-                "Cache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n\r\n".encode()
-            )
-            for i in range(int(query.get("n", "3"))):
-                piece = f"data: event {i}\n\n".encode()
-                writer.write(b"%x\r\n%b\r\n" % (len(piece), piece))
-                await writer.drain()
-                await asyncio.sleep(int(query.get("ms", "100")) / 1000)
-            writer.write(b"0\r\n\r\n")
-        elif path == "/close":
-            size = int(query.get("size", "1000"))
-            writer.write(f"HTTP/1.1 200 OK\r\nX-Backend: {self.name}\r\nConnection: close\r\n\r\n".encode())
-            writer.write(b"y" * size)
+            return status, f"status {status}".encode(), ""
+        if path == "/big":
+            return 200, b"x" * int(query.get("size", "1048576")), ""
+        return 404, b"backend 404", ""
+
+    async def _chunks(
+        self, writer: asyncio.StreamWriter, head: str, pieces: list[bytes], delay_ms: int
+    ) -> None:
+        writer.write(
+            f"HTTP/1.1 200 OK\r\nX-Backend: {self.name}\r\n{head}Transfer-Encoding: chunked\r\n\r\n".encode()
+        )
+        for piece in pieces:
+            writer.write(b"%x\r\n%b\r\n" % (len(piece), piece))
             await writer.drain()
-            return False
-        elif path == "/ws":
-            writer.write(
-                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
-            )
-            await writer.drain()
-            while data := await reader.read(65536):
-                writer.write(data)
-                await writer.drain()
-            return False
-        else:
-            respond(404, b"backend 404")
+            await asyncio.sleep(delay_ms / 1000)
+        writer.write(b"0\r\n\r\n")
         await writer.drain()
-        return keep_alive
+
+    async def _chunked(
+        self, req: _Request, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> bool:
+        pieces = [f"chunk {i}\n".encode() for i in range(int(req.query.get("n", "3")))]
+        await self._chunks(writer, "", pieces, int(req.query.get("ms", "0")))
+        return req.keep_alive
+
+    async def _sse(self, req: _Request, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+        pieces = [f"data: event {i}\n\n".encode() for i in range(int(req.query.get("n", "3")))]
+        head = "Content-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
+        await self._chunks(writer, head, pieces, int(req.query.get("ms", "100")))
+        return req.keep_alive
+
+    async def _close(self, req: _Request, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+        size = int(req.query.get("size", "1000"))
+        writer.write(f"HTTP/1.1 200 OK\r\nX-Backend: {self.name}\r\nConnection: close\r\n\r\n".encode())
+        writer.write(b"y" * size)
+        await writer.drain()
+        return False
+
+    async def _ws(self, req: _Request, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+        writer.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+        await writer.drain()
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+        return False
+
+    _STREAMING: ClassVar[dict[str, Callable[..., Awaitable[bool]]]] = {
+        "/chunked": _chunked,
+        "/sse": _sse,
+        "/close": _close,
+        "/ws": _ws,
+    }
 
     async def _read_body(self, reader: asyncio.StreamReader, headers: dict[str, str]) -> bytes:
         if "content-length" in headers:

@@ -134,7 +134,8 @@ def test_control_call_without_daemon_reports_dial_error(tmp_path: Path) -> None:
         [sys.executable, "-m", "proxy.cli.main", "list"], env=env, capture_output=True, text=True, cwd=ROOT
     )
     assert result.returncode == 1
-    assert result.stderr == f"Error: dial unix {sock}: connect: no such file or directory\n"
+    # kamal-proxy's message first, then our hint (tests/proxy/test_cli_output.py)
+    assert result.stderr.startswith(f"Error: dial unix {sock}: connect: no such file or directory (")
 
 
 def test_socket_path_falls_back_to_xdg_runtime_dir_then_tmpdir(tmp_path: Path) -> None:

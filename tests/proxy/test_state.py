@@ -24,7 +24,8 @@ def test_state_file_round_trip_and_atomic_replace(tmp_path: Path) -> None:
         )
     ]
     state.save(saved)
-    assert state.load() == saved
+    loaded = state.load()
+    assert loaded is not None and loaded.services == saved and not loaded.damaged
     raw = state.path.read_text()
     assert raw.endswith("]\n") and raw.count("\n") == 1
     assert json.loads(raw)[0]["pause_controller"] == {

@@ -55,6 +55,7 @@ def missing_prerequisites() -> str | None:
         "/usr/sbin/sshd": "openssh-server",
         "/usr/sbin/ip": "iproute2",
         "/usr/bin/nsenter": "util-linux (nsenter)",
+        "/usr/sbin/debootstrap": "debootstrap (the proxy image's base)",
     }
     missing = [pkg for path, pkg in need.items() if not os.path.exists(path)]
     if not (shutil.which("runc") or os.path.exists("/usr/sbin/runc")):
@@ -488,74 +489,6 @@ def app_context(dest: Path, version: str, healthy: bool = True) -> Path:
         (www / "up").write_text("ok\n")
     (dest / "Dockerfile").write_text(
         f"FROM scratch\nCOPY rootfs/ /\nCOPY www/ /www/\nEXPOSE 80\nCMD {APP_CMD}\n"
-    )
-    return dest
-
-
-def proxy_mounts() -> list[tuple[str, str]]:
-    """Read-only bind mounts (host path, container path) that let the proxy image run this checkout:
-    the interpreter's prefix (stdlib + the installed dependencies), the directories of the shared
-    libraries ``ldd`` reports for it, and the repository (for the ``proxy`` package)."""
-    exe = Path(sys.executable).resolve()
-    dirs = {str(Path(sys.base_prefix).resolve()), str(REPO)}
-    out = subprocess.run(["ldd", str(exe)], capture_output=True, text=True).stdout
-    for line in out.splitlines():
-        parts = line.split()
-        path = parts[2] if "=>" in parts and len(parts) >= 3 else (parts[0] if parts else "")
-        if path.startswith("/") and not path.startswith(str(Path(sys.base_prefix).resolve())):
-            dirs.add(str(Path(path).resolve().parent))
-    # extension modules (ssl, ctypes, cryptography, uvloop) need a few more system libraries
-    dirs.add(
-        str(Path("/usr/lib/x86_64-linux-gnu" if os.path.isdir("/usr/lib/x86_64-linux-gnu") else "/usr/lib"))
-    )
-    return [(d, d) for d in sorted(dirs)]
-
-
-def proxy_context(dest: Path) -> Path:
-    """A FROM-scratch image that runs *this* checkout's proxy as ``kamal-proxy run``.
-
-    The image holds busybox, ``/usr/local/bin/kamal-proxy`` (``exec <host python> -m proxy.cli.main``),
-    a non-root ``kamal-proxy`` user (uid 1000) with its state directory
-    ``/home/kamal-proxy/.config/kamal-proxy`` and the ``org.opencontainers.image.title=kamal-proxy``
-    label — the contract of the repository's Dockerfile, which needs python:3.11-slim from Docker Hub.
-    The interpreter, its libraries and the source come from read-only bind mounts
-    (:func:`proxy_mounts`, passed through deploy.yml ``proxy/run/options/volume``).
-    """
-    rootfs = dest / "rootfs"
-    exe = Path(sys.executable).resolve()
-    (rootfs / "bin").mkdir(parents=True)
-    shutil.copy2(BUSYBOX, rootfs / "bin" / "busybox")
-    for applet in ("sh", "ls", "cat", "wget", "env"):
-        (rootfs / "bin" / applet).symlink_to("busybox")
-    for link, target in (("lib", "usr/lib"), ("lib64", "usr/lib64")):
-        (rootfs / link).symlink_to(target)
-    (rootfs / "usr/lib64").mkdir(parents=True)
-    ld = Path("/lib64/ld-linux-x86-64.so.2")
-    if ld.exists():  # the ELF interpreter; its real file is under the mounted lib directory
-        (rootfs / "usr/lib64" / ld.name).symlink_to(os.path.realpath(ld))
-    (rootfs / "usr/local/bin").mkdir(parents=True)
-    script = rootfs / "usr/local/bin/kamal-proxy"
-    script.write_text(f'#!/bin/sh\nexec {exe} -m proxy.cli.main "$@"\n')
-    script.chmod(0o755)
-    (rootfs / "etc").mkdir()
-    (rootfs / "etc/passwd").write_text(
-        "root:x:0:0:root:/root:/bin/sh\nkamal-proxy:x:1000:1000::/home/kamal-proxy:/bin/sh\n"
-    )
-    (rootfs / "etc/group").write_text("root:x:0:\nkamal-proxy:x:1000:\n")
-    (rootfs / "tmp").mkdir()
-    (rootfs / "tmp").chmod(0o1777)
-    (dest / "home/kamal-proxy/.config/kamal-proxy").mkdir(parents=True)
-    (dest / "Dockerfile").write_text(
-        "FROM scratch\n"
-        "COPY rootfs/ /\n"
-        "COPY --chown=1000:1000 home/ /home/\n"
-        "LABEL org.opencontainers.image.title=kamal-proxy\n"
-        f"ENV PATH=/usr/local/bin:/bin PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 PYTHONPATH={REPO} "
-        "HOME=/home/kamal-proxy\n"
-        "WORKDIR /home/kamal-proxy\n"
-        "USER kamal-proxy:kamal-proxy\n"
-        "EXPOSE 80 443\n"
-        'CMD ["kamal-proxy", "run"]\n'
     )
     return dest
 

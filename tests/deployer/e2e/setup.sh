@@ -1,7 +1,7 @@
 #!/bin/sh
 # One-time, idempotent setup for tests/deployer/e2e (Debian 12 / bookworm, run as root).
 # Installs the engine (podman + runc + netavark + aardvark-dns), the registry, busybox-static,
-# sshd and the tools the test uses. Starts no services: the test starts sshd, one
+# debootstrap (the proxy image's Debian base, base-image.sh), sshd and the tools the test uses. Starts no services: the test starts sshd, one
 # `podman system service` per fake host, and the registry itself, and stops them at the end.
 set -eu
 
@@ -11,7 +11,7 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 PACKAGES="podman runc conmon netavark aardvark-dns containernetworking-plugins docker-registry \
-busybox-static openssh-server openssh-client iproute2 util-linux iptables file"
+busybox-static openssh-server openssh-client iproute2 util-linux iptables file debootstrap"
 
 missing=""
 for p in $PACKAGES; do

@@ -15,7 +15,7 @@ What is real
     * Kamal's addressing: the proxy reaches the app as ``<short container id>:80`` through aardvark-dns
       on the ``kamal`` network, as Docker's embedded DNS does in production (checked below against
       ``kamal-proxy list``).
-    * The proxy container runs *our* proxy, ``kamal-proxy run``, as the non-root ``kamal-proxy`` user,
+    * The proxy container runs *our* proxy image, ``kamal-proxy run``, as the non-root ``kamal-proxy`` user,
       state in the ``kamal-proxy-config`` volume at /home/kamal-proxy/.config/kamal-proxy, booted by
       the deployer from ``proxy.run`` (registry/repository/version) and driven with
       ``docker exec kamal-proxy kamal-proxy deploy|stop|resume|remove``.
@@ -35,10 +35,9 @@ What differs from production, and how the behaviour is still covered
       registry at another address fails. Kamal reaches a local registry from a server through an SSH
       port forward; here a relay inside each host's namespace (``env.Relay``) plays that part, since
       the engines live in their own namespaces. ``docker login`` is covered by the command tests.
-    * The proxy image holds busybox, a ``kamal-proxy`` launcher, the user and the label, but the
-      interpreter, its libraries and the source are read-only bind mounts of the host's Python and this
-      checkout (``proxy.run.options.volume``), because python:3.11-slim cannot be pulled here and
-      copying a Python installation into an image costs ~40 s per run.
+    * The proxy image is built from the repository's ``Dockerfile`` by the test (conftest.py,
+      image.py) on a local Debian bookworm base made with debootstrap instead of python:3.11-slim
+      (Docker Hub cannot be reached here), with its wheels from a directory mounted into the build.
     * ``proxy.run.options`` and ``servers.web.options`` add ``--ulimit nofile=1024:1024 --ulimit
       nproc=1024:1024`` (podman otherwise asks for rlimits above this sandbox's hard limits), and the
       proxy gets ``--sysctl net.ipv4.ip_unprivileged_port_start=0``, which Docker sets by default in a
@@ -91,13 +90,13 @@ import pytest
 import yaml
 
 from tests.deployer.e2e import env
+from tests.deployer.e2e.conftest import PROXY_REPOSITORY, PROXY_VERSION
 from tests.deployer.sshd import SshServer, free_port, sshd_available
 
 HOSTS = ["127.0.0.2", "127.0.0.3"]
 NEW_HOST = "127.0.0.4"
 ALL_HOSTS = [*HOSTS, NEW_HOST]
 SERVICE = "demo"
-PROXY_VERSION = "v0.9.2"
 DEPLOY_TIMEOUT = 8
 
 # Slow (podman engines in network namespaces): a separate pytest run in `make test`, or `make test-e2e`.
@@ -135,13 +134,12 @@ class World:
                 "healthcheck": {"path": "/up", "interval": 1, "timeout": 2},
                 "run": {
                     "registry": self.registry.server,
-                    "repository": "kamal-proxy",
+                    "repository": PROXY_REPOSITORY,
                     "version": PROXY_VERSION,
                     "options": {
                         "ulimit": ulimits,
                         "sysctl": "net.ipv4.ip_unprivileged_port_start=0",
                         "dns-option": "timeout:1",
-                        "volume": [f"{h}:{c}:ro" for h, c in env.proxy_mounts()],
                     },
                 },
             },
@@ -280,18 +278,15 @@ def _start_host(world: World, address: str, index: int) -> None:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    reason = env.missing_prerequisites() or sshd_available()
+def world(e2e_root: Path, registry: env.Registry, builder: env.Builder, proxy_image: str) -> Iterator[World]:
+    reason = sshd_available()
     if reason:
         pytest.skip(reason)
-    root = tmp_path_factory.mktemp("e2e")
-    registry = env.Registry(root / "registry")
-    builder = env.Builder(root / "builder", registry)
+    root = e2e_root / "loop"
     project = root / "project"
     ssh = SshServer(root / "sshd", ALL_HOSTS, free_port())
     world = World(root, project, ssh, registry)
     try:
-        registry.start()
         shim = env.docker_shim(root / "shim")
         path = f"{shim}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
         ssh.env = {
@@ -302,9 +297,6 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         threads = [threading.Thread(target=_start_host, args=(world, a, i)) for i, a in enumerate(ALL_HOSTS)]
         for t in threads:
             t.start()
-        builder.build_and_push(
-            env.proxy_context(root / "proxy-image"), f"{registry.server}/kamal-proxy:{PROXY_VERSION}"
-        )
         for version, healthy in (("v1", True), ("v2", True), ("v3", False)):
             builder.build_and_push(
                 env.app_context(root / f"app-{version}", version, healthy),
@@ -333,8 +325,6 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
                     host.relay.close()
                 host.netns.delete()
         ssh.stop()
-        builder.cleanup()
-        registry.stop()
 
 
 class Load:
@@ -399,6 +389,9 @@ def assert_serving(world: World, hosts: list[str], version: str) -> None:
 
 
 # -- the loop, in order ----------------------------------------------------------------------------
+# the first test also waits for the session fixtures: the proxy image (a cold debootstrap of its
+# base takes about a minute) and the hosts
+@pytest.mark.timeout(600)
 def test_setup_deploys_v1_to_fresh_hosts(world: World) -> None:
     for host in HOSTS:
         assert world.containers(host) == {}, "fresh hosts start without containers"

@@ -1,0 +1,353 @@
+"""HTTP/2 framing for the TLS listener: the ``h2`` package's connection, bounded and translated.
+
+Sans-IO, like the HTTP/1 parsers: bytes go in through ``receive_data``, events come out, and what to
+write is taken with ``data_to_send``. The connection layer (transport, timeouts) drives it; each
+request stream drives the same exchange logic an HTTP/1.1 request does.
+
+What this layer adds to ``h2``:
+- **Translation to HTTP/1 semantics**: a request head with ``:authority`` as ``Host``, cookies split
+  across fields joined with ``; ``, the origin-form target; response heads with connection-specific
+  fields dropped and names lower-cased.
+- **Validation** (where h2→h1 translation is where smuggling hides): ``h2`` already rejects uppercase
+  names, CR/LF/NUL, connection-specific fields, ``te`` other than ``trailers``, pseudo-header misuse and
+  a ``content-length`` that disagrees with the DATA sent; a failed stream is reset, not forwarded.
+- **Bounds**: ``SETTINGS_MAX_CONCURRENT_STREAMS`` (100, as Go), a header-list size limit, CONTINUATION
+  backlog (``h2``'s own, 64 frames), rapid reset (CVE-2023-44487: a peer that cancels most of the
+  streams it opens, past a floor, gets GOAWAY), and SETTINGS / PING floods (a rate limit; past it,
+  GOAWAY ENHANCE_YOUR_CALM). Every limit ends in ``ConnectionEnded``; memory does not grow.
+- **Flow control tied to the other side's pace**: request-body bytes are acknowledged to the client
+  only when the exchange says they were consumed upstream (``consumed``), and response bytes beyond
+  the client's window wait in a per-stream queue; ``send_body`` returns False while anything waits,
+  so the exchange stops reading its upstream until ``StreamWritable``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import h2.config
+import h2.connection
+import h2.errors
+import h2.events
+import h2.exceptions
+import h2.settings
+from hyperframe.frame import GoAwayFrame
+
+MAX_CONCURRENT_STREAMS = 100  # Go's http2 server default
+MAX_HEADER_LIST_SIZE = 64 * 1024  # the HTTP/1 head limit, for the same request
+INITIAL_WINDOW_SIZE = 256 * 1024  # per stream: how much request body a client may send ahead
+RAPID_RESET_FLOOR = 200  # resets a connection may always make
+CONTROL_FRAME_BURST = 200  # SETTINGS + PING frames allowed in a burst...
+CONTROL_FRAMES_PER_SECOND = 50.0  # ...and refilled at this rate
+
+# Hop-by-hop / connection-specific response fields that HTTP/2 forbids (RFC 9113 §8.2.2).
+_CONNECTION_SPECIFIC = frozenset(
+    {b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade", b"te"}
+)
+
+
+@dataclass(slots=True)
+class StreamHead:
+    """A request's head, in HTTP/1 terms: ``headers`` carries ``host`` and no pseudo-headers."""
+
+    stream_id: int
+    method: bytes
+    target: bytes
+    scheme: bytes
+    host: bytes
+    headers: list[tuple[bytes, bytes]]
+    end_stream: bool
+
+
+@dataclass(slots=True)
+class StreamData:
+    stream_id: int
+    data: bytes
+    flow_length: int  # what to pass to ``consumed`` once the bytes went upstream (padding included)
+
+
+@dataclass(slots=True)
+class StreamEnd:
+    stream_id: int
+
+
+@dataclass(slots=True)
+class StreamReset:
+    """The client cancelled the stream (or it failed validation): its exchange is cancelled (499)."""
+
+    stream_id: int
+    error_code: int
+
+
+@dataclass(slots=True)
+class StreamWritable:
+    """The client's window opened and everything queued for this stream went out."""
+
+    stream_id: int
+
+
+@dataclass(slots=True)
+class ConnectionEnded:
+    """The connection is over: the peer sent GOAWAY, broke the protocol, or crossed a limit."""
+
+    reason: str
+    error_code: int
+
+
+H2Event = StreamHead | StreamData | StreamEnd | StreamReset | StreamWritable | ConnectionEnded
+
+
+class _RateLimit:
+    """A token bucket over the given clock."""
+
+    __slots__ = ("_clock", "_rate", "_stamp", "_tokens", "burst")
+
+    def __init__(self, *, burst: int, rate: float, clock: Callable[[], float]) -> None:
+        self.burst = burst
+        self._rate = rate
+        self._clock = clock
+        self._tokens = float(burst)
+        self._stamp = clock()
+
+    def take(self, n: int = 1) -> bool:
+        now = self._clock()
+        self._tokens = min(float(self.burst), self._tokens + (now - self._stamp) * self._rate)
+        self._stamp = now
+        self._tokens -= n
+        return self._tokens >= 0
+
+
+class H2Session:
+    """The server side of one HTTP/2 connection."""
+
+    def __init__(
+        self,
+        *,
+        clock: Callable[[], float],
+        max_concurrent_streams: int = MAX_CONCURRENT_STREAMS,
+        max_header_list_size: int = MAX_HEADER_LIST_SIZE,
+    ) -> None:
+        config = h2.config.H2Configuration(client_side=False, header_encoding=None)
+        self._conn = h2.connection.H2Connection(config=config)
+        self._conn.local_settings = h2.settings.Settings(
+            client=False,
+            initial_values={
+                h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: max_concurrent_streams,
+                h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: max_header_list_size,
+                h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: INITIAL_WINDOW_SIZE,
+                h2.settings.SettingCodes.ENABLE_PUSH: 0,
+            },
+        )
+        self._pending: dict[int, list[tuple[memoryview, bool]]] = {}
+        self._control = _RateLimit(burst=CONTROL_FRAME_BURST, rate=CONTROL_FRAMES_PER_SECOND, clock=clock)
+        self.streams_opened = 0
+        self.resets_by_peer = 0
+        self.ended: ConnectionEnded | None = None
+        self._goaway: bytes = b""  # a graceful GOAWAY waiting to be written
+        self._last_stream_id: int | None = None  # set by a graceful GOAWAY: no streams past it
+
+    # -- input -------------------------------------------------------------------------------
+
+    def initiate(self) -> None:
+        """Queue the server preface (our SETTINGS)."""
+        self._conn.initiate_connection()
+
+    def receive_data(self, data: bytes) -> list[H2Event]:
+        if self.ended is not None:
+            return []
+        try:
+            raw = self._conn.receive_data(data)
+        except h2.exceptions.ProtocolError as exc:
+            return [self._end(f"protocol error: {exc}", _error_code(exc))]
+        events: list[H2Event] = []
+        for event in raw:
+            translated = self._translate(event)
+            if translated is not None:
+                events.append(translated)
+            if self.ended is not None:
+                events.append(self.ended)
+                break
+        return events
+
+    def _translate(self, event: h2.events.Event) -> H2Event | None:
+        if isinstance(event, h2.events.RequestReceived):
+            self.streams_opened += 1
+            if self._last_stream_id is not None and (event.stream_id or 0) > self._last_stream_id:
+                self._refuse(event.stream_id or 0, h2.errors.ErrorCodes.REFUSED_STREAM)
+                return None
+            return self._request(event)
+        if isinstance(event, h2.events.DataReceived):
+            assert event.stream_id is not None and event.data is not None
+            return StreamData(event.stream_id, event.data, event.flow_controlled_length or 0)
+        if isinstance(event, h2.events.StreamEnded):
+            assert event.stream_id is not None
+            return StreamEnd(event.stream_id)
+        if isinstance(event, h2.events.StreamReset):
+            assert event.stream_id is not None
+            self._pending.pop(event.stream_id, None)
+            if event.remote_reset:
+                self.resets_by_peer += 1
+                if self.resets_by_peer > RAPID_RESET_FLOOR and self.resets_by_peer * 2 > self.streams_opened:
+                    self._end("rapid reset: the client cancels most streams it opens", _CALM)
+            return StreamReset(event.stream_id, int(event.error_code or 0))
+        if isinstance(event, h2.events.WindowUpdated):
+            return self._window_opened(event.stream_id or 0)
+        if isinstance(event, h2.events.RemoteSettingsChanged | h2.events.PingReceived):
+            if not self._control.take():
+                self._end("SETTINGS/PING flood", _CALM)
+            return None
+        if isinstance(event, h2.events.ConnectionTerminated):
+            self.ended = ConnectionEnded("the client sent GOAWAY", int(event.error_code or 0))
+            return None
+        if isinstance(event, h2.events.TrailersReceived):
+            return None  # request trailers are not forwarded (HTTP/1.1 upstreams would need chunked)
+        return None
+
+    def _request(self, event: h2.events.RequestReceived) -> StreamHead | None:
+        assert event.stream_id is not None and event.headers is not None
+        method = target = scheme = authority = b""
+        host = b""
+        cookies: list[bytes] = []
+        headers: list[tuple[bytes, bytes]] = []
+        for name, value in _as_bytes(event.headers):
+            if name.startswith(b":"):
+                if name == b":method":
+                    method = value
+                elif name == b":path":
+                    target = value
+                elif name == b":scheme":
+                    scheme = value
+                elif name == b":authority":
+                    authority = value
+                else:
+                    self._refuse(event.stream_id)  # :protocol (extended CONNECT) is not offered
+                    return None
+            elif name == b"cookie":
+                cookies.append(value)
+            elif name == b"host":
+                host = value
+            else:
+                headers.append((name, value))
+        host = authority or host
+        if method == b"CONNECT" or not target or not host:
+            self._refuse(event.stream_id)
+            return None
+        headers.insert(0, (b"host", host))
+        if cookies:
+            headers.append((b"cookie", b"; ".join(cookies)))
+        return StreamHead(
+            stream_id=event.stream_id,
+            method=method,
+            target=target,
+            scheme=scheme,
+            host=host,
+            headers=headers,
+            end_stream=event.stream_ended is not None,
+        )
+
+    def _refuse(self, stream_id: int, code: int = h2.errors.ErrorCodes.PROTOCOL_ERROR) -> None:
+        self._conn.reset_stream(stream_id, code)
+
+    def _window_opened(self, stream_id: int) -> StreamWritable | None:
+        """Flush what waited for the window; one stream, or all of them for the connection window."""
+        ids = list(self._pending) if stream_id == 0 else [stream_id]
+        writable = None
+        for sid in ids:
+            if sid in self._pending and self._flush(sid):
+                writable = StreamWritable(sid)
+                if stream_id != 0:
+                    return writable
+        return writable
+
+    def _end(self, reason: str, code: int) -> ConnectionEnded:
+        if self.ended is None:
+            self.ended = ConnectionEnded(reason, code)
+            self._conn.close_connection(error_code=code)
+        return self.ended
+
+    # -- output ------------------------------------------------------------------------------
+
+    def data_to_send(self) -> bytes:
+        data = self._conn.data_to_send()
+        if self._goaway:
+            data, self._goaway = self._goaway + data, b""
+        return data
+
+    def send_head(
+        self, stream_id: int, status: int, headers: Iterable[tuple[bytes, bytes]], *, end: bool
+    ) -> None:
+        fields = [(b":status", b"%d" % status)]
+        fields += [(n.lower(), v) for n, v in headers if n.lower() not in _CONNECTION_SPECIFIC]
+        self._conn.send_headers(stream_id, fields, end_stream=end)
+
+    def send_body(self, stream_id: int, data: bytes, *, end: bool = False) -> bool:
+        """Send what the client's window allows, queue the rest; True when nothing waits."""
+        queue = self._pending.setdefault(stream_id, [])
+        queue.append((memoryview(data), end))
+        return self._flush(stream_id)
+
+    def _flush(self, stream_id: int) -> bool:
+        queue = self._pending.get(stream_id)
+        while queue:
+            view, end = queue[0]
+            window = min(self._conn.local_flow_control_window(stream_id), self._conn.max_outbound_frame_size)
+            if window <= 0 and len(view):
+                return False
+            piece, rest = view[:window], view[window:]
+            self._conn.send_data(stream_id, piece, end_stream=end and not len(rest))
+            if len(rest):
+                queue[0] = (rest, end)
+            else:
+                queue.pop(0)
+        self._pending.pop(stream_id, None)
+        return True
+
+    def consumed(self, stream_id: int, flow_length: int) -> None:
+        """Request-body bytes went upstream: let the client send that much more."""
+        if flow_length and self.ended is None:
+            try:
+                self._conn.acknowledge_received_data(flow_length, stream_id)
+            except h2.exceptions.StreamClosedError:
+                pass
+
+    def reset(self, stream_id: int, *, code: int = h2.errors.ErrorCodes.CANCEL) -> None:
+        self._pending.pop(stream_id, None)
+        try:
+            self._conn.reset_stream(stream_id, code)
+        except h2.exceptions.StreamClosedError:
+            pass
+
+    def goaway(self) -> None:
+        """Graceful shutdown: no new streams past the last one seen; those in flight may finish.
+
+        ``h2``'s ``close_connection`` closes its state machine at once (nothing more may be sent), so
+        the graceful GOAWAY frame is written by us and the state machine stays open for the streams
+        in flight; the connection layer closes once they are done.
+        """
+        if self.ended is None and self._last_stream_id is None:
+            self._last_stream_id = self._conn.highest_inbound_stream_id
+            frame = GoAwayFrame(stream_id=0)
+            frame.last_stream_id = self._last_stream_id
+            frame.error_code = 0
+            self._goaway = frame.serialize()
+
+    @property
+    def open_streams(self) -> int:
+        return int(self._conn.open_inbound_streams)
+
+
+_CALM = int(h2.errors.ErrorCodes.ENHANCE_YOUR_CALM)
+
+
+def _error_code(exc: h2.exceptions.ProtocolError) -> int:
+    code = getattr(exc, "error_code", h2.errors.ErrorCodes.PROTOCOL_ERROR)
+    return int(code)
+
+
+def _as_bytes(headers: Iterable[tuple[bytes | str, bytes | str]]) -> Iterable[tuple[bytes, bytes]]:
+    for name, value in headers:
+        yield (
+            name if isinstance(name, bytes) else name.encode("latin-1"),
+            value if isinstance(value, bytes) else value.encode("latin-1"),
+        )
