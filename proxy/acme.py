@@ -131,8 +131,8 @@ class _Account:
 
 
 class OnDemandApproval(Protocol):
-    async def approve(self, tls: ServiceTls, host: str) -> None:
-        """Return when ``host`` may get a certificate; raise IssueError when it may not."""
+    async def approve(self, service: str, url: str, host: str) -> None:
+        """Return when ``host`` may get a certificate; raise when it may not (the reason is logged)."""
 
 
 class AcmeIssuer:
@@ -202,8 +202,13 @@ class AcmeIssuer:
                 self._install(tls, host, cached[0], cached[1], cached[2])
                 self._log.debug("Certificate loaded from cache", host=host)
                 return
-            if tls.on_demand_url and self._on_demand is not None:
-                await self._on_demand.approve(tls, host)
+            if tls.on_demand_url:
+                if self._on_demand is None:
+                    raise IssueError("on-demand TLS is not available")
+                try:
+                    await self._on_demand.approve(tls.service, tls.on_demand_url, host)
+                except Exception as exc:  # denied: asked again on the next handshake, as kamal-proxy
+                    raise IssueError(str(exc)) from None
         try:
             pem = await self._loop.run_in_executor(self._executor, self._order, tls, host)
             not_before, not_after = leaf_validity(pem)

@@ -34,7 +34,9 @@ from proxy.acme import AcmeIssuer
 from proxy.control import ControlServer, DaemonRunning, check_not_running
 from proxy.http.downstream import ClientConnection, ProxyContext
 from proxy.http.parser import ParserKind, make_request_parser, make_response_parser
+from proxy.lifecycle import ServiceMode
 from proxy.log import JsonLog
+from proxy.on_demand import OnDemand
 from proxy.router import ControlError, Router
 from proxy.service import Service
 from proxy.service_map import ServiceMap
@@ -126,12 +128,23 @@ class Daemon:
     def _routes(self) -> ServiceMap[Service]:
         return self.router.routes
 
+    def _on_demand_target(self, name: str) -> str | None:
+        """A target of service ``name`` that would take a request now (for on-demand TLS checks)."""
+        for service in self.router.routes.owners.values():
+            if service.name == name:
+                if service.mode is not ServiceMode.RUNNING:
+                    return None
+                target = service.active.pick()
+                return target.address if target is not None else None
+        return None
+
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         self.log.attach(loop)
         loop.set_exception_handler(self._loop_error)
         config = self.config
-        issuer = AcmeIssuer(loop=loop, log=self.log, store=self.tls)
+        on_demand = OnDemand(loop=loop, log=self.log, local=self._on_demand_target)
+        issuer = AcmeIssuer(loop=loop, log=self.log, store=self.tls, on_demand=on_demand)
         self.tls.issuer = issuer
         self.router.restore()
         parser = config.http_parser

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from proxy import defaults
+from proxy.on_demand import OnDemandUrlError, check_on_demand_url
 from proxy.schema import (
     NANOS,
     STRICT,
@@ -198,6 +199,10 @@ def validate_service_options(options: ServiceOptions) -> None:
                 raise OptionsError("cannot use a custom TLS certificate with a TLS on-demand URL")
             if options.canonical_host:
                 raise OptionsError("cannot set a canonical host when using a TLS on-demand URL")
+            try:
+                check_on_demand_url(options.tls_on_demand_url)
+            except OnDemandUrlError as exc:
+                raise OptionsError(str(exc)) from None
         elif "" in options.hosts:
             raise OptionsError("host must be set when using TLS")
         if any(p != "/" for p in options.path_prefixes):

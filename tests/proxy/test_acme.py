@@ -210,3 +210,35 @@ def test_ca_down_then_up_is_retried_later(
             break
         time.sleep(0.5)
     assert fetch(acme_proxy, pebble)[0] == 200
+
+
+EAB_KID = "kid-1"
+EAB_KEY = "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W"
+
+
+def test_external_account_binding_is_sent_when_the_ca_requires_it(tmp_path: Path, backend: Backend) -> None:
+    pebble = Pebble(tmp_path / "pebble", eab={EAB_KID: EAB_KEY})
+    proxy = ProxyProcess(tmp=tmp_path)
+    proxy.env["SSL_CERT_FILE"] = str(pebble.ca_file)
+    proxy.start()
+    try:
+        pebble.start(http_port=proxy.port, tls_port=proxy.https_port)
+        deploy_acme(proxy, pebble, backend, "unbound.example.com")
+        assert refused(proxy, "unbound.example.com")  # no binding: the CA refuses the account
+        proxy.deploy(
+            "bound",
+            backend.address,
+            args=(
+                "--tls",
+                f"--host={HOST}",
+                f"--tls-acme-directory={pebble.directory}",
+                f"--tls-acme-cache-path={proxy.tmp / 'eab-certs'}",
+                f"--tls-acme-eab-kid={EAB_KID}",
+                f"--tls-acme-eab-hmac-key={EAB_KEY}",
+            ),
+        )
+        assert fetch(proxy, pebble)[0] == 200
+        assert f'Successful newAccount Binding with CA using kid "{EAB_KID}"' in pebble.log_text()
+    finally:
+        proxy.stop(signal.SIGKILL)
+        pebble.stop()

@@ -388,3 +388,52 @@ def test_garbage_and_plain_http_on_the_tls_port_are_closed_quietly(
         e for e in proxy.logs() if e.get("level") in ("ERROR", "WARN", "INFO") and "TLS" in str(e.get("msg"))
     ]
     assert not [e for e in proxy.logs() if "raw" in e]
+
+
+def listed_options(proxy: ProxyProcess, name: str) -> dict[str, Any]:
+    services = json.loads(proxy.ctl("list", "--json").stdout)
+    return dict(services[name]["options"])
+
+
+def test_acme_directory_flags_are_stored(control_proxy: ProxyProcess, backend: Backend) -> None:
+    base = ("deploy", "app", f"--target={backend.address}", "--host=a.example.com", "--tls")
+    control_proxy.ctl(*base, "--tls-staging")
+    assert listed_options(control_proxy, "app")["acme_directory"] == (
+        "https://acme-staging-v02.api.letsencrypt.org/directory"
+    )
+    control_proxy.ctl(
+        *base,
+        "--tls-acme-directory=https://ca.example/dir",
+        "--tls-acme-eab-kid=k",
+        "--tls-acme-eab-hmac-key=aGk",
+    )
+    options = listed_options(control_proxy, "app")
+    assert options["acme_directory"] == "https://ca.example/dir"
+    assert (options["acme_eab_kid"], options["acme_eab_hmac_key"]) == ("k", "aGk")
+    both = control_proxy.ctl(
+        *base, "--tls-staging", "--tls-acme-directory=https://ca.example/dir", check=False
+    )
+    assert both.returncode == 1 and "cannot be used together" in both.stderr
+    half = control_proxy.ctl(*base, "--tls-acme-eab-kid=k", check=False)
+    assert half.returncode == 1 and "must be set together" in half.stderr
+
+
+def test_list_shows_tls_per_service(control_proxy: ProxyProcess, backend: Backend) -> None:
+    control_proxy.ctl("deploy", "secure", f"--target={backend.address}", "--host=a.example.com", "--tls")
+    control_proxy.ctl("deploy", "plain", f"--target={backend.address}", "--host=b.example.com")
+    services = json.loads(control_proxy.ctl("list", "--json").stdout)
+    assert (services["secure"]["tls"], services["plain"]["tls"]) == (True, False)
+    table = control_proxy.ctl("list").stdout
+    rows = {line.split()[0]: line.split()[-1] for line in table.splitlines()[1:]}
+    assert rows == {"plain": "no", "secure": "yes"}
+
+
+def test_static_certificate_is_served_again_after_a_restart(
+    proxy: ProxyProcess, backend: Backend, ca: CA
+) -> None:
+    deploy_static(proxy, ca, backend, HOST)
+    serial = served_serial(proxy, ca)
+    proxy.stop()
+    proxy.start()
+    assert served_serial(proxy, ca) == serial
+    assert status_of(https_request(proxy, client_context(ca, proxy.tmp))) == 200
