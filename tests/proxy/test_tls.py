@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import socket
 import ssl
 import subprocess
@@ -383,11 +384,41 @@ def test_garbage_and_plain_http_on_the_tls_port_are_closed_quietly(
         except ConnectionResetError:
             pass  # closed with the junk unread
         sock.close()
+    # a real hello for a served name, then the client gives up mid-handshake
+    ctx = client_context(ca, proxy.tmp)
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = ctx.wrap_bio(incoming, outgoing, server_hostname=HOST)
+    with pytest.raises(ssl.SSLWantReadError):
+        obj.do_handshake()
+    sock = socket.create_connection(("127.0.0.1", proxy.https_port), timeout=5)
+    sock.sendall(outgoing.read())
+    assert sock.recv(100)  # the server's flight
+    sock.sendall(b"\x15\x03\x03\x00\x02\x02\x28")  # a fatal alert instead of the rest
+    sock.close()
     assert status_of(https_request(proxy, client_context(ca, proxy.tmp))) == 200
-    assert not [
-        e for e in proxy.logs() if e.get("level") in ("ERROR", "WARN", "INFO") and "TLS" in str(e.get("msg"))
-    ]
-    assert not [e for e in proxy.logs() if "raw" in e]
+    assert not [e for e in proxy.logs() if e.get("level") in ("ERROR", "WARN") or "raw" in e]
+    assert not [e for e in proxy.logs() if e.get("level") == "INFO" and "TLS" in str(e.get("msg"))]
+
+
+def test_client_hello_must_arrive_within_the_header_timeout(tmp_path: Path, ca: CA, backend: Backend) -> None:
+    proxy = ProxyProcess(tmp=tmp_path, args=("--read-header-timeout", "1s", "--debug")).start()
+    try:
+        deploy_static(proxy, ca, backend, HOST)
+        sock = socket.create_connection(("127.0.0.1", proxy.https_port), timeout=5)
+        sock.sendall(b"\x16\x03\x01")  # a hello that never completes
+        started = time.monotonic()
+        try:
+            assert sock.recv(10) == b""
+        except ConnectionResetError:
+            pass  # closed with the partial hello unread
+        assert 0.5 < time.monotonic() - started < 4
+        sock.close()
+        entry = proxy.wait_log(
+            lambda e: e.get("msg") == "TLS handshake refused" and "timeout" in str(e.get("reason"))
+        )
+        assert entry["level"] == "DEBUG"
+    finally:
+        proxy.stop(signal.SIGKILL)
 
 
 def listed_options(proxy: ProxyProcess, name: str) -> dict[str, Any]:
