@@ -17,11 +17,12 @@ from typing import Any
 
 from deployer import defaults, schema, validation
 from deployer.errors import ConfigError, SecretError, warn
-from deployer.loading import deep_merge, load_raw
+from deployer.loading import deep_merge, display_path, load_raw
 from deployer.secrets import Secrets
 from deployer.utils import argumentize, optionize, seconds_duration, to_s
 
-LOCAL_REGISTRY = re.compile(r"^(localhost|127\.0\.0\.1|\[::1\]):\d+$")
+# Kamal's test (Registry#local?): only "localhost:PORT" is a local registry, not 127.0.0.1.
+LOCAL_REGISTRY = re.compile(r"^localhost:\d+$")
 RESERVED_ALIASES = {
     "init",
     "setup",
@@ -427,7 +428,7 @@ class Config:
             raise SecretError(
                 f"{self.source}: secret{'s' if len(missing) > 1 else ''} {', '.join(missing)} "
                 f"referenced by the configuration but not found in {self.secrets.describe()} "
-                f"(add a line `{missing[0]}=...` to {self.secrets.files[-1]})"
+                f"(add a line `{missing[0]}=...` to {display_path(self.secrets.files[-1])})"
             )
 
     def referenced_secrets(self) -> list[str]:
@@ -446,6 +447,13 @@ class Config:
                 ssl = role.proxy.raw["ssl"]
                 names += [ssl["certificate_pem"], ssl["private_key_pem"]]
         return list(dict.fromkeys(names))
+
+    def hooks_output_for(self, hook: str) -> str | None:
+        """``hooks_output`` for ``hook``: "quiet", "verbose" or None (Kamal's hooks_output_for)."""
+        value = self.raw.get("hooks_output")
+        if isinstance(value, dict):
+            value = value.get(hook)
+        return str(value).lstrip(":") if value is not None else None
 
     def require_version(self) -> str:
         if not self.version:
@@ -549,6 +557,7 @@ class Config:
             "repository": self.repository,
             "destination": self.destination,
             "version": self.version,
+            "absolute_image": self.absolute_image if self.version else None,
             "primary_role": self.primary_role.name,
             "roles": [r.name for r in self.roles],
             "hosts": self.all_hosts,
@@ -572,6 +581,11 @@ class Config:
             },
             "proxy": {r.name: r.proxy.deploy_options() for r in self.roles if r.proxy},
             "proxy_image": self.proxy_run.image,
+            "builder": {
+                "arch": self.builder.arch,
+                "remote": self.builder.remote,
+                "local": self.builder.local,
+            },
             "boot": {"limit": self.boot.limit, "wait": self.boot.wait},
             "deploy_timeout": self.deploy_timeout,
             "drain_timeout": self.drain_timeout,
@@ -815,7 +829,7 @@ def _build_registry(raw: dict[str, Any], source: str) -> Registry:
         for key in ("username", "password"):
             if key not in reg_raw:
                 raise ConfigError(
-                    f"{source}: registry/{key}: required key is missing (unless the registry is local)"
+                    f"{source}: registry/{key}: is required (unless the registry is local: server localhost:PORT)"
                 )
     return registry
 
@@ -984,7 +998,7 @@ def _aliases(raw: dict[str, Any], source: str) -> dict[str, str]:
 
 def _validate_proxy(proxy: ProxyConfig, role: str, hosts: list[str], where: str) -> None:
     if proxy.ssl and not proxy.hosts:
-        raise ConfigError(f"{where}/ssl: Must set a host to enable automatic SSL")
+        raise ConfigError(f"{where}: Must set a host to enable automatic SSL")
     if proxy.ssl and not proxy.custom_ssl_certificate and len(hosts) > 1:
         raise ConfigError(
             f"{where}/ssl: SSL is only supported on a single server unless you provide custom "

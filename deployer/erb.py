@@ -12,7 +12,9 @@ through as text:
 * expressions: ``ENV["X"]``, ``ENV.fetch("X")``, ``ENV.fetch("X", default)``, string literals (no
   ``#{}``), integers, ``true`` / ``false`` / ``nil``, `` `command` `` (stdout, as Ruby's backticks),
   ``Kamal::Utils.docker_arch``, ``a ? b : c``, ``||``, ``&&``, ``!``, ``==``, ``!=``, parentheses,
-  and the methods ``.strip``, ``.chomp``, ``.to_s``, ``.downcase``, ``.upcase``, ``.nil?``, ``.empty?``.
+  and the methods ``.strip``, ``.chomp``, ``.to_s``, ``.downcase``, ``.upcase``, ``.nil?``, ``.empty?``,
+  and ActiveSupport's ``.blank?``, ``.present?``, ``.presence`` (Kamal loads ActiveSupport; the Ruby
+  renderer defines these three the same way).
 
 ``DEPLOYER_ERB=ruby|subset`` forces one renderer (``auto``, the default, prefers Ruby).
 """
@@ -57,6 +59,15 @@ def render(
 
 _RUBY = r"""
 require "erb"
+# Kamal loads ActiveSupport, so templates may use these three; defined here as ActiveSupport does.
+class Object
+  def blank? = respond_to?(:empty?) ? !!empty? : !self
+  def present? = !blank?
+  def presence = (self if present?)
+end
+class String
+  def blank? = match?(/\A[[:space:]]*\z/)
+end
 module Kamal
   module Utils
     def self.docker_arch
@@ -77,7 +88,7 @@ begin
 rescue Exception => e
   where = (e.backtrace_locations || []).find { |l| l.path == name }
   line = where ? where.lineno : (e.message[/#{Regexp.escape(name)}:(\d+)/, 1] || 0)
-  $stderr.write("#{line}\t#{e.class}: #{e.message.lines.first.to_s.strip}")
+  $stderr.write("#{line}\t#{e.message.lines.first.to_s.strip} (#{e.class})")
   exit 3
 end
 """
@@ -243,7 +254,18 @@ _EXPR_TOKEN = re.compile(
     )""",
     re.X,
 )
-_METHODS = ("strip", "chomp", "to_s", "downcase", "upcase", "nil?", "empty?")
+_METHODS = (
+    "strip",
+    "chomp",
+    "to_s",
+    "downcase",
+    "upcase",
+    "nil?",
+    "empty?",
+    "blank?",
+    "present?",
+    "presence",
+)
 
 
 class _Unsupported(Exception):
@@ -397,6 +419,11 @@ def _call(value: Value, method: str) -> Value:
         raise _Unsupported(f".{method}")
     if method == "nil?":
         return value is None
+    if method in ("blank?", "present?", "presence"):
+        blank = not _truthy(value) or (isinstance(value, str) and value.strip() == "")
+        if method == "presence":
+            return None if blank else value
+        return blank if method == "blank?" else not blank
     if method == "to_s":
         return to_ruby_s(value)
     if not isinstance(value, str):

@@ -15,7 +15,7 @@ from pathlib import Path
 from deployer.config import Config
 from deployer.defaults import SECRET_HOOKS
 from deployer.errors import HookError
-from deployer.output import Output
+from deployer.output import NORMAL, Output
 from deployer.secrets import REDACTOR
 
 
@@ -61,6 +61,14 @@ def hook_paths(config: Config, name: str, root: Path) -> list[Path]:
     return paths
 
 
+def _show_output(config: Config, name: str, out: Output) -> bool:
+    """Kamal: ``-q`` hides and ``-v`` shows every hook's output; at the normal level ``hooks_output``
+    decides (quiet hides, verbose shows), and without it the output is shown."""
+    if out.level != NORMAL:
+        return out.level > NORMAL
+    return config.hooks_output_for(name) != "quiet"
+
+
 def run_hook(
     config: Config, name: str, env: Mapping[str, str], out: Output, root: Path, skip: bool = False
 ) -> bool:
@@ -81,7 +89,7 @@ def run_hook(
             [str(path)], cwd=root, env=full_env, capture_output=True, text=True, check=False
         )
         text = REDACTOR((proc.stdout + proc.stderr).strip())
-        if text:
+        if text and _show_output(config, name, out):
             out.info(text)
         if proc.returncode != 0:
             raise HookError(

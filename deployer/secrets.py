@@ -15,6 +15,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from deployer.errors import SecretError, warn
+from deployer.loading import display_path
 
 _LINE = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_.-]*)\s*=\s*(.*)$")
 _VAR = re.compile(r"(\\?)\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
@@ -181,7 +182,7 @@ class Secrets(Mapping[str, str]):
         return self.env_fallback and key in os.environ
 
     def describe(self) -> str:
-        return " or ".join(map(str, self.files))
+        return " or ".join(display_path(f) for f in self.files)
 
     def _load(self) -> dict[str, str]:
         if self._values is None:

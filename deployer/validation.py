@@ -36,6 +36,7 @@ def validate_raw(raw: dict[str, Any], source: str, root: Path | None) -> None:
     _traefik_hooks(raw, source, root)
     _servers(raw, source)
     _labels(raw.get("labels"), "labels", source)
+    _root_env_tags(raw.get("env"), source)
     _registry(raw.get("registry"), "registry", source)
     for name, acc in _accessories(raw):
         _accessory(raw, name, acc, source)
@@ -153,6 +154,13 @@ def _restart_policy(options: Any, path: str, source: str) -> None:
         )
 
 
+def _root_env_tags(env: Any, source: str) -> None:
+    """Tags live in the root env only, and a tag's env has no tags of its own."""
+    tags = env.get("tags") if isinstance(env, dict) else None
+    for tag, tag_env in (tags or {}).items():
+        _env_without_tags(tag_env, f"env/tags/{tag}", source)
+
+
 def _env_without_tags(env: Any, path: str, source: str) -> None:
     if isinstance(env, dict) and "tags" in env:
         raise _fail(source, path, "tags are only allowed in the root env")
@@ -254,7 +262,7 @@ def _proxies(raw: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
 
 def _proxy(proxy: dict[str, Any], path: str, source: str) -> None:
     if proxy.get("ssl") and not proxy.get("host") and not proxy.get("hosts"):
-        raise _fail(source, f"{path}/ssl", "Must set a host to enable automatic SSL")
+        raise _fail(source, path, "Must set a host to enable automatic SSL")
     run = proxy.get("run") or {}
     for ip in run.get("bind_ips") or []:
         try:
@@ -286,9 +294,8 @@ def no_conflicting_proxy_runs(runs: dict[str, list[tuple[str, Any]]], source: st
     for host, entries in runs.items():
         distinct = {repr(sorted((run or {}).items())) for _, run in entries}
         if len(distinct) > 1:
-            paths = ", ".join(path for path, _ in entries)
+            paths = ", ".join(f"{path}/run" for path, _ in entries)
+            where = next((path for path, _ in entries if path != "proxy"), entries[-1][0])
             raise _fail(
-                source,
-                f"{entries[-1][0]}/run",
-                f"Conflicting proxy run configurations for host {host} ({paths})",
+                source, f"{where}/run", f"Conflicting proxy run configurations for host {host} (from {paths})"
             )

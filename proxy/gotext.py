@@ -105,9 +105,79 @@ def is_digit(ch: str) -> bool:
     return "0" <= ch <= "9"
 
 
+class _Overflow(ValueError):
+    pass
+
+
+_LIMIT = 1 << 63
+
+
+def _leading_int(s: str) -> tuple[int, str]:
+    """Go's ``leadingInt``: the digits at the start of ``s`` (overflowing 1<<63 is an error)."""
+    i = 0
+    v = 0
+    while i < len(s) and is_digit(s[i]):
+        if v > _LIMIT // 10:
+            raise _Overflow
+        v = v * 10 + ord(s[i]) - 48
+        if v > _LIMIT:
+            raise _Overflow
+        i += 1
+    return v, s[i:]
+
+
+def _leading_fraction(s: str) -> tuple[int, float, int, str]:
+    """Go's ``leadingFraction``: (digits as an int, their scale, how many were read, rest).
+    Digits past int64 precision are consumed but ignored."""
+    i = 0
+    frac = 0
+    scale = 1.0
+    overflow = False
+    while i < len(s) and is_digit(s[i]):
+        if not overflow:
+            y = frac * 10 + ord(s[i]) - 48
+            if frac > _INT64_MAX // 10 or y > _LIMIT:
+                overflow = True
+            else:
+                frac = y
+                scale *= 10
+        i += 1
+    return frac, scale, i, s[i:]
+
+
+def _duration_component(s: str, text: str) -> tuple[int, str]:
+    """One ``<number>[.<fraction>]<unit>`` of a duration: its nanoseconds and the rest of ``s``."""
+    if not (s[0] == "." or is_digit(s[0])):
+        raise _Overflow
+    before = len(s)
+    v, s = _leading_int(s)
+    pre = len(s) != before
+    frac, scale, post = 0, 1.0, 0
+    if s and s[0] == ".":
+        frac, scale, post, s = _leading_fraction(s[1:])
+    if not pre and not post:
+        raise _Overflow
+    i = 0
+    while i < len(s) and not (s[i] == "." or is_digit(s[i])):
+        i += 1
+    if i == 0:
+        raise ValueError("time: missing unit in duration " + _time_quote(text))
+    unit_text, s = s[:i], s[i:]
+    unit = _UNITS.get(unit_text)
+    if unit is None:
+        raise ValueError("time: unknown unit " + _time_quote(unit_text) + " in duration " + _time_quote(text))
+    if v > _LIMIT // unit:
+        raise _Overflow
+    v *= unit
+    if frac > 0:
+        v += int(float(frac) * (float(unit) / scale))
+        if v > _LIMIT:
+            raise _Overflow
+    return v, s
+
+
 def parse_duration_ns(text: str) -> int:
     """Go's ``time.ParseDuration``, returning integer nanoseconds (a Go ``time.Duration``)."""
-    invalid = ValueError("time: invalid duration " + _time_quote(text))
     s = text
     neg = False
     if s and s[0] in "+-":
@@ -115,77 +185,20 @@ def parse_duration_ns(text: str) -> int:
         s = s[1:]
     if s == "0":
         return 0
-    if s == "":
-        raise invalid
     total = 0
-    limit = 1 << 63
-    while s:
-        if not (s[0] == "." or is_digit(s[0])):
-            raise invalid
-        # [0-9]*
-        i = 0
-        v = 0
-        while i < len(s) and is_digit(s[i]):
-            if v > limit // 10:
-                raise invalid
-            v = v * 10 + ord(s[i]) - 48
-            if v > limit:
-                raise invalid
-            i += 1
-        pre = i > 0
-        s = s[i:]
-        # (\.[0-9]*)?
-        post = False
-        frac = 0
-        scale = 1.0
-        if s and s[0] == ".":
-            s = s[1:]
-            i = 0
-            overflow = False
-            while i < len(s) and is_digit(s[i]):
-                if not overflow:
-                    if frac > _INT64_MAX // 10:
-                        overflow = True
-                    else:
-                        y = frac * 10 + ord(s[i]) - 48
-                        if y > limit:
-                            overflow = True
-                        else:
-                            frac = y
-                            scale *= 10
-                i += 1
-            post = i > 0
-            s = s[i:]
-        if not pre and not post:
-            raise invalid
-        # unit
-        i = 0
-        while i < len(s) and not (s[i] == "." or is_digit(s[i])):
-            i += 1
-        if i == 0:
-            raise ValueError("time: missing unit in duration " + _time_quote(text))
-        unit_text = s[:i]
-        s = s[i:]
-        unit = _UNITS.get(unit_text)
-        if unit is None:
-            raise ValueError(
-                "time: unknown unit " + _time_quote(unit_text) + " in duration " + _time_quote(text)
-            )
-        if v > limit // unit:
-            raise invalid
-        v *= unit
-        if frac > 0:
-            v += int(float(frac) * (float(unit) / scale))
-            if v > limit:
-                raise invalid
-        total += v
-        if total > limit:
-            raise invalid
-    if neg:
-        return -total
-    if total > _INT64_MAX:
-        raise invalid
-    return total
+    try:
+        if s == "":
+            raise _Overflow
+        while s:
+            v, s = _duration_component(s, text)
+            total += v
+            if total > _LIMIT:
+                raise _Overflow
+        if not neg and total > _INT64_MAX:
+            raise _Overflow
+    except _Overflow:
+        raise ValueError("time: invalid duration " + _time_quote(text)) from None
+    return -total if neg else total
 
 
 def parse_duration(text: str) -> float:

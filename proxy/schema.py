@@ -10,7 +10,8 @@ wire it can also write and read back. Everything here is hostile until a reader 
 - sizes are integers 0 ≤ n ≤ 2⁶³-1; ports 0-65535;
 - strings are JSON strings without NUL and within a length bound; lists are JSON arrays of those
   (``null`` is an empty list, as Go writes a nil slice);
-- host names, path prefixes, header names, targets and service names must look like what they are.
+- host names, path prefixes, header names, targets and service names must look like what they are
+  (whole-string matches: a trailing newline is not ignored, as Python's ``$`` would).
 
 A reader raises ``SchemaError`` whose message names the field (``target_options.buffer_requests:
 must be a boolean, got "no"``). ``Decoding`` says what to do with keys the schema does not know:
@@ -156,7 +157,7 @@ def read_list(value: Any, where: str, item: Callable[[Any, str], str]) -> tuple[
 def _matching(pattern: re.Pattern[str], what: str, limit: int = MAX_STRING) -> Callable[[Any, str], str]:
     def read(value: Any, where: str) -> str:
         text = read_string(value, where, limit=limit)
-        if not pattern.match(text):
+        if not pattern.fullmatch(text):
             raise _fail(where, what, value)
         return text
 
@@ -166,7 +167,7 @@ def _matching(pattern: re.Pattern[str], what: str, limit: int = MAX_STRING) -> C
 def read_host(value: Any, where: str) -> str:
     """A host name a service answers for (``*.`` wildcard allowed); "" is the catch-all."""
     text = read_string(value, where, limit=MAX_NAME)
-    if text and not HOST_PATTERN.match(text):
+    if text and not HOST_PATTERN.fullmatch(text):
         raise _fail(where, "a host name", value)
     return text
 
@@ -181,7 +182,7 @@ def read_path(value: Any, where: str) -> str:
 
 def check_target(address: str) -> str:
     """``host[:port]`` with a port 1-65535; the message is kamal-proxy's."""
-    if not TARGET_PATTERN.match(address):
+    if not TARGET_PATTERN.fullmatch(address):
         raise InvalidTarget(f"{address} :invalid host pattern")
     _, sep, port = address.rpartition(":")
     if sep and not 0 < int(port) <= 65535:

@@ -6,8 +6,8 @@ from collections.abc import Mapping
 
 from deployer.commands.base import Cmd, docker, make_directory, pipe
 from deployer.config import Accessory, Config
-from deployer.defaults import PROXY_CONTAINER
-from deployer.utils import argumentize, optionize
+from deployer.defaults import PROXY_CONTAINER, RESTART_POLICY
+from deployer.utils import argumentize, optionize, to_s
 
 
 class AccessoryCommands:
@@ -40,6 +40,10 @@ class AccessoryCommands:
     def directories(self) -> list[str]:
         return [self._expand(d.local) for d in self.accessory.directories]
 
+    def docker_options(self) -> dict[str, object]:
+        """The accessory's ``options``, without ``restart`` (that is ``--restart``)."""
+        return {k: v for k, v in self.accessory.options.items() if k != "restart"}
+
     def label_args(self) -> Cmd:
         return argumentize("--label", {"service": self.service_name, **self.accessory.labels})
 
@@ -51,7 +55,7 @@ class AccessoryCommands:
             self.service_name,
             "--detach",
             "--restart",
-            "unless-stopped",
+            to_s(a.options.get("restart", RESTART_POLICY)),
             "--network",
             a.network,
             self.config.logging.args(),
@@ -59,7 +63,7 @@ class AccessoryCommands:
             self.env_args(),
             self.volume_args(),
             self.label_args(),
-            optionize(a.options),
+            optionize(self.docker_options()),
             a.image,
             a.cmd,
         )
@@ -99,7 +103,7 @@ class AccessoryCommands:
             a.network,
             self.env_args(),
             self.volume_args(),
-            optionize(a.options),
+            optionize(self.docker_options()),
             a.image,
             command,
         )

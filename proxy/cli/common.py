@@ -1,4 +1,8 @@
-"""What every CLI command shares: the help flag, argument-count checks and the one control call."""
+"""What every CLI command shares: the help flag, argument-count checks and the one control call.
+
+A subcommand is a module of ``proxy/cli/`` with a ``USAGE`` (name, aliases, one-line help, flags)
+and a ``main(argv) -> exit code``; ``main.py`` finds them, nothing else lists them.
+"""
 
 from __future__ import annotations
 
@@ -15,8 +19,18 @@ from proxy.control import DialError, call
 class Usage:
     """A command's name, usage string and flags; parses argv or prints help."""
 
-    def __init__(self, *, name: str, use: str, short: str, flags: list[Flag], nargs: int | None) -> None:
+    def __init__(
+        self,
+        *,
+        name: str,
+        use: str,
+        short: str,
+        flags: list[Flag],
+        nargs: int | None,
+        aliases: tuple[str, ...] = (),
+    ) -> None:
         self.name = name
+        self.aliases = aliases
         self.use = use
         self.short = short
         self.flags = [*flags, Flag("help", "bool", False, f"help for {name}", shorthand="h")]

@@ -20,15 +20,7 @@ from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Literal
 
-from proxy.gotext import (
-    format_duration,
-    go_quote,
-    go_quote_rune,
-    is_digit,
-    parse_duration,
-    parse_duration_ns,
-    utf8,
-)
+from proxy.gotext import format_duration, go_quote, go_quote_rune, is_digit, parse_duration, utf8
 
 __all__ = [
     "ENV_PREFIX",
@@ -41,12 +33,8 @@ __all__ = [
     "check_required",
     "env_key",
     "env_value",
-    "format_duration",
-    "go_quote",
     "help_text",
     "parse_bool",
-    "parse_duration",
-    "parse_duration_ns",
     "parse_flags",
 ]
 
@@ -139,28 +127,19 @@ def _underscore_ok(text: str) -> bool:
     return saw != "_"
 
 
-def _parse_int(text: str) -> int:
-    """Go's ``strconv.ParseInt(text, 0, 64)`` (what pflag's int/int64 flags use)."""
-    if text == "":
-        raise _num_error("ParseInt", text, "invalid syntax")
-    s = text
-    neg = False
-    if s[0] in "+-":
-        neg = s[0] == "-"
-        s = s[1:]
-    if s == "":
-        raise _num_error("ParseInt", text, "invalid syntax")
-    base = 10
-    if s[0] == "0":
-        prefix = s[1].lower() if len(s) >= 3 else ""
-        if prefix == "b":
-            base, s = 2, s[2:]
-        elif prefix == "o":
-            base, s = 8, s[2:]
-        elif prefix == "x":
-            base, s = 16, s[2:]
-        else:
-            base, s = 8, s[1:]
+def _base_prefix(s: str) -> tuple[int, str]:
+    """Go's base-0 prefixes: 0b, 0o, 0x, or a leading 0 for octal; otherwise decimal."""
+    if s[0] != "0":
+        return 10, s
+    prefix = s[1].lower() if len(s) >= 3 else ""
+    bases = {"b": 2, "o": 8, "x": 16}
+    if prefix in bases:
+        return bases[prefix], s[2:]
+    return 8, s[1:]
+
+
+def _digits(text: str, s: str, base: int) -> tuple[int, bool]:
+    """The value of the digits ``s`` in ``base`` and whether there were underscores."""
     n = 0
     underscores = False
     for ch in s:
@@ -178,6 +157,20 @@ def _parse_int(text: str) -> int:
         n = n * base + d
         if n > _UINT64_MAX:
             raise _num_error("ParseInt", text, "value out of range")
+    return n, underscores
+
+
+def _parse_int(text: str) -> int:
+    """Go's ``strconv.ParseInt(text, 0, 64)`` (what pflag's int/int64 flags use)."""
+    s = text
+    neg = False
+    if s and s[0] in "+-":
+        neg = s[0] == "-"
+        s = s[1:]
+    if s == "":
+        raise _num_error("ParseInt", text, "invalid syntax")
+    base, s = _base_prefix(s)
+    n, underscores = _digits(text, s, base)
     if underscores and not _underscore_ok(text):
         raise _num_error("ParseInt", text, "invalid syntax")
     if (not neg and n > _INT64_MAX) or (neg and n > 1 << 63):
@@ -288,72 +281,97 @@ _BARE_QUOTE = 'bare " in non-quoted-field'
 _BAD_QUOTE = 'extraneous or missing " in quoted-field'
 
 
+class _CsvRecord:
+    """Go's ``csv.Reader.readRecord`` over the lines of one text, default settings."""
+
+    def __init__(self, text: str) -> None:
+        self.lines = iter(_csv_lines(text))
+        self.line_no = 0
+        self.line = ""
+        for candidate in self.lines:
+            self.line_no += 1
+            if candidate != "\n":  # empty lines are skipped
+                self.line = candidate
+                break
+        else:
+            raise ValueError("EOF")
+        self.record_line = self.line_no
+        self.column = 1
+        self.fields: list[str] = []
+
+    def error(self, column: int, what: str) -> ValueError:
+        return _csv_error(self.record_line, self.line_no, column, what)
+
+    def read(self) -> list[str]:
+        done = False
+        while not done:
+            done = self.quoted_field() if self.line.startswith('"') else self.plain_field()
+        return self.fields
+
+    def plain_field(self) -> bool:
+        """Read a field up to the next comma; True when it was the last."""
+        line = self.line
+        comma = line.find(",")
+        if comma >= 0:
+            field = line[:comma]
+        else:
+            field = line[:-1] if line.endswith("\n") else line
+        quote = field.find('"')
+        if quote >= 0:
+            raise self.error(self.column + _blen(field[:quote]), _BARE_QUOTE)
+        self.fields.append(field)
+        if comma < 0:
+            return True
+        self.column += _blen(line[:comma]) + 1
+        self.line = line[comma + 1 :]
+        return False
+
+    def quoted_field(self) -> bool:
+        """Read a quoted field (it may span lines); True when it was the last."""
+        parts: list[str] = []
+        self.line = self.line[1:]
+        self.column += 1
+        while True:
+            line = self.line
+            quote = line.find('"')
+            if quote < 0:
+                if not line:
+                    raise self.error(self.column, _BAD_QUOTE)
+                parts.append(line)
+                self.column += _blen(line)
+                self.next_line()
+                continue
+            parts.append(line[:quote])
+            self.column += _blen(line[:quote]) + 1
+            line = self.line = line[quote + 1 :]
+            if line.startswith('"'):
+                parts.append('"')
+                self.line = line[1:]
+                self.column += 1
+            elif line.startswith(","):
+                self.line = line[1:]
+                self.column += 1
+                self.fields.append("".join(parts))
+                return False
+            elif line in ("", "\n"):
+                self.fields.append("".join(parts))
+                return True
+            else:
+                raise self.error(self.column - 1, _BAD_QUOTE)
+
+    def next_line(self) -> None:
+        following = next(self.lines, None)
+        if following is None:
+            self.line = ""
+        else:
+            self.line = following
+            self.line_no += 1
+            self.column = 1
+
+
 def _read_csv_record(text: str) -> list[str]:
     """Go's ``csv.NewReader(strings.NewReader(text)).Read()`` with default settings."""
-    lines = iter(_csv_lines(text))
-    line_no = 0
-    line = ""
-    for candidate in lines:
-        line_no += 1
-        if candidate != "\n":  # empty lines are skipped
-            line = candidate
-            break
-    else:
-        raise ValueError("EOF")
-    record_line = line_no
-    column = 1
-    fields: list[str] = []
-    while True:
-        if not line.startswith('"'):
-            comma = line.find(",")
-            if comma >= 0:
-                field = line[:comma]
-            else:
-                field = line[:-1] if line.endswith("\n") else line
-            quote = field.find('"')
-            if quote >= 0:
-                raise _csv_error(record_line, line_no, column + _blen(field[:quote]), _BARE_QUOTE)
-            fields.append(field)
-            if comma < 0:
-                return fields
-            column += _blen(line[:comma]) + 1
-            line = line[comma + 1 :]
-            continue
-        parts: list[str] = []
-        line = line[1:]
-        column += 1
-        while True:
-            quote = line.find('"')
-            if quote >= 0:
-                parts.append(line[:quote])
-                column += _blen(line[:quote]) + 1
-                line = line[quote + 1 :]
-                if line.startswith('"'):
-                    parts.append('"')
-                    line = line[1:]
-                    column += 1
-                elif line.startswith(","):
-                    line = line[1:]
-                    column += 1
-                    fields.append("".join(parts))
-                    break
-                elif line in ("", "\n"):
-                    fields.append("".join(parts))
-                    return fields
-                else:
-                    raise _csv_error(record_line, line_no, column - 1, _BAD_QUOTE)
-            elif line:
-                parts.append(line)
-                column += _blen(line)
-                following = next(lines, None)
-                if following is None:
-                    line = ""
-                else:
-                    line = following
-                    line_no += 1
-                    column = 1
-            else:
-                raise _csv_error(record_line, line_no, column, _BAD_QUOTE)
+    return _CsvRecord(text).read()
 
 
 def _csv_needs_quotes(field: str) -> bool:

@@ -13,6 +13,7 @@ from proxy.cli.flags import Flag
 from proxy.commands import ListCommand
 
 USAGE = Usage(
+    aliases=("ls",),
     name="list",
     use="list",
     short="List the services currently running",

@@ -2,64 +2,64 @@
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 import sys
-from collections.abc import Callable
+from types import ModuleType
 
+from proxy import cli
+from proxy.cli.common import Usage
 from proxy.cli.flags import FlagError
 from proxy.control import CallError
 
-ROOT_HELP = """kamal-proxy lets you run multiple apps on a single server, routing traffic to each of them
+ROOT_HEAD = """kamal-proxy lets you run multiple apps on a single server, routing traffic to each of them
 and performing zero-downtime deploys.
 
 Usage:
   kamal-proxy [command]
 
 Available Commands:
-  deploy      Deploy a target host
-  help        Help about any command
-  list        List the services currently running
-  pause       Pause a service
-  remove      Remove the service
-  resume      Resume a service
-  run         Run the server
-  stop        Stop a service
-  version     Print the version
-
+"""
+ROOT_TAIL = """
 Flags:
   -h, --help   help for kamal-proxy
 
 Use "kamal-proxy [command] --help" for more information about a command.
 """
+NAME_PADDING = 11  # cobra's minimum
 
 
-def _commands() -> dict[str, Callable[[list[str]], int]]:
-    from proxy.cli import deploy, list, pause, remove, resume, run, stop, version
+def subcommands() -> dict[str, ModuleType]:
+    """Every module of ``proxy/cli/`` with a ``USAGE`` is a subcommand: adding one is adding the
+    module. Keys are names and aliases."""
+    found: dict[str, ModuleType] = {}
+    for info in pkgutil.iter_modules(cli.__path__):
+        module = importlib.import_module(f"{cli.__name__}.{info.name}")
+        usage = getattr(module, "USAGE", None)
+        if isinstance(usage, Usage):
+            for name in (usage.name, *usage.aliases):
+                found[name] = module
+    return found
 
-    return {
-        "run": run.main,
-        "deploy": deploy.main,
-        "remove": remove.main,
-        "rm": remove.main,
-        "pause": pause.main,
-        "stop": stop.main,
-        "resume": resume.main,
-        "list": list.main,
-        "ls": list.main,
-        "version": version.main,
-    }
+
+def root_help(commands: dict[str, ModuleType]) -> str:
+    shorts = {m.USAGE.name: m.USAGE.short for m in commands.values()}
+    shorts["help"] = "Help about any command"
+    lines = [f"  {name.ljust(NAME_PADDING)} {shorts[name]}\n" for name in sorted(shorts)]
+    return ROOT_HEAD + "".join(lines) + ROOT_TAIL
 
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
+    commands = subcommands()
     if not args or args[0] in ("-h", "--help"):
-        print(ROOT_HELP, end="")
+        print(root_help(commands), end="")
         return 0
-    commands = _commands()
     name, rest = args[0], args[1:]
     if name == "help":
         if rest and rest[0] in commands:
-            return commands[rest[0]](["--help"])
-        print(ROOT_HELP, end="")
+            return int(commands[rest[0]].main(["--help"]))
+        print(root_help(commands), end="")
         return 0
     command = commands.get(name)
     if command is None:
@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         print("Run 'kamal-proxy --help' for usage.", file=sys.stderr)
         return 1
     try:
-        return command(rest)
+        return int(command.main(rest))
     except (FlagError, CallError) as exc:
         print(f"Error: {exc}", file=sys.stderr)
         return 1

@@ -5,7 +5,9 @@ from __future__ import annotations
 from proxy.cli.common import Usage, send
 from proxy.commands import RemoveCommand
 
-USAGE = Usage(name="remove", use="remove <service>", short="Remove the service", flags=[], nargs=1)
+USAGE = Usage(
+    aliases=("rm",), name="remove", use="remove <service>", short="Remove the service", flags=[], nargs=1
+)
 
 
 def main(argv: list[str]) -> int:

@@ -153,3 +153,41 @@ def test_audit_and_alias_over_ssh(
     out = capsys.readouterr().out
     assert "App Host: 127.0.0.2\n[2026-01-01T00:00:00Z] [ann] deployed on 127.0.0.2" in out
     assert "App Host: 127.0.0.3" in out
+
+
+def test_deploy_reports_a_missing_secret_before_connecting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("DB_PASSWORD", raising=False)
+    write_config(
+        tmp_path,
+        """\
+        service: app
+        registry: {server: 'localhost:5000'}
+        servers: [192.0.2.1]
+        builder: {arch: amd64}
+        env:
+          secret: [DB_PASSWORD]
+        ssh:
+          proxy_command: "false"
+        """,
+    )
+    (tmp_path / ".kamal").mkdir()
+    (tmp_path / ".kamal" / "secrets").write_text("OTHER=1\n")
+    assert run_cli(["deploy", "-P", "--version", "v1"]) == 1
+    err = capsys.readouterr().err
+    assert (
+        "ERROR (SecretError): config/deploy.yml: secret DB_PASSWORD referenced by the configuration but not "
+        "found in .kamal/secrets-common or .kamal/secrets (add a line `DB_PASSWORD=...` to .kamal/secrets)"
+    ) in err
+    assert "SSH" not in err and "192.0.2.1" not in err
+
+
+def test_missing_config_suggests_init(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert run_cli(["config"]) == 1
+    assert (
+        "config/deploy.yml: configuration file not found (run `deployer init` to create one, or pass -c FILE)"
+        in capsys.readouterr().err
+    )

@@ -389,3 +389,42 @@ def test_accessory_other_commands(make_config: ConfigFactory) -> None:
         '--log-request-header="User-Agent"'
     )
     assert join(busybox.remove()) == "docker exec kamal-proxy kamal-proxy remove custom-busybox"
+
+
+def test_accessory_directories_strings_and_maps(make_config: ConfigFactory) -> None:
+    raw = {
+        **BASE,
+        "accessories": {
+            "mysql": {
+                "image": "mysql:8.0",
+                "host": "1.1.1.5",
+                "options": {"restart": "always"},
+                "directories": [
+                    "mysql-logs:/var/log/mysql",
+                    "/srv/conf:/etc/mysql/conf.d:ro",
+                    {
+                        "local": "mysql-data",
+                        "remote": "/var/lib/mysql",
+                        "mode": "0750",
+                        "owner": "mysql:mysql",
+                    },
+                    {"local": "mysql-tmp", "remote": "/tmp/mysql", "options": "z"},
+                ],
+            }
+        },
+    }
+    mysql = AccessoryCommands(make_config(raw), "mysql")
+    run = join(mysql.run())
+    assert "--restart always " in run and "--restart unless-stopped" not in run
+    assert (
+        "--volume $PWD/app-mysql/mysql-logs:/var/log/mysql --volume /srv/conf:/etc/mysql/conf.d:ro "
+        "--volume $PWD/app-mysql/mysql-data:/var/lib/mysql --volume $PWD/app-mysql/mysql-tmp:/tmp/mysql:z"
+    ) in run
+    assert [join(c) for c in mysql.make_directories()] == [
+        "mkdir -p $PWD/app-mysql/mysql-logs",
+        "mkdir -p /srv/conf",
+        "mkdir -p $PWD/app-mysql/mysql-data",
+        "chmod 0750 $PWD/app-mysql/mysql-data",
+        "chown mysql:mysql $PWD/app-mysql/mysql-data",
+        "mkdir -p $PWD/app-mysql/mysql-tmp",
+    ]

@@ -171,7 +171,7 @@ def test_missing_required_keys(make_config: ConfigFactory) -> None:
         make_config({"image": "x", "registry": {"username": "u", "password": "p"}, "servers": ["h"]})
     with pytest.raises(ConfigError, match=r"registry: required key is missing"):
         make_config({"service": "s", "image": "x", "servers": ["h"]})
-    with pytest.raises(ConfigError, match=r"registry/password: required key is missing"):
+    with pytest.raises(ConfigError, match=r"registry/password: is required \(unless the registry is local"):
         make_config({"service": "s", "image": "x", "registry": {"username": "u"}, "servers": ["h"]})
     with pytest.raises(ConfigError, match=r"servers: required key is missing"):
         make_config({"service": "s", "image": "x", "registry": {"username": "u", "password": "p"}})
@@ -287,7 +287,7 @@ def test_role_proxy_settings(make_config: ConfigFactory) -> None:
 
 def test_tls_constraints(make_config: ConfigFactory) -> None:
     base = {"service": "app", "image": "i", "registry": {"server": "localhost:5000"}}
-    with pytest.raises(ConfigError, match=r"proxy/ssl: Must set a host to enable automatic SSL"):
+    with pytest.raises(ConfigError, match=r"proxy: Must set a host to enable automatic SSL"):
         make_config({**base, "servers": ["h1"], "proxy": {"ssl": True}})
     with pytest.raises(
         ConfigError,

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from deployer.config import Config
-from deployer.errors import BootError, HookError, LockError
-from deployer.output import Output
+from deployer.errors import BootError, HookError, LockError, SecretError
+from deployer.output import NORMAL, QUIET, VERBOSE, Output
 from deployer.workflows import Deployer, Options
 from tests.deployer.conftest import ConfigFactory
 from tests.deployer.fake_runner import FakeRunner
@@ -262,3 +262,70 @@ def test_version_from_git(
     assert d.main.resolve_version() == sha
     monkeypatch.setenv("VERSION", "from-env")
     assert d.main.resolve_version() == "from-env"
+
+
+def test_missing_secret_stops_deploy_before_any_ssh_or_hook(
+    make_config: ConfigFactory, tmp_path: Path
+) -> None:
+    record = tmp_path / "hooks.log"
+    _hook(tmp_path, "pre-connect", f"echo ran >> {record}\n")
+    config = make_config(RAW, version=None, secrets="OTHER=1\n")
+    runner = FakeRunner()
+    d = Deployer(
+        config=config,
+        runner=runner,
+        out=Output(stream=io.StringIO()),
+        options=Options(version="v2"),
+        root=tmp_path,
+        command="deploy",
+        lock_held=False,
+    )
+    with pytest.raises(SecretError, match=r"secret DB referenced by the configuration but not found in"):
+        asyncio.run(d.main.deploy(skip_push=True))
+    assert runner.log == []  # nothing ran on any host
+    assert not record.exists()  # not even the pre-connect hook
+    with pytest.raises(SecretError, match=r"secret DB"):
+        asyncio.run(d.main.setup(skip_push=True))
+    assert runner.log == []
+
+
+def test_primary_role_boots_first_on_a_shared_host(make_config: ConfigFactory, tmp_path: Path) -> None:
+    raw = {
+        **RAW,
+        "primary_role": "workers",
+        "servers": {"web": ["h1"], "workers": {"hosts": ["h1"], "cmd": "x"}},
+    }
+    d, r, _, _ = make(make_config, tmp_path, raw=raw)
+    r.when(r"docker container ls --all --filter 'name=\^app-workers-v2\$' --quiet", "cid-w")
+    asyncio.run(d.main.deploy(skip_push=True))
+    assert [role.name for role in d.config.roles] == [
+        "web",
+        "workers",
+    ]  # the configuration keeps Kamal's order
+    assert r.index(r"--name app-workers-v2", "h1") < r.index(r"--name app-web-v2", "h1")
+
+
+@pytest.mark.parametrize(
+    ("hooks_output", "level", "shown"),
+    [
+        (None, NORMAL, True),
+        ("quiet", NORMAL, False),
+        ({"pre-connect": "quiet"}, NORMAL, False),
+        ({"post-deploy": "quiet"}, NORMAL, True),
+        (":verbose", NORMAL, True),
+        ("quiet", VERBOSE, True),  # -v shows every hook's output
+        ("verbose", QUIET, False),  # -q hides it
+    ],
+)
+def test_hooks_output_decides_whether_hook_output_is_shown(
+    make_config: ConfigFactory, tmp_path: Path, hooks_output: Any, level: int, shown: bool
+) -> None:
+    _hook(tmp_path, "pre-connect", "echo hello-from-the-hook\n")
+    raw = {**RAW, "hooks_output": hooks_output} if hooks_output is not None else RAW
+    config = make_config(raw, version=None, secrets="DB=x\n")
+    buf = io.StringIO()
+    d = Deployer(
+        config=config, runner=FakeRunner(), out=Output(level, stream=buf), root=tmp_path, lock_held=False
+    )
+    d.ctx.hook("pre-connect", "v1")
+    assert ("hello-from-the-hook" in buf.getvalue()) is shown

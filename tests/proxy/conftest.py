@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,8 +36,16 @@ def clean_env(**extra: str) -> dict[str, str]:
 class ProxyProcess:
     """The daemon under test and a way to drive it with the real CLI."""
 
-    def __init__(self, *, tmp: Path, parser: str = "httptools", args: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        *,
+        tmp: Path,
+        parser: str = "httptools",
+        args: tuple[str, ...] = (),
+        preexec: Callable[[], None] | None = None,
+    ) -> None:
         self.tmp = tmp
+        self.preexec = preexec
         self.parser = parser
         self.args = args
         self.home = tmp / "home"
@@ -74,6 +82,7 @@ class ProxyProcess:
                 stderr=subprocess.STDOUT,
                 env=self.env,
                 cwd=self.tmp,
+                preexec_fn=self.preexec,
             )
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:

@@ -57,7 +57,7 @@ class FakeProbe:
 
 class ControlPlane:
     def __init__(self, tmp: Path) -> None:
-        self.clock = ManualClock()
+        self.clock = ManualClock(settle_rounds=50)
         self.probe = FakeProbe(self.clock)
         self.state = StateFile(path=tmp / "state" / "kamal-proxy.state")
         self.log = CapturedLog()

@@ -10,8 +10,11 @@ import itertools
 class ManualClock:
     """Implements ``proxy.clock.Clock``; ``advance`` moves time and wakes every sleeper now due."""
 
-    def __init__(self, *, start: float = 1000.0) -> None:
+    def __init__(self, *, start: float = 1000.0, settle_rounds: int = 5) -> None:
         self.now = start
+        # Loop iterations let run after each wake-up: code that hops through several tasks per
+        # step (a health check racing its timeout) needs more than a plain callback does.
+        self.settle_rounds = settle_rounds
         self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
         self._order = itertools.count()
 
@@ -35,9 +38,9 @@ class ManualClock:
             self.now = max(self.now, due)
             if not future.done():
                 future.set_result(None)
-            await settle()
+            await settle(self.settle_rounds)
         self.now = target
-        await settle()
+        await settle(self.settle_rounds)
 
 
 async def settle(rounds: int = 5) -> None:

@@ -14,14 +14,11 @@ from proxy.cli.flags import (
     apply_env_defaults,
     check_required,
     env_value,
-    format_duration,
-    go_quote,
     help_text,
     parse_bool,
-    parse_duration,
-    parse_duration_ns,
     parse_flags,
 )
+from proxy.gotext import format_duration, go_quote, parse_duration, parse_duration_ns
 
 HELP = Flag("help", "bool", False, "help for deploy", shorthand="h")
 

@@ -1,0 +1,264 @@
+"""A property of the control protocol: a command with a wrong type or value anywhere never changes
+the state and always gets an error reply, and the daemon answers `list` afterwards.
+
+Commands are generated from the schema itself (each option field's reader says what a wrong value
+for it is), so a field added later is covered without editing this file. In-process against the
+control server and router (hundreds of commands a second), plus a bounded slice over the real
+daemon's socket. Derandomized: the same inputs on every run. More by hand:
+    HYPOTHESIS_MAX_EXAMPLES=20000 python -m pytest tests/proxy/test_control_properties.py
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import os
+import socket
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from proxy import schema
+from proxy.options import DeploymentOptions, HealthCheckConfig, ServiceOptions, TargetOptions
+from tests.proxy.conftest import ProxyProcess
+from tests.proxy.control_plane import ControlPlane, deploy
+
+EXAMPLES = int(os.environ.get("HYPOTHESIS_MAX_EXAMPLES", "300"))
+DAEMON_EXAMPLES = 30
+
+Json = Any
+Strategy = st.SearchStrategy[Json]
+
+scalars: Strategy = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=8),
+)
+json_values: Strategy = st.recursive(
+    scalars,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
+
+
+def anything_but(*types: type) -> Strategy:
+    def wrong(value: Json) -> bool:
+        if isinstance(value, bool):
+            return bool not in types
+        return not isinstance(value, types)
+
+    return json_values.filter(wrong)
+
+
+out_of_range = st.one_of(
+    st.integers(max_value=-1, min_value=-(2**70)), st.integers(min_value=2**63, max_value=2**70)
+)
+not_an_int = anything_but(int)
+bad_size = st.one_of(not_an_int, out_of_range)
+bad_port = st.one_of(not_an_int, st.integers(max_value=-1), st.integers(min_value=65536, max_value=2**64))
+bad_string = st.one_of(
+    anything_but(str),
+    st.text(max_size=4).map(lambda t: t + "\x00"),
+    st.just(schema.MAX_STRING + 1).map(lambda n: "x" * n),
+)
+
+
+def bad_list(bad_item: Strategy) -> Strategy:
+    """Not a list (``null`` is a valid empty list), or a list with one bad item among good ones."""
+    return st.one_of(
+        anything_but(list).filter(lambda v: v is not None),
+        st.tuples(st.integers(0, 2), bad_item).map(lambda p: ["ok-item.test"] * p[0] + [p[1]]),
+    )
+
+
+def texts(*samples: str) -> Strategy:
+    return st.one_of(anything_but(str), st.sampled_from(samples))
+
+
+bad_host = texts("a b.test", "a/b", "a..b", "-a.test", "*", "a.*.test", "ä.test", "a\x00", "a:b:c")
+bad_path = texts("/a b", "/a?b", "/#x", "/\t", "/a\x7f")
+bad_header = texts("Bad Header", "a:b", "", "ü", "a\r\nb")
+bad_target = texts("http://web:80", "w", "web:99999", "web:0", " web:80", "web:80/x", "wéb:80", "")
+
+WRONG: dict[Callable[..., Any], Strategy] = {
+    schema.read_bool: anything_but(bool),
+    schema.read_size: bad_size,
+    schema.read_duration: bad_size,
+    schema.read_port: bad_port,
+    schema.read_string: bad_string,
+    schema.read_host: bad_host,
+    schema.read_path: bad_path,
+    schema.read_hosts: bad_list(bad_host),
+    schema.read_paths: bad_list(bad_path),
+    schema.read_header_names: bad_list(bad_header),
+    schema.read_strings: bad_list(bad_string),
+}
+
+SECTIONS: dict[str, type] = {
+    "service_options": ServiceOptions,
+    "target_options": TargetOptions,
+    "target_options.health_check_config": HealthCheckConfig,
+    "deployment_options": DeploymentOptions,
+}
+
+
+def field_mutations() -> Strategy:
+    """(path, wrong value) for every option field the schema knows."""
+    options = []
+    for section, cls in SECTIONS.items():
+        for f in dataclasses.fields(cls):
+            if "read" in f.metadata:
+                options.append(st.tuples(st.just(f"{section}.{f.name}"), WRONG[f.metadata["read"]]))
+        options.append(st.tuples(st.just(section), anything_but(dict).filter(lambda v: v is not None)))
+        options.append(st.tuples(st.just(f"{section}.unknown_key"), json_values))
+    options += [
+        st.tuples(
+            st.just("service"), st.one_of(anything_but(str), st.sampled_from(["", "a b", "a/b", "a\n"]))
+        ),
+        st.tuples(st.just("targets"), st.one_of(st.just([]), st.just(None), bad_list(bad_target))),
+        st.tuples(st.just("read_targets"), bad_list(bad_target)),
+        st.tuples(st.just("no_such_argument"), json_values),
+    ]
+    return st.one_of(options)
+
+
+def set_path(request: dict[str, Any], path: str, value: Json) -> dict[str, Any]:
+    node = request["args"]
+    *parents, last = path.split(".")
+    for key in parents:
+        node = node.setdefault(key, {})
+        if not isinstance(node, dict):
+            return request  # an earlier mutation replaced the section: already wrong
+    node[last] = value
+    return request
+
+
+def bad_deploys() -> Strategy:
+    """A valid deploy that would change the state, with one to three fields made wrong."""
+
+    def build(mutations: list[tuple[str, Json]]) -> dict[str, Any]:
+        request = deploy("app", "web-2:3000", hosts=["new.test"])
+        for path, value in mutations:
+            set_path(request, path, value)
+        return request
+
+    return st.lists(field_mutations(), min_size=1, max_size=3).map(build)
+
+
+def bad_mode_commands() -> Strategy:
+    """pause / stop / resume / remove of the existing service, each with one wrong argument."""
+    duration = st.sampled_from(["drain_timeout", "pause_timeout"])
+    return st.one_of(
+        st.builds(lambda k, v: {"command": "pause", "args": {"service": "app", k: v}}, duration, bad_size),
+        st.builds(lambda v: {"command": "stop", "args": {"service": "app", "message": v}}, bad_string),
+        st.builds(lambda v: {"command": "stop", "args": {"service": "app", "drain_timeout": v}}, bad_size),
+        st.builds(lambda c, v: {"command": c, "args": {"service": v}}, st.sampled_from(["remove", "resume", "stop"]), anything_but(str)),
+        st.builds(lambda c, v: {"command": c, "args": {"service": "app", "extra": v}}, st.sampled_from(["remove", "resume", "pause"]), json_values),
+        st.builds(lambda v: {"command": "remove", "args": v}, anything_but(dict).filter(lambda v: v is not None)),
+    )  # fmt: skip
+
+
+def garbage() -> Strategy:
+    """Whole requests that are not a command."""
+    return st.one_of(
+        anything_but(dict),
+        st.dictionaries(st.text(max_size=8), json_values, max_size=3).filter(lambda d: "command" not in d),
+        st.builds(lambda c: {"command": c}, anything_but(str)),
+        st.builds(
+            lambda c: {"command": c}, st.text(max_size=10).filter(lambda c: c not in ("list", "deploy"))
+        ),
+    )
+
+
+bad_commands: Strategy = st.one_of(bad_deploys(), bad_mode_commands(), garbage())
+
+
+def encode(request: Json) -> bytes:
+    return json.dumps(request, allow_nan=True).encode() + b"\n"
+
+
+class PlaneLoop:
+    """One event loop and one control plane (with a stopped service deployed) for every example."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.plane = ControlPlane(tmp)
+        self.run(self.plane.ok(deploy("app", "web-1:3000", hosts=["app.test"])))
+        self.run(self.plane.ok({"command": "stop", "args": {"service": "app", "drain_timeout": 0}}))
+        self.state = self.plane.state_bytes()
+        self.routes = self.plane.router.routes
+        self.listing = self.run(self.plane.listing())
+
+    def run(self, coro: Any) -> Any:
+        return self.loop.run_until_complete(coro)
+
+    def close(self) -> None:
+        self.run(self.plane.close())
+        self.loop.close()
+
+
+def test_bad_commands_never_change_state_and_always_get_an_error(tmp_path: Path) -> None:
+    harness = PlaneLoop(tmp_path)
+    plane = harness.plane
+    count = 0
+
+    @settings(max_examples=EXAMPLES, derandomize=True, deadline=None, database=None)
+    @given(request=bad_commands)
+    def check(request: Json) -> None:
+        nonlocal count
+        count += 1
+        reply = harness.run(plane.send(encode(request)))
+        assert reply["ok"] is False and isinstance(reply["error"], str) and reply["error"], (request, reply)
+        assert plane.state_bytes() == harness.state, request
+        assert plane.router.routes is harness.routes
+        assert harness.run(plane.listing()) == harness.listing
+
+    try:
+        check()
+    finally:
+        harness.close()
+    assert count >= EXAMPLES
+
+
+def send_raw(path: Path, data: bytes) -> Json:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(10)
+        sock.connect(str(path))
+        sock.sendall(data)
+        reply = b""
+        while not reply.endswith(b"\n"):
+            piece = sock.recv(65536)
+            if not piece:
+                break
+            reply += piece
+    return json.loads(reply)
+
+
+def test_the_real_daemon_answers_every_bad_command_with_an_error_and_keeps_serving(
+    control_proxy: ProxyProcess,
+) -> None:
+    proxy = control_proxy
+    proxy.ctl("deploy", "app", "--target=127.0.0.1:9", "--host=app.test", "--force")
+    state, listing = proxy.state_path.read_bytes(), proxy.ctl("list", "--json").stdout
+    sent: list[Json] = []
+
+    @settings(max_examples=DAEMON_EXAMPLES, derandomize=True, deadline=None, database=None)
+    @given(request=bad_commands)
+    def check(request: Json) -> None:
+        sent.append(request)
+        reply = send_raw(proxy.socket, encode(request))
+        assert reply["ok"] is False and reply["error"], reply
+
+    check()
+    assert len(sent) == DAEMON_EXAMPLES
+    assert proxy.state_path.read_bytes() == state
+    assert proxy.ctl("list", "--json").stdout == listing
+    assert proxy.proc is not None and proxy.proc.poll() is None

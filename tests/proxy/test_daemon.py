@@ -1,0 +1,176 @@
+"""The real daemon's start-up: state-file recovery, port checks, one daemon per socket, fd exhaustion."""
+
+from __future__ import annotations
+
+import json
+import resource
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.proxy.backend import Backend
+from tests.proxy.conftest import ProxyProcess, clean_env
+
+
+def entry(name: str, target: str, host: str, **overrides: object) -> dict[str, object]:
+    data: dict[str, object] = {
+        "name": name,
+        "options": {"hosts": [host], "path_prefixes": ["/"]},
+        "target_options": {"health_check_config": {"path": "/up"}},
+        "active_targets": [target],
+        "pause_controller": {"state": 0, "stop_message": "", "fail_after": 0},
+    }
+    data.update(overrides)
+    return data
+
+
+def test_one_bad_entry_costs_only_that_service(tmp_path: Path, backend: Backend) -> None:
+    proxy = ProxyProcess(tmp=tmp_path)
+    proxy.state_path.parent.mkdir(parents=True)
+    raw = json.dumps(
+        [
+            entry("good", backend.address, "good.test"),
+            entry("typed", backend.address, "typed.test", options="x"),
+            entry(
+                "duration",
+                backend.address,
+                "duration.test",
+                target_options={"response_timeout": "30s"},
+            ),
+            entry("also-good", backend.address, "also.test"),
+        ]
+    ).encode()
+    proxy.state_path.write_bytes(raw)
+    stray = proxy.state_path.parent / ".kamal-proxy.state.abc123"
+    stray.write_bytes(b"[half a save")
+    proxy.start()
+    try:
+        assert set(json.loads(proxy.ctl("list", "--json").stdout)) == {"good", "also-good"}
+        assert httpx.get(proxy.url("/echo"), headers={"Host": "also.test"}).headers["x-backend"] == "one"
+        errors = [e for e in proxy.logs() if e.get("msg") == "Unable to restore service"]
+        assert [(e["level"], e["service"], e["path"]) for e in errors] == [
+            ("ERROR", "typed", str(proxy.state_path)),
+            ("ERROR", "duration", str(proxy.state_path)),
+        ]
+        assert errors[0]["error"] == 'options: must be an object, got "x"'
+        assert (
+            errors[1]["error"]
+            == 'target_options.response_timeout: must be an integer number of nanoseconds, got "30s"'
+        )
+        kept = proxy.wait_log(lambda e: e.get("msg") == "Kept a copy of the damaged state file")
+        assert Path(kept["copy"]).read_bytes() == raw
+        assert not stray.exists()
+        proxy.deploy("next", backend.address, args=("--host=next.test",))  # the save replaces the file
+        assert Path(kept["copy"]).read_bytes() == raw
+        assert {e["name"] for e in json.loads(proxy.state_path.read_bytes())} == {"good", "also-good", "next"}
+    finally:
+        proxy.stop()
+
+
+def test_an_unreadable_state_file_is_kept_before_the_first_save(tmp_path: Path, backend: Backend) -> None:
+    proxy = ProxyProcess(tmp=tmp_path)
+    proxy.state_path.parent.mkdir(parents=True)
+    proxy.state_path.write_bytes(b'[{"name": "app", ')
+    proxy.start()
+    try:
+        failed = proxy.wait_log(lambda e: e.get("msg") == "Unable to restore saved state")
+        assert failed["level"] == "ERROR" and failed["path"] == str(proxy.state_path)
+        kept = proxy.wait_log(lambda e: e.get("msg") == "Kept a copy of the damaged state file")
+        proxy.deploy("app", backend.address)
+        assert Path(kept["copy"]).read_bytes() == b'[{"name": "app", '
+        assert Path(kept["copy"]).name.startswith("kamal-proxy.state.bad-")
+    finally:
+        proxy.stop()
+
+
+def run_cli(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    environ = clean_env(HOME=str(tmp_path), KAMAL_PROXY_SOCKET=str(tmp_path / "s.sock"), **env)
+    return subprocess.run(
+        [sys.executable, "-m", "proxy.cli.main", *args],
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=tmp_path,
+    )
+
+
+def test_out_of_range_ports_are_refused(tmp_path: Path) -> None:
+    result = run_cli(tmp_path, "run", "--http-port", "99999")
+    assert (result.returncode, result.stderr) == (
+        1,
+        'Error: invalid argument "99999" for "--http-port" flag: port must be between 0 and 65535\n',
+    )
+    result = run_cli(tmp_path, "run", "--metrics-port=-1")
+    assert result.returncode == 1 and '"--metrics-port" flag' in result.stderr
+    result = run_cli(tmp_path, "run", KAMAL_PROXY_HTTPS_PORT="70000")
+    assert (result.returncode, result.stderr) == (
+        1,
+        'Error: invalid value "70000" for environment variable KAMAL_PROXY_HTTPS_PORT: '
+        "port must be between 0 and 65535\n",
+    )
+    assert not (tmp_path / "s.sock").exists()
+
+
+def test_a_second_daemon_on_the_same_socket_is_refused(control_proxy: ProxyProcess, backend: Backend) -> None:
+    control_proxy.deploy("app", backend.address)
+    second = subprocess.run(
+        [sys.executable, "-m", "proxy.cli.main", "run", "--http-port", "0", "--bind", "127.0.0.1"],
+        env=control_proxy.env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=control_proxy.tmp,
+    )
+    assert second.returncode == 1
+    assert second.stderr == f"Error: another kamal-proxy is already running on {control_proxy.socket}\n"
+    assert "app" in json.loads(control_proxy.ctl("list", "--json").stdout)  # the first still answers
+
+
+def test_a_stale_socket_file_is_replaced(tmp_path: Path) -> None:
+    path = tmp_path / "kamal-proxy.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as stale:
+        stale.bind(str(path))  # bound, never listening: what a killed daemon leaves
+    proxy = ProxyProcess(tmp=tmp_path).start()
+    try:
+        assert proxy.ctl("list", "--json").stdout.strip() == "{}"
+    finally:
+        proxy.stop()
+
+
+def low_fd_limit() -> None:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+
+
+def test_running_out_of_file_descriptors_is_logged_and_recovers(tmp_path: Path, backend: Backend) -> None:
+    proxy = ProxyProcess(tmp=tmp_path, preexec=low_fd_limit).start()
+    clients: list[socket.socket] = []
+    try:
+        proxy.deploy("app", backend.address)
+        for _ in range(80):  # more connections than the daemon has descriptors for
+            clients.append(socket.create_connection(("127.0.0.1", proxy.port), timeout=5))
+        entry = proxy.wait_log(lambda e: e.get("msg") == "Unable to accept connections: too many open files")
+        assert entry["level"] == "ERROR"
+        for client in clients:
+            client.close()
+        clients.clear()
+        deadline = time.monotonic() + 10
+        status = 0
+        while time.monotonic() < deadline and status != 200:
+            try:
+                status = httpx.get(proxy.url("/echo"), timeout=2).status_code
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        assert status == 200
+        lines = [
+            e for e in proxy.logs() if e.get("msg") == "Unable to accept connections: too many open files"
+        ]
+        assert len(lines) <= 2  # rate-limited
+    finally:
+        for client in clients:
+            client.close()
+        proxy.stop()
