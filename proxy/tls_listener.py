@@ -26,6 +26,8 @@ from proxy.log import JsonLog
 from proxy.tls import CertificateStore
 from proxy.tls_hello import MAX_HELLO_BYTES, ClientHello, HelloError, Incomplete, parse_client_hello
 
+# A fatal unrecognized_name alert (RFC 6066), so a refused client sees why instead of a reset.
+UNRECOGNIZED_NAME_ALERT = b"\x15\x03\x01\x00\x02\x02\x70"
 ACCEPTS_PER_WAKEUP = 64
 MAX_WAKEUPS = 64  # readiness events one connection may cause before its hello is complete
 
@@ -101,18 +103,18 @@ class TlsListener:
             pending.start()
 
     # ------------------------------------------------------------------ hand-over
-    def chosen(self, conn: socket.socket, hello: ClientHello, started: float) -> None:
-        """The hello is complete: ask the store, then start TLS (or refuse)."""
+    def chosen(self, conn: socket.socket, hello: ClientHello, size: int) -> None:
+        """The hello (``size`` bytes) is complete: ask the store, then start TLS (or refuse)."""
         choice = self.store.select(hello)
         if choice is None:
-            conn.close()
+            refuse(conn, size)
         elif isinstance(choice, ssl.SSLContext):
             self._hand_over(conn, choice, hello)
         else:
-            self._track(self.loop.create_task(self._after_issue(conn, choice, hello)))
+            self._track(self.loop.create_task(self._after_issue(conn, choice, hello, size)))
 
     async def _after_issue(
-        self, conn: socket.socket, choice: Awaitable[ssl.SSLContext | None], hello: ClientHello
+        self, conn: socket.socket, choice: Awaitable[ssl.SSLContext | None], hello: ClientHello, size: int
     ) -> None:
         try:
             context = await choice
@@ -120,7 +122,7 @@ class TlsListener:
             conn.close()
             raise
         if context is None or self._sock is None:
-            conn.close()
+            refuse(conn, size)
             return
         self._hand_over(conn, context, hello)
 
@@ -155,17 +157,27 @@ class TlsListener:
         self._pending.discard(pending)
 
 
+def refuse(conn: socket.socket, size: int) -> None:
+    """Consume the hello (so the close is a FIN, not a reset that could discard the alert), say
+    unrecognized_name, close. Never blocks: the hello is already in the kernel."""
+    try:
+        conn.recv(size)
+        conn.send(UNRECOGNIZED_NAME_ALERT)
+    except OSError:
+        pass
+    conn.close()
+
+
 class _PendingHello:
     """One accepted connection until its ClientHello is complete."""
 
-    __slots__ = ("conn", "fd", "listener", "started", "timer", "wakeups")
+    __slots__ = ("conn", "fd", "listener", "timer", "wakeups")
 
     def __init__(self, listener: TlsListener, conn: socket.socket) -> None:
         self.listener = listener
         self.conn = conn
         self.fd = conn.fileno()
         self.wakeups = 0
-        self.started = listener.loop.time()
         self.timer: asyncio.TimerHandle | None = None
 
     def start(self) -> None:
@@ -201,7 +213,7 @@ class _PendingHello:
         if self.wakeups > 1:
             self.conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, 1)
         self.listener.forget(self)
-        self.listener.chosen(self.conn, result, self.started)
+        self.listener.chosen(self.conn, result, len(data))
 
     def _timed_out(self) -> None:
         self.timer = None

@@ -97,12 +97,14 @@ def served_serial(proxy: ProxyProcess, ca: CA, sni: str = HOST) -> int:
 
 
 def handshake_refused(proxy: ProxyProcess, ca: CA, sni: str | None) -> bool:
+    """The proxy refused this name with an unrecognized_name alert."""
     ctx = client_context(ca, proxy.tmp)
     ctx.check_hostname = sni is not None
     try:
         with tls_connect(proxy, ctx, sni):
             return False
-    except (ssl.SSLError, ConnectionError, OSError):
+    except ssl.SSLError as exc:
+        assert "UNRECOGNIZED_NAME" in str(exc), exc
         return True
 
 
