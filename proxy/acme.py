@@ -143,11 +143,13 @@ class AcmeIssuer:
         log: JsonLog,
         store: CertificateStore,
         on_demand: OnDemandApproval | None = None,
+        now: Callable[[], float] = time.time,
     ) -> None:
         self._loop = loop
         self._log = log
         self._store = store
         self._on_demand = on_demand
+        self._now = now  # wall-clock seconds: certificates expire in calendar time
         self._executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="acme")
         self._accounts: dict[tuple[str, str], _Account] = {}
         self._accounts_lock = threading.Lock()
@@ -169,7 +171,7 @@ class AcmeIssuer:
         task = self._tasks.get(key)
         if task is None:
             failed = self._failures.get(key)
-            if failed is not None and time.time() < failed[0]:
+            if failed is not None and self._now() < failed[0]:
                 raise IssueError("waiting before retrying a failed certificate request")
             task = self._start(key, tls, host, renewal=False)
         await asyncio.shield(task)
@@ -198,7 +200,7 @@ class AcmeIssuer:
         path = acme.cache_dir / host
         if not renewal:
             cached = await self._loop.run_in_executor(self._executor, _read_cached, path)
-            if cached is not None and cached[2] > time.time():
+            if cached is not None and cached[2] > self._now():
                 self._install(tls, host, cached[0], cached[1], cached[2])
                 self._log.debug("Certificate loaded from cache", host=host)
                 return
@@ -225,7 +227,7 @@ class AcmeIssuer:
     def _failed(self, key: tuple[str, str], host: str, exc: Exception) -> None:
         previous = self._failures.get(key)
         delay = defaults.ACME_RETRY_MIN if previous is None else min(previous[1] * 2, defaults.ACME_RETRY_MAX)
-        self._failures[key] = (time.time() + delay, delay)
+        self._failures[key] = (self._now() + delay, delay)
         self._log.error(
             "Certificate request failed", host=host, error=str(exc) or type(exc).__name__, retry_in=delay
         )
@@ -243,7 +245,7 @@ class AcmeIssuer:
         old = self._timers.pop(key, None)
         if old is not None:
             old.cancel()
-        delay = min(max(0.0, at - time.time()), defaults.ACME_RENEW_CHECK_MAX)
+        delay = min(max(0.0, at - self._now()), defaults.ACME_RENEW_CHECK_MAX)
         self._timers[key] = self._loop.call_later(delay, self._renew_due, tls, host, at)
 
     def _renew_due(self, tls: ServiceTls, host: str, at: float) -> None:
@@ -253,7 +255,7 @@ class AcmeIssuer:
         current = self._store.service(tls.service)
         if current is None or current.acme != tls.acme:
             return  # the service went away or changed its ACME settings
-        if time.time() < at:
+        if self._now() < at:
             self._schedule_renewal(tls, host, at)
             return
         if key in self._tasks:
@@ -262,7 +264,7 @@ class AcmeIssuer:
 
         def retry_later(t: asyncio.Task[None]) -> None:
             if t.cancelled() or t.exception() is not None:
-                retry = self._failures.get(key, (time.time() + defaults.ACME_RETRY_MIN, 0.0))[0]
+                retry = self._failures.get(key, (self._now() + defaults.ACME_RETRY_MIN, 0.0))[0]
                 self._schedule_renewal(tls, host, retry)
 
         task.add_done_callback(retry_later)
@@ -279,7 +281,7 @@ class AcmeIssuer:
         for kind in CHALLENGE_ORDER:
             try:
                 fullchain = self._order_with(account, csr, host, kind)
-            except (errors.Error, messages.Error, IssueError, OSError) as exc:
+            except Exception as exc:  # the CA's answer, the network, a malformed reply: try the next type
                 problems.append(f"{kind}: {_describe(exc)}")
                 continue
             return key_pem + fullchain.encode()
