@@ -29,6 +29,7 @@ import asyncio
 import datetime
 import hashlib
 import os
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -46,7 +47,7 @@ from josepy.jwk import JWK, JWKEC
 
 from proxy import defaults
 from proxy.log import JsonLog
-from proxy.tls import ACME_TLS_ALPN, CertificateStore, ServiceTls, context_from_pem
+from proxy.tls import ACME_TLS_ALPN, CertificateStore, ServiceTls, context_from_pem, server_context
 
 ACCOUNT_KEY_FILE = "acme_account+key"
 USER_AGENT = "kamal-proxy-py"
@@ -201,7 +202,7 @@ class AcmeIssuer:
         if not renewal:
             cached = await self._loop.run_in_executor(self._executor, _read_cached, path)
             if cached is not None and cached[2] > self._now():
-                self._install(tls, host, cached[0], cached[1], cached[2])
+                self._install(tls, host, *cached)
                 self._log.debug("Certificate loaded from cache", host=host)
                 return
             if tls.on_demand_url:
@@ -213,13 +214,14 @@ class AcmeIssuer:
                     raise IssueError(str(exc)) from None
         try:
             pem = await self._loop.run_in_executor(self._executor, self._order, tls, host)
-            not_before, not_after = leaf_validity(pem)
-            await self._loop.run_in_executor(self._executor, write_private, path, pem)
+            context, not_before, not_after = await self._loop.run_in_executor(
+                self._executor, _save_and_load, path, pem
+            )
         except Exception as exc:
             self._failed(key, host, exc)
             raise IssueError(str(exc)) from None
         self._failures.pop(key, None)
-        self._install(tls, host, pem, not_before, not_after)
+        self._install(tls, host, context, not_before, not_after)
         self._log.info(
             "Certificate renewed" if renewal else "Certificate obtained", host=host, expires=int(not_after)
         )
@@ -232,10 +234,11 @@ class AcmeIssuer:
             "Certificate request failed", host=host, error=str(exc) or type(exc).__name__, retry_in=delay
         )
 
-    def _install(self, tls: ServiceTls, host: str, pem: bytes, not_before: float, not_after: float) -> None:
+    def _install(
+        self, tls: ServiceTls, host: str, context: ssl.SSLContext, not_before: float, not_after: float
+    ) -> None:
         acme = tls.acme
         assert acme is not None
-        context = context_from_pem(pem)
         self._store.install(cache_dir=acme.cache_dir, host=host, context=context, not_after=not_after)
         self._schedule_renewal(tls, host, renew_at(not_before, not_after))
 
@@ -384,13 +387,20 @@ class AcmeIssuer:
         return _Account(acme=acme_client, key=jwk)
 
 
-def _read_cached(path: Path) -> tuple[bytes, float, float] | None:
+def _read_cached(path: Path) -> tuple[ssl.SSLContext, float, float] | None:
+    """A cached certificate (key and chain in one file, autocert's layout) as a context (blocking)."""
     try:
-        pem = path.read_bytes()
-        not_before, not_after = leaf_validity(pem)
-    except (OSError, ValueError, IndexError):
+        not_before, not_after = leaf_validity(path.read_bytes())
+        return server_context(certfile=str(path)), not_before, not_after
+    except (OSError, ValueError, IndexError):  # ssl.SSLError is an OSError
         return None
-    return pem, not_before, not_after
+
+
+def _save_and_load(path: Path, pem: bytes) -> tuple[ssl.SSLContext, float, float]:
+    """Write a new certificate to the cache and load it from there (blocking)."""
+    not_before, not_after = leaf_validity(pem)
+    write_private(path, pem)
+    return server_context(certfile=str(path)), not_before, not_after
 
 
 def _describe(exc: BaseException) -> str:
