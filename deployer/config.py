@@ -389,6 +389,7 @@ class Config:
     error_pages_path: str | None = None
     hooks_path: str = defaults.HOOKS_PATH
     legacy_hooks: dict[str, list[str]] = field(default_factory=dict)
+    proxy_runs: dict[str, ProxyRun] = field(default_factory=dict)  # per server, when not the default
     aliases: dict[str, str] = field(default_factory=dict)
     asset_path: str | None = None
     run_directory: str = defaults.RUN_DIRECTORY
@@ -447,6 +448,10 @@ class Config:
                 ssl = role.proxy.raw["ssl"]
                 names += [ssl["certificate_pem"], ssl["private_key_pem"]]
         return list(dict.fromkeys(names))
+
+    def proxy_run_for(self, host: str) -> ProxyRun:
+        """How the proxy is booted on ``host`` (Kamal's ``proxy_run(host)``; none = the boot files)."""
+        return self.proxy_runs.get(host, ProxyRun(None))
 
     def hooks_output_for(self, hook: str) -> str | None:
         """``hooks_output`` for ``hook``: "quiet", "verbose" or None (Kamal's hooks_output_for)."""
@@ -734,7 +739,7 @@ def build_config(
     )
     roles, primary = _build_roles(raw, source, naming)
     accessories = _build_accessories(raw, source, roles, naming)
-    _check_proxies(raw, source, roles, accessories)
+    proxy_runs = _proxy_runs(raw, source, roles, accessories)
     root_logging = raw.get("logging") or {}
     return Config(
         raw=raw,
@@ -750,6 +755,7 @@ def build_config(
         volumes=list(raw.get("volumes") or []),
         logging=_logging(root_logging),
         proxy_run=ProxyRun((raw.get("proxy") or {}).get("run")),
+        proxy_runs=proxy_runs,
         ssh=_build_ssh(raw, source),
         boot=_build_boot(raw.get("boot") or {}),
         builder=_build_builder(raw.get("builder") or {}),
@@ -787,10 +793,12 @@ class _Naming:
         return f"{defaults.PROXY_CONTAINER_APPS_CONFIG}/{self.service}{self.dest_suffix}"
 
 
-def _check_proxies(
+def _proxy_runs(
     raw: dict[str, Any], source: str, roles: list[Role], accessories: dict[str, Accessory]
-) -> None:
-    """SSL host names unique across roles; one way to boot the proxy per server (Kamal's checks)."""
+) -> dict[str, ProxyRun]:
+    """How the proxy is booted on each server: the ``run`` of the proxied roles there (the root
+    ``proxy.run`` deep-merged with the role's) or of its proxied accessories. Kamal's checks: SSL host
+    names unique across roles; one way to boot the proxy per server."""
     validation.unique_ssl_hosts({r.name: r.proxy.hosts for r in roles if r.proxy and r.proxy.ssl}, source)
     root_run = (raw.get("proxy") or {}).get("run")
     servers = raw.get("servers")
@@ -809,13 +817,7 @@ def _check_proxies(
             for host in acc.hosts:
                 runs.setdefault(host, []).append((f"accessories/{acc.name}/proxy", acc_run))
     validation.no_conflicting_proxy_runs(runs, source)
-    for entries in runs.values():
-        for path, run in entries:
-            if path != "proxy" and run != (root_run or {}):
-                raise ConfigError(
-                    f"{source}: {path}/run: a proxy run configuration other than the root proxy/run is not "
-                    "supported by this deployer yet (move it to proxy/run)"
-                )
+    return {host: ProxyRun(entries[0][1]) for host, entries in runs.items()}
 
 
 def _build_registry(raw: dict[str, Any], source: str) -> Registry:
@@ -901,9 +903,12 @@ def _build_role(
     if len(set(hosts)) != len(hosts):
         raise ConfigError(f"{source}: servers/{name}/hosts: duplicate host")
     where = f"{source}: servers/{name}/proxy" if isinstance(raw.get("servers"), dict) else f"{source}: proxy"
-    proxy_setting = spec.get("proxy", primary)
+    # Kamal: the primary role runs the proxy unless `proxy: false`; another role when `proxy:` is
+    # given and not false (an empty map counts, as any map is true in Ruby).
+    proxy_setting = spec.get("proxy")
+    running = proxy_setting is not False if primary else proxy_setting not in (None, False)
     proxy: ProxyConfig | None = None
-    if proxy_setting is not False and (proxy_setting or primary):
+    if running:
         proxy_raw = deep_merge(
             raw.get("proxy") or {}, proxy_setting if isinstance(proxy_setting, dict) else {}
         )

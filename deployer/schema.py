@@ -192,7 +192,7 @@ class OneOf(Type):
 # --------------------------------------------------------------------------------------------------
 # deploy.yml (Kamal 2.12)
 
-NAME = r"[a-z0-9_-]+"
+NAME = r"(?i)[a-z0-9_-]+"  # Kamal lowercases nothing: MyRole is a valid role name
 HOST_ENTRY = OneOf(
     Str(expected="a host"), MapOf(OneOf(Str(), ListOf(Str()))), expected="a host or {host: tag}"
 )

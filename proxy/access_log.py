@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING
 from proxy.log import JsonLog, quote
 
 if TYPE_CHECKING:
-    from proxy.http.downstream import ClientConnection
     from proxy.http.parser import Headers
+    from proxy.http.record import ExchangeRecord
 
 PROTO = {b"1.1": "HTTP/1.1", b"1.0": "HTTP/1.0"}
 _METHODS: dict[bytes, str] = {}
@@ -36,38 +36,36 @@ def _method(method: bytes) -> str:
 
 
 class AccessLog:
+    """An exchange observer: one line per finished exchange."""
+
     def __init__(self, *, log: JsonLog) -> None:
         self._log = log
 
-    def request(self, conn: ClientConnection) -> None:
+    def exchange_finished(self, record: ExchangeRecord) -> None:
         now = time.time()
-        head = conn.head
-        service = conn.service
-        target = conn.target
-        ctx = conn.ctx
-        if head is not None:
-            req_length = -1 if head.chunked else head.content_length
-            proto = PROTO.get(head.version, "HTTP/1.1")
-        else:
-            req_length, proto = -1, "HTTP/1.1"
+        conn = record
+        head = record.head
+        service = record.service
+        target = record.target
+        req_length = -1 if head.chunked else head.content_length
+        proto = PROTO.get(head.version, "HTTP/1.1")
         line = (
             f'{{"time":"{self._log.timestamp(now)}","level":"INFO","msg":"Request",'
-            f'"host":{quote(conn.host)},"port":{ctx.port},"path":{quote(conn.path)},'
+            f'"host":{quote(conn.host)},"port":{conn.port},"path":{quote(conn.path)},'
             f'"request_id":{conn.request_id_json or quote(conn.request_id)},"status":{conn.status or 200},'
             f'"service":{service.name_json if service is not None else chr(34) * 2},'
             f'"target":{target.address_json if target is not None else chr(34) * 2},'
             f'"duration":{int((now - conn.started) * 1e9)},"method":{_method(conn.method)},'
             f'"req_content_length":{req_length},"req_content_type":{quote(conn.req_content_type)},'
             f'"resp_content_length":{conn.resp_bytes},"resp_content_type":{quote(conn.resp_content_type)},'
-            f"{conn.peer_json},"
+            f"{conn.client_json},"
             f'"remote_addr":{quote(conn.remote_addr)},"user_agent":{quote(conn.user_agent)},'
-            f'"proto":"{proto}","scheme":"{ctx.scheme}","query":{quote(conn.query)}'
+            f'"proto":"{proto}","scheme":"{conn.scheme}","query":{quote(conn.query)}'
         )
         if service is not None and (service.log_request_headers or service.log_response_headers):
             extra = []
-            if head is not None:
-                for lname, key in service.log_request_headers:
-                    extra.append(f'"{key}":{quote(_header(head.headers, lname))}')
+            for lname, key in service.log_request_headers:
+                extra.append(f'"{key}":{quote(_header(head.headers, lname))}')
             response = conn.response_head
             for lname, key in service.log_response_headers:
                 value = _header(response.headers, lname) if response is not None else ""

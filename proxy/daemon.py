@@ -2,7 +2,7 @@
 
 Both listeners share one data plane: the HTTPS listener (``proxy/tls_listener.py``) chooses a
 certificate per handshake from the certificate store and hands the connection to the same
-``ClientConnection`` protocol, with its own ``ProxyContext`` (scheme https, its port).
+``ClientConnection``, with its own ``Listener`` (scheme https, its port).
 
 SIGTERM / SIGINT: stop accepting, let requests in flight finish for up to SHUTDOWN_TIMEOUT, then
 close every connection and exit 0.
@@ -31,9 +31,11 @@ import uvloop
 from proxy import defaults
 from proxy.access_log import AccessLog
 from proxy.acme import AcmeIssuer
+from proxy.clock import BoundLoopClock
 from proxy.control import ControlServer, DaemonRunning, check_not_running
-from proxy.http.downstream import ClientConnection, ProxyContext
-from proxy.http.parser import ParserKind, make_request_parser, make_response_parser
+from proxy.http.connection import ClientConnection
+from proxy.http.listener import Listener
+from proxy.http.parsers import ParserKind, make_request_parser, make_response_parser
 from proxy.lifecycle import ServiceMode
 from proxy.log import JsonLog
 from proxy.on_demand import OnDemand
@@ -149,13 +151,15 @@ class Daemon:
         self.router.restore()
         parser = config.http_parser
         max_head = defaults.MAX_HEAD_SIZE
-        access_log = AccessLog(log=self.log)
+        clock = BoundLoopClock(loop)
+        observers = (AccessLog(log=self.log),)
 
-        def context(*, port: int, scheme: str) -> ProxyContext:
-            return ProxyContext(
+        def listener(*, port: int, scheme: str) -> Listener:
+            return Listener(
                 loop=loop,
+                clock=clock,
                 log=self.log,
-                access_log=access_log,
+                observers=observers,
                 routes=self.router.current_routes,
                 request_parser=lambda: make_request_parser(parser, max_head_size=max_head),
                 response_parser=lambda: make_response_parser(parser, max_head_size=max_head),
@@ -166,7 +170,7 @@ class Daemon:
                 challenge_tokens=self.tls.http_challenges,
             )
 
-        ctx = context(port=config.http_port, scheme="http")
+        ctx = listener(port=config.http_port, scheme="http")
         server = await loop.create_server(
             lambda: ClientConnection(ctx),
             host=config.bind,
@@ -176,8 +180,8 @@ class Daemon:
         )
         http_port = server.sockets[0].getsockname()[1]
         ctx.port = http_port if config.http_port == 0 else config.http_port
-        tls_ctx = context(port=config.https_port, scheme="https")
-        listener = TlsListener(
+        tls_ctx = listener(port=config.https_port, scheme="https")
+        tls_listener = TlsListener(
             loop=loop,
             store=self.tls,
             protocol_factory=lambda: ClientConnection(tls_ctx),
@@ -185,12 +189,12 @@ class Daemon:
             hello_timeout=min(config.read_header_timeout, defaults.TLS_HELLO_TIMEOUT),
         )
         try:
-            https_port = listener.start(host=config.bind, port=config.https_port)
+            https_port = tls_listener.start(host=config.bind, port=config.https_port)
         except OSError:
             server.close()
             raise
         tls_ctx.port = https_port if config.https_port == 0 else config.https_port
-        contexts = (ctx, tls_ctx)
+        listeners = (ctx, tls_ctx)
         control = ControlServer(
             path=config.socket_path, handler=self.router.handle, errors=(ControlError,), log=self.log
         )
@@ -198,52 +202,48 @@ class Daemon:
         self.router.start_monitoring()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stopping.set)
-        sweeper = loop.create_task(self._sweep(contexts))
+        sweeper = loop.create_task(self._sweep(listeners))
         self.log.info("Server started", http=http_port, https=https_port, parser=parser)
 
         await self._stopping.wait()
 
         server.close()
-        listener.close()
-        connections: set[ClientConnection] = set()
-        for c in contexts:
-            c.closing = True
+        tls_listener.close()
+        for each in listeners:
+            each.closing = True
         await control.close()
-        for c in contexts:
-            connections |= c.connections
-        for conn in list(connections):
+        for conn in [c for each in listeners for c in each.connections]:
             conn.idle_timed_out()  # idle keep-alive connections go now; busy ones finish first
         deadline = loop.time() + defaults.SHUTDOWN_TIMEOUT
-        while any(conn.busy for c in contexts for conn in c.connections) and loop.time() < deadline:
+        while any(c.busy for each in listeners for c in each.connections) and loop.time() < deadline:
             await asyncio.sleep(0.05)
-        if any(c.connections for c in contexts):
+        if any(each.connections for each in listeners):
             self.log.info("Closing active connections")
-            for c in contexts:
-                for conn in list(c.connections):
-                    if conn.transport is not None:
-                        conn.transport.abort()
+            for conn in [c for each in listeners for c in each.connections]:
+                if conn.transport is not None:
+                    conn.transport.abort()
         sweeper.cancel()
         issuer.close()
         await self.router.close()
         self.log.info("Server stopped")
 
-    async def _sweep(self, contexts: tuple[ProxyContext, ...]) -> None:
+    async def _sweep(self, listeners: tuple[Listener, ...]) -> None:
         ticks_per_idle = max(1, round(IDLE_SWEEP / RESPONSE_SWEEP))
         tick = 0
         while True:
             await asyncio.sleep(RESPONSE_SWEEP)
-            for ctx in contexts:
-                ctx.sweep_responses()
+            for each in listeners:
+                each.sweep_responses()
             tick += 1
             if tick >= ticks_per_idle:
                 tick = 0
-                for ctx in contexts:
-                    ctx.sweep_idle()
+                for each in listeners:
+                    each.sweep_idle()
                 if descriptors_exhausted():
                     self.errors.error(
                         asyncio.get_running_loop().time(),
                         "Unable to accept connections: too many open files",
-                        connections=sum(len(c.connections) for c in contexts),
+                        connections=sum(len(each.connections) for each in listeners),
                     )
 
 

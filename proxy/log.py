@@ -2,7 +2,9 @@
 
 Lines are collected in a list on the event loop and handed, in batches, to one writer thread that
 owns the file descriptor. A slow or blocked stdout therefore never stalls request handling; past
-MAX_PENDING_BYTES of unwritten lines, new lines are dropped and counted.
+MAX_PENDING_BYTES of unwritten lines, new lines are dropped and counted, and the count is reported
+(a WARN "Log lines dropped" with ``dropped`` since the last report and ``total``) as soon as the
+writer has caught up enough to take a line again, and at shutdown.
 """
 
 from __future__ import annotations
@@ -49,7 +51,8 @@ class JsonLog:
         self.debug_enabled = debug
         self._loop: asyncio.AbstractEventLoop | None = None
         self._flush_scheduled = False
-        self.dropped = 0
+        self.dropped = 0  # lines dropped because the writer was too far behind, since start
+        self._dropped_reported = 0
         self._fd = fd
         self._lines: list[str] = []
         self._pending_bytes = 0
@@ -65,6 +68,8 @@ class JsonLog:
         if self._pending_bytes > MAX_PENDING_BYTES:
             self.dropped += 1
             return
+        if self.dropped != self._dropped_reported:
+            self._report_dropped()
         lines = self._lines
         lines.append(text)
         if len(lines) >= FLUSH_BATCH or self._loop is None:
@@ -72,6 +77,15 @@ class JsonLog:
         elif not self._flush_scheduled and self._loop is not None:
             self._flush_scheduled = True
             self._loop.call_later(FLUSH_DELAY, self._scheduled_flush)
+
+    def _report_dropped(self) -> None:
+        since = self.dropped - self._dropped_reported
+        self._dropped_reported = self.dropped
+        stamp = self._clock.stamp(time.time())
+        self._lines.append(
+            f'{{"time":"{stamp}","level":"WARN","msg":"Log lines dropped",'
+            f'"dropped":{since},"total":{self.dropped},"reason":"log writer too slow"}}'
+        )
 
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
         """From now on, lines are flushed within FLUSH_DELAY by a timer on this loop."""
@@ -117,6 +131,8 @@ class JsonLog:
 
     def close(self) -> None:
         """Flush everything and wait for the writer to finish."""
+        if self.dropped != self._dropped_reported:
+            self._report_dropped()
         self.flush()
         self._queue.put(None)
         self._thread.join(timeout=5)

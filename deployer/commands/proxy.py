@@ -13,8 +13,9 @@ IMAGE_TITLE_LABEL = "label=org.opencontainers.image.title=kamal-proxy"
 
 
 class Proxy:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, host: str | None = None) -> None:
         self.config = config
+        self.host = host  # run() boots the proxy as configured for this server
 
     @property
     def directory(self) -> str:
@@ -41,7 +42,7 @@ class Proxy:
         )
 
     def run(self) -> Cmd:
-        run = self.config.proxy_run
+        run = self.config.proxy_run_for(self.host) if self.host else self.config.proxy_run
         if run.raw is None:
             return self._legacy_run()
         publish: list[str] = []

@@ -28,10 +28,11 @@ class ProxyWorkflow:
         """Create the network and start (or run) the proxy container where it is not running."""
         if not hosts:
             return
-        ctx, proxy = self.ctx, self.commands
+        ctx = self.ctx
         ctx.out.say(f"Ensuring the proxy is running on {len(hosts)} host(s)...")
 
         async def one(host: str) -> None:
+            proxy = Proxy(ctx.config, host)
             with ctx.out.step("Proxy running", host):
                 net = await ctx.runner.run(host, create_network(), check=False)
                 if not net.ok and "already exists" not in net.stderr:
@@ -54,7 +55,7 @@ class ProxyWorkflow:
             await self.boot(hosts)
 
     async def reboot(self, rolling: bool = False) -> None:
-        ctx, proxy = self.ctx, self.commands
+        ctx = self.ctx
         hosts = ctx.proxy_hosts()
         async with self.lock.held("Rebooting the proxy", hosts):
             groups = [[h] for h in hosts] if rolling else [hosts]
@@ -62,8 +63,9 @@ class ProxyWorkflow:
                 ctx.hook("pre-proxy-reboot", ctx.config.version, hosts=group)
 
                 async def one(host: str) -> None:
+                    proxy = Proxy(ctx.config, host)
                     with ctx.out.step("Rebooted the proxy", host):
-                        await ctx.audit([host], f"Rebooted proxy {ctx.config.proxy_run.image}")
+                        await ctx.audit([host], f"Rebooted proxy {ctx.config.proxy_run_for(host).image}")
                         await ctx.runner.run(host, create_network(), check=False)
                         await ctx.runner.run(host, proxy.stop(), check=False)
                         await ctx.runner.run(host, proxy.remove_container(), check=False)

@@ -1,15 +1,32 @@
 """Header rules for the hop between client and target (kamal-proxy / Go ReverseProxy behaviour).
 
-Hop-by-hop fields never cross the proxy; `X-Forwarded-*` are rebuilt from the connection (and,
-with forward-headers on, extend what the client sent). Everything works on raw byte pairs as the
-parser delivered them and is written out with one join.
+One pass over a head's fields (``scan_request`` / ``scan_response``) drops the hop-by-hop fields —
+the fixed list and whatever a Connection field names — and notes what routing, logging and the
+rules below need. The rules then each add their own fields to the kept lines, one function per rule
+as kamal-proxy keeps one small middleware per rule:
+
+- ``add_request_id``: ``X-Request-Id`` is kept, or one is made;
+- ``add_request_start``: ``X-Request-Start: t=<ms>`` unless the client sent one;
+- ``add_upgrade``: an upgrade request keeps ``Connection: Upgrade`` and its ``Upgrade``;
+- ``add_forwarded``: ``X-Forwarded-For/Host/Proto`` (and ``-Port``, ours) are rebuilt from the
+  connection and, with forward-headers on, extend what the client sent;
+- ``add_kamal_target``: ``X-Kamal-Target`` names the target (extended likewise).
+
+Everything works on raw byte pairs as the parser delivered them; the kept fields are field lines
+(``Name: value``, no CRLF) that ``writer.py`` joins once. No dict of the headers is built.
 """
 
 from __future__ import annotations
 
 import random
 
+from proxy.http.parser import Headers
+from proxy.http.writer import COLON, Lines
+
 _random_bits = random.Random().getrandbits
+# UUIDv4: version nibble 4 (bits 76-79), variant 10 (bits 62-63)
+_UUID4_KEEP = ~(0xF << 76) & ~(0x3 << 62)
+_UUID4_SET = (0x4 << 76) | (0x2 << 62)
 
 HOP_BY_HOP = frozenset(
     {
@@ -27,9 +44,8 @@ HOP_BY_HOP = frozenset(
 
 # Connection tokens that name no header field
 _CONNECTION_OPTIONS = frozenset({b"close", b"keep-alive", b"upgrade"})
-
-CRLF = b"\r\n"
-COLON = b": "
+_NO_TOKENS: frozenset[bytes] = frozenset()
+CONTENT_LENGTH = frozenset({b"content-length"})
 
 
 def new_request_id() -> str:
@@ -38,22 +54,231 @@ def new_request_id() -> str:
     From the Mersenne Twister rather than os.urandom: request IDs correlate log lines, they are
     not secrets, and a getrandom syscall per request is measurable on the hot path.
     """
-    h = "%032x" % _random_bits(128)
-    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-{h[20:32]}"
+    h = "%032x" % (_random_bits(128) & _UUID4_KEEP | _UUID4_SET)
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
-def connection_tokens(value: bytes) -> set[bytes]:
+def connection_tokens(value: bytes) -> frozenset[bytes]:
     """Header names listed in a Connection field (they are hop-by-hop too)."""
     if value.lower() in _CONNECTION_OPTIONS:  # the usual `keep-alive` / `close`: nothing to drop
         return _NO_TOKENS
-    return {t.strip().lower() for t in value.split(b",")} - _CONNECTION_OPTIONS - {b""}
+    return frozenset({t.strip().lower() for t in value.split(b",")} - _CONNECTION_OPTIONS - {b""})
 
 
-_NO_TOKENS: set[bytes] = set()
+def _more_dropped(drop: frozenset[bytes] | None, value: bytes) -> frozenset[bytes] | None:
+    """``drop`` plus the names a Connection field lists."""
+    tokens = connection_tokens(value)
+    if not tokens:
+        return drop
+    return tokens if drop is None else drop | tokens
 
 
-def chunk(data: bytes) -> bytes:
-    return b"%x\r\n%b\r\n" % (len(data), data)
+def without(lines: Lines, names: frozenset[bytes]) -> Lines:
+    """Field lines whose lower-cased name is not in ``names``."""
+    out = []
+    for line in lines:
+        colon = line.find(b":")
+        if colon < 0 or line[:colon].lower() not in names:
+            out.append(line)
+    return out
 
 
-LAST_CHUNK = b"0\r\n\r\n"
+class RequestFields:
+    """A request head's fields after ``scan_request``: the lines to forward and what was noted."""
+
+    __slots__ = (
+        "content_type",
+        "has_request_start",
+        "host",
+        "kamal_target",
+        "lines",
+        "request_id",
+        "upgrade",
+        "user_agent",
+        "xff",
+        "xfh",
+        "xfp",
+        "xfport",
+    )
+
+    def __init__(
+        self,
+        lines: Lines,
+        host: bytes = b"",
+        user_agent: bytes = b"",
+        content_type: bytes = b"",
+        upgrade: bytes = b"",
+        forwarding: tuple[bytes, bytes, bytes, bytes, bytes, bool, bytes] = (
+            b"",
+            b"",
+            b"",
+            b"",
+            b"",
+            False,
+            b"",
+        ),
+    ) -> None:
+        # positional: one of these is made per request, and a keyword call of a class costs a dict
+        self.lines = lines
+        self.host = host
+        self.user_agent = user_agent
+        self.content_type = content_type
+        self.upgrade = upgrade
+        # X-Forwarded-For (the client's values, joined), -Host, -Proto, X-Kamal-Target, X-Request-Id,
+        # whether X-Request-Start was sent, and X-Forwarded-Port
+        (
+            self.xff,
+            self.xfh,
+            self.xfp,
+            self.kamal_target,
+            self.request_id,
+            self.has_request_start,
+            self.xfport,
+        ) = forwarding
+
+
+_NO_FORWARDING = (b"", b"", b"", b"", b"", False, b"")
+
+
+def scan_request(headers: Headers) -> RequestFields:
+    """Drop hop-by-hop fields; take out the forwarding fields the rules rebuild; keep the rest."""
+    kept: Lines = []
+    append = kept.append
+    drop: frozenset[bytes] | None = None
+    host = user_agent = content_type = upgrade = b""
+    x_fields: list[tuple[bytes, bytes]] | None = None
+    for name, value in headers:
+        lname = name.lower()
+        if lname in HOP_BY_HOP:
+            if lname == b"connection":
+                if value.lower() not in _CONNECTION_OPTIONS:  # (the usual keep-alive/close names nothing)
+                    drop = _more_dropped(drop, value)
+            elif lname == b"upgrade" and not upgrade:
+                upgrade = value
+            continue
+        if lname[:2] == b"x-":
+            if x_fields is None:
+                x_fields = []
+            x_fields.append((lname, value))
+            if lname in _REBUILT:
+                continue
+        elif lname == b"host":
+            host = value
+        elif lname == b"user-agent":
+            user_agent = value
+        elif lname == b"content-type":
+            content_type = value
+        append(name + COLON + value)
+    if drop:
+        kept = without(kept, drop)
+    forwarding = _forwarding(x_fields) if x_fields is not None else _NO_FORWARDING
+    return RequestFields(kept, host, user_agent, content_type, upgrade, forwarding)
+
+
+_REBUILT = frozenset(
+    {b"x-forwarded-for", b"x-forwarded-host", b"x-forwarded-proto", b"x-forwarded-port", b"x-kamal-target"}
+)
+
+
+def _forwarding(
+    x_fields: list[tuple[bytes, bytes]],
+) -> tuple[bytes, bytes, bytes, bytes, bytes, bool, bytes]:
+    """What the ``x-`` fields of a request say for the forwarding rules."""
+    xff = xfh = xfp = kamal_target = request_id = xfport = b""
+    has_request_start = False
+    for lname, value in x_fields:
+        if lname == b"x-forwarded-for":
+            xff = value if not xff else xff + b", " + value
+        elif lname == b"x-forwarded-host":
+            xfh = value
+        elif lname == b"x-forwarded-proto":
+            xfp = value
+        elif lname == b"x-forwarded-port":
+            xfport = value
+        elif lname == b"x-kamal-target":
+            kamal_target = value
+        elif lname == b"x-request-id":
+            request_id = value
+        elif lname == b"x-request-start":
+            has_request_start = True
+    return xff, xfh, xfp, kamal_target, request_id, has_request_start, xfport
+
+
+def add_request_id(fields: RequestFields) -> str:
+    """Keep the client's X-Request-Id, else add a new one. Returns the new ID, or "" if kept."""
+    if fields.request_id:
+        return ""
+    rid = new_request_id()
+    fields.lines.append(b"X-Request-Id: " + rid.encode())
+    return rid
+
+
+def add_request_start(fields: RequestFields, now: float) -> None:
+    """X-Request-Start: t=<milliseconds since the epoch>, unless the client sent one."""
+    if not fields.has_request_start:
+        fields.lines.append(b"X-Request-Start: t=%d" % int(now * 1000))
+
+
+def add_upgrade(fields: RequestFields) -> None:
+    """An upgrade request keeps the two hop-by-hop fields that ask the target to switch."""
+    fields.lines.append(b"Connection: Upgrade\r\nUpgrade: " + fields.upgrade)
+
+
+def add_forwarded(
+    fields: RequestFields, *, peer: bytes, scheme: bytes, port: bytes = b"", trust_client: bool
+) -> None:
+    """X-Forwarded-For / -Host / -Proto / -Port: extended from the client's (trust_client) or replaced.
+
+    X-Forwarded-Port (the listener's port; not sent by kamal-proxy) goes out when ``port`` is given.
+    """
+    append = fields.lines.append
+    if trust_client:
+        xff = fields.xff
+        append(b"X-Forwarded-For: " + (xff + b", " + peer if xff else peer))
+        append(b"X-Forwarded-Host: " + (fields.xfh or fields.host))
+        append(b"X-Forwarded-Proto: " + (fields.xfp or scheme))
+        if port:
+            append(b"X-Forwarded-Port: " + (fields.xfport or port))
+    else:
+        append(b"X-Forwarded-For: " + peer)
+        append(b"X-Forwarded-Host: " + fields.host)
+        append(b"X-Forwarded-Proto: " + scheme)
+        if port:
+            append(b"X-Forwarded-Port: " + port)
+
+
+def add_kamal_target(fields: RequestFields, target: bytes, *, trust_client: bool) -> None:
+    """X-Kamal-Target: the target's address (after the client's value when trusted)."""
+    kamal_target = fields.kamal_target
+    if trust_client and kamal_target:
+        fields.lines.append(b"X-Kamal-Target: " + kamal_target + b", " + target)
+    else:
+        fields.lines.append(b"X-Kamal-Target: " + target)
+
+
+def scan_response(headers: Headers) -> tuple[Lines, bytes]:
+    """Drop hop-by-hop fields (the fixed list and the Connection-listed ones); keep the rest.
+
+    Returns the kept field lines and the Content-Type value (a tuple: this runs per response).
+    """
+    out: Lines = []
+    append = out.append
+    content_type = b""
+    drop: frozenset[bytes] | None = None
+    for name, value in headers:
+        lname = name.lower()
+        if lname in HOP_BY_HOP:
+            if lname == b"connection" and value.lower() not in _CONNECTION_OPTIONS:
+                drop = _more_dropped(drop, value)
+            continue
+        if lname == b"content-type":
+            content_type = value
+        append(name + COLON + value)
+    if drop:
+        out = without(out, drop)
+    return out, content_type
+
+
+def all_lines(headers: Headers) -> Lines:
+    """Every field as it came (a 101 response: its Connection and Upgrade go to the client)."""
+    return [name + COLON + value for name, value in headers]

@@ -17,6 +17,8 @@ import time
 from email.utils import formatdate
 from http import HTTPStatus
 
+from proxy.http.writer import response_head
+
 __all__ = [
     "CONTENT_TYPE",
     "error_page",
@@ -319,19 +321,18 @@ def response_bytes(
     out without the body, as Go's net/http does. An empty ``content_type`` sends no Content-Type.
     """
     reason = status_text(status) or f"status code {status}"
-    parts = [f"HTTP/1.1 {status:03d} {reason}\r\n"]
+    lines = []
     if location:
-        parts.append(f"Location: {location}\r\n")
+        lines.append(b"Location: " + location.encode("latin-1"))
     if content_type:
-        parts.append(f"Content-Type: {content_type}\r\n")
+        lines.append(b"Content-Type: " + content_type.encode("latin-1"))
     allowed = _body_allowed(status)
     if allowed:
-        parts.append(f"Content-Length: {len(body)}\r\n")
-    parts.append(f"Date: {http_date()}\r\n")
+        lines.append(b"Content-Length: %d" % len(body))
+    lines.append(b"Date: " + http_date().encode("latin-1"))
     if not keep_alive:
-        parts.append("Connection: close\r\n")
-    parts.append("\r\n")
-    head_bytes = "".join(parts).encode("latin-1")
+        lines.append(b"Connection: close")
+    head_bytes = response_head(status, reason.encode("latin-1"), lines)
     if head or not allowed:
         return head_bytes
     return head_bytes + body

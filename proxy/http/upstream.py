@@ -9,13 +9,15 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Protocol, cast
 
+from proxy import defaults
+from proxy.http.flow_control import CLIENT_FULL, FlowControl
 from proxy.http.parser import ResponseEvent, ResponseParser
 
 if TYPE_CHECKING:
     from proxy.targets import Target
 
 
-class Exchange(Protocol):
+class UpstreamUser(Protocol):
     """What an upstream connection reports to the client exchange it serves."""
 
     def upstream_events(self, events: list[ResponseEvent]) -> None: ...
@@ -28,21 +30,23 @@ class Exchange(Protocol):
 
 
 class UpstreamConnection(asyncio.Protocol):
-    __slots__ = ("exchange", "parser", "reading_paused", "reused", "target", "transport", "usable")
+    __slots__ = ("exchange", "flow", "parser", "reused", "target", "transport", "usable")
 
     def __init__(self, *, target: Target, parser: ResponseParser) -> None:
         self.target = target
         self.parser = parser
         self.transport: asyncio.Transport | None = None
-        self.exchange: Exchange | None = None
+        self.exchange: UpstreamUser | None = None
         self.usable = True
         self.reused = False
-        self.reading_paused = False
+        self.flow = FlowControl()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
+        self.transport = tcp = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
+        tcp.set_write_buffer_limits(high=defaults.WRITE_HIGH_WATER, low=defaults.WRITE_LOW_WATER)
+        self.flow.transport = tcp
 
-    def bind(self, exchange: Exchange, *, method: bytes, upgrade: bool) -> None:
+    def bind(self, exchange: UpstreamUser, *, method: bytes, upgrade: bool) -> None:
         self.exchange = exchange
         self.parser.expect_response(method=method, upgrade=upgrade)
 
@@ -50,8 +54,8 @@ class UpstreamConnection(asyncio.Protocol):
         """The exchange is over and the connection can serve another request: back to the pool."""
         self.exchange = None
         self.reused = True
-        if self.reading_paused:
-            self.resume_reading()
+        if self.flow.paused:
+            self.flow.resume(CLIENT_FULL)
         self.target.give_back(self)
 
     def data_received(self, data: bytes) -> None:
@@ -82,18 +86,19 @@ class UpstreamConnection(asyncio.Protocol):
             self.exchange.upstream_resume_writing()
 
     def pause_reading(self) -> None:
-        if not self.reading_paused and self.transport is not None:
-            self.reading_paused = True
-            self.transport.pause_reading()
+        """The client cannot take more: stop reading the target until it can."""
+        self.flow.pause(CLIENT_FULL)
 
     def resume_reading(self) -> None:
-        if self.reading_paused and self.transport is not None:
-            self.reading_paused = False
-            self.transport.resume_reading()
+        self.flow.resume(CLIENT_FULL)
 
     def write(self, data: bytes) -> None:
         assert self.transport is not None
         self.transport.write(data)
+
+    def write_lines(self, data: list[bytes]) -> None:
+        assert self.transport is not None
+        self.transport.writelines(data)
 
     def close(self) -> None:
         self.usable = False

@@ -428,3 +428,20 @@ def test_accessory_directories_strings_and_maps(make_config: ConfigFactory) -> N
         "chown mysql:mysql $PWD/app-mysql/mysql-data",
         "mkdir -p $PWD/app-mysql/mysql-tmp",
     ]
+
+
+def test_proxy_run_is_per_server_roles_merge_the_root_run(make_config: ConfigFactory) -> None:
+    raw = {
+        **BASE,
+        "proxy": {"run": {"http_port": 8000, "log_max_size": "5m"}},
+        "servers": {
+            "web": ["h1"],
+            "api": {"hosts": ["h2"], "proxy": {"host": "api.example.com", "run": {"http_port": 9000}}},
+            "jobs": {"hosts": ["h3"], "cmd": "bin/jobs"},
+        },
+    }
+    config = make_config(raw)
+    assert "--publish 8000:80 --publish 443:443 --log-opt max-size=5m" in join(Proxy(config, "h1").run())
+    assert "--publish 9000:80 --publish 443:443 --log-opt max-size=5m" in join(Proxy(config, "h2").run())
+    # a server without a proxied role has no run configuration: Kamal's boot files decide
+    assert join(Proxy(config, "h3").run()).startswith("echo $(cat .kamal/proxy/options")

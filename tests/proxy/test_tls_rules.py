@@ -100,3 +100,19 @@ def test_path_prefixed_service_takes_tls_and_redirect_from_its_root_service() ->
     assert root.entry == ACME
     assert api.entry == ACME
     assert lonely.entry is None
+
+
+def test_forwarded_port_is_the_listeners_unless_the_client_is_trusted() -> None:
+    from proxy.http import headers as rules
+
+    sent = [(b"Host", b"h"), (b"X-Forwarded-Port", b"8443")]
+    replaced = rules.scan_request(sent)
+    rules.add_forwarded(replaced, peer=b"p", scheme=b"https", port=b"443", trust_client=False)
+    assert [line for line in replaced.lines if line.startswith(b"X-Forwarded-Port")] == [
+        b"X-Forwarded-Port: 443"
+    ]
+    trusted = rules.scan_request(sent)
+    rules.add_forwarded(trusted, peer=b"p", scheme=b"https", port=b"443", trust_client=True)
+    assert [line for line in trusted.lines if line.startswith(b"X-Forwarded-Port")] == [
+        b"X-Forwarded-Port: 8443"
+    ]

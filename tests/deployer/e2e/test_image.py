@@ -55,6 +55,7 @@ class ImageHost:
             "image": "demo",
             "servers": ["127.0.0.2"],
             "registry": {"server": self.registry.server},
+            "builder": {"arch": "amd64"},
             "proxy": {
                 "run": {
                     "registry": self.registry.server,

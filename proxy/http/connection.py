@@ -1,0 +1,381 @@
+"""The HTTP/1 client connection: the transport, the queue of pipelined requests, HTTP/1 framing.
+
+One asyncio protocol per client connection, plain or TLS alike (the listener's ``scheme`` is all
+that differs). It parses requests and makes one ``Exchange`` per request head, one at a time:
+pipelined requests are parsed as they arrive but queued until the current response is complete;
+past PIPELINE_MAX_BUFFERED queued bytes the connection stops reading. It is the exchange's
+``ClientSide``: it frames what the exchange sends (chunked for HTTP/1.1 when the length is
+unknown, close-delimited for HTTP/1.0, ``Connection`` fields) and decides keep-alive. Bodies stream
+both ways: each side stops reading while the other side's write buffer is above its high-water
+mark (``FlowControl``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import cast
+
+from proxy import defaults
+from proxy.http import writer
+from proxy.http.exchange import Exchange, ExchangeState
+from proxy.http.flow_control import CONNECTING, PIPELINE_FULL, UPSTREAM_FULL, FlowControl
+from proxy.http.listener import Listener
+from proxy.http.pages import error_page, response_bytes
+from proxy.http.parser import (
+    UNKNOWN_LENGTH,
+    Data,
+    EndOfMessage,
+    Headers,
+    ParseError,
+    RequestEvent,
+    RequestHead,
+    TunnelData,
+)
+from proxy.http.writer import Framing
+from proxy.log import quote
+
+# Enum members as module constants (an enum class attribute read is slow on the hot path)
+CHUNKED, LENGTH, CLOSE = Framing.CHUNKED, Framing.LENGTH, Framing.CLOSE
+HELD = ExchangeState.HELD
+ANSWERED = ExchangeState.ANSWERED
+# An exchange in these states has sent (part of) a response: a late error can only cut the connection.
+RESPONDED = frozenset({ExchangeState.STREAMING, ExchangeState.TUNNEL, ExchangeState.ANSWERED})
+
+
+class ClientConnection(asyncio.Protocol):
+    __slots__ = (
+        "client_json",
+        "closed",
+        "corked",
+        "deadline",
+        "exchange",
+        "flow",
+        "framing",
+        "keep_alive",
+        "listener",
+        "parser",
+        "peer_b",
+        "peer_ip",
+        "peer_port",
+        "queue",
+        "queued_bytes",
+        "receiving",
+        "transport",
+        "tunnel",
+    )
+
+    def __init__(self, listener: Listener) -> None:
+        self.listener = listener
+        self.parser = listener.request_parser()
+        self.transport: asyncio.Transport | None = None
+        self.flow = FlowControl()
+        self.peer_ip = ""
+        self.peer_b = b""
+        self.peer_port = 0
+        self.client_json = '"client_addr":"","client_port":"0"'
+        self.queue: list[RequestEvent] = []
+        self.queued_bytes = 0
+        self.exchange: Exchange | None = None  # the request being answered
+        self.receiving = False  # the current request's body is still arriving
+        self.keep_alive = True
+        self.framing = LENGTH  # how the current response's body goes to the client
+        self.tunnel = False
+        self.closed = False
+        self.deadline = 0.0  # header-read or idle deadline (clock time), 0 = none
+        self.corked: list[bytes] | None = None  # client-bound bytes collected while handling one read
+
+    @property
+    def busy(self) -> bool:
+        return self.exchange is not None
+
+    # ------------------------------------------------------------------ asyncio callbacks
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = tcp = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
+        tcp.set_write_buffer_limits(high=defaults.WRITE_HIGH_WATER, low=defaults.WRITE_LOW_WATER)
+        self.flow.transport = tcp
+        peer = transport.get_extra_info("peername")
+        if peer:
+            self.peer_ip, self.peer_port = peer[0], peer[1]
+            self.peer_b = self.peer_ip.encode()
+            self.client_json = f'"client_addr":{quote(self.peer_ip)},"client_port":"{self.peer_port}"'
+        listener = self.listener
+        listener.connections.add(self)
+        self.deadline = listener.now() + listener.read_header_timeout
+
+    def data_received(self, data: bytes) -> None:
+        exchange = self.exchange
+        if exchange is None and not self.queue:
+            self.deadline = self.listener.now() + self.listener.read_header_timeout
+        events = self.parser.feed(data)
+        if self.queue or (exchange is not None and exchange.state is HELD):
+            self._enqueue(events, 0)
+        else:
+            self._dispatch(events)
+
+    def eof_received(self) -> bool:
+        exchange = self.exchange
+        if self.tunnel and exchange is not None and exchange.client_eof():
+            return True  # half-close: the tunnel's other direction may still flow
+        # As Go's server: a client that closes while its request is in flight has cancelled it
+        # (logged 499); connection_lost follows and cleans up.
+        events = self.parser.feed_eof()
+        if events and exchange is None and not self.queue:
+            self._dispatch(events)
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.listener.connections.discard(self)
+        self.queue = []
+        self.closed = True
+        exchange = self.exchange
+        if exchange is not None:
+            exchange.client_lost()
+            self._finish()
+        self.transport = None
+        self.flow.transport = None
+
+    def pause_writing(self) -> None:
+        if self.exchange is not None:
+            self.exchange.client_write_paused()
+
+    def resume_writing(self) -> None:
+        if self.exchange is not None:
+            self.exchange.client_write_resumed()
+
+    # ------------------------------------------------------------------ request events
+    def _dispatch(self, events: list[RequestEvent]) -> None:
+        i = 0
+        n = len(events)
+        while i < n:
+            event = events[i]
+            kind = type(event)
+            if kind is Data:
+                if self.exchange is not None:
+                    self.exchange.request_body(event.data)  # type: ignore[union-attr]
+            elif kind is EndOfMessage:
+                self._request_end()
+            elif kind is RequestHead:
+                if self.exchange is not None:  # the next pipelined request: wait for this response
+                    self._enqueue(events, i)
+                    return
+                if self._request_head(event) is HELD:  # type: ignore[arg-type]
+                    self._enqueue(events, i + 1)  # its body and what follows wait for the resume
+                    return
+            elif kind is TunnelData:
+                if self.exchange is not None:
+                    self.exchange.tunnel_in(event.data)  # type: ignore[union-attr]
+            elif kind is ParseError:
+                if self.exchange is not None and not self.receiving:
+                    self._enqueue(events, i)
+                    return
+                self._malformed(event)  # type: ignore[arg-type]
+                return
+            if self.closed:
+                return
+            i += 1
+
+    def _enqueue(self, events: list[RequestEvent], start: int) -> None:
+        queue = self.queue
+        for event in events[start:] if start else events:
+            queue.append(event)
+            if type(event) is Data or type(event) is TunnelData:
+                self.queued_bytes += len(event.data)
+        if self.queued_bytes > defaults.PIPELINE_MAX_BUFFERED:
+            self.flow.pause(PIPELINE_FULL)
+
+    def _drain_queue(self) -> None:
+        queue = self.queue
+        self.queue = []
+        self.queued_bytes = 0
+        self.flow.resume(PIPELINE_FULL)
+        if queue:
+            self._dispatch(queue)
+
+    def _request_head(self, head: RequestHead) -> ExchangeState:
+        self.receiving = True
+        self.deadline = 0.0
+        self.keep_alive = head.keep_alive and not self.listener.closing
+        exchange = self.exchange = Exchange(self.listener, self, head)
+        exchange.start()
+        return exchange.state
+
+    def _request_end(self) -> None:
+        self.receiving = False
+        exchange = self.exchange
+        if exchange is None:
+            return
+        exchange.request_end()
+        if exchange.state is ANSWERED and self.exchange is exchange:
+            self._response_complete()  # answered before the request was read: now it is
+
+    def _malformed(self, error: ParseError) -> None:
+        self.listener.log.info("Malformed request", client_addr=self.peer_ip, error=error.message)
+        self.keep_alive = False
+        self.receiving = False
+        exchange = self.exchange
+        if exchange is None:
+            self._write(response_bytes(error.status, body=error_page(error.status), keep_alive=False))
+            self._close()
+        elif exchange.state in RESPONDED:
+            self.abort()
+        else:
+            exchange.reject(error.status)
+
+    # ------------------------------------------------------------------ ClientSide
+    def respond(
+        self, status: int, body: bytes, *, content_type: str, head_only: bool, location: str = ""
+    ) -> None:
+        exchange = self.exchange
+        assert exchange is not None
+        head = exchange.head
+        if self.receiving and (head.content_length != 0 or head.chunked):
+            # Unread body: answer now, close after (kamal-proxy's net/http does the same).
+            self.keep_alive = False
+        if self.listener.closing or location:  # kamal-proxy's redirects say Connection: close
+            self.keep_alive = False
+        self._write(
+            response_bytes(
+                status,
+                body=body,
+                keep_alive=self.keep_alive,
+                head=head_only,
+                content_type=content_type,
+                location=location,
+            )
+        )
+        self._response_complete()
+
+    def send_continue(self) -> None:
+        self._write(writer.CONTINUE)
+
+    def send_interim(self, status: int, reason: bytes, headers: Headers) -> None:
+        exchange = self.exchange
+        if exchange is not None and exchange.head.version == b"1.1":
+            self._write(writer.interim_response(status, reason, headers))
+
+    def send_head(self, status: int, reason: bytes, lines: list[bytes], *, length: int) -> None:
+        if status == 101:
+            self.tunnel = True
+            self._write(writer.response_head(status, reason, lines))
+            return
+        exchange = self.exchange
+        assert exchange is not None
+        head = exchange.head
+        if head.upgrade:  # refused upgrade: the client may already be sending tunnel bytes
+            self.keep_alive = False
+        if length == UNKNOWN_LENGTH and head.method != b"HEAD":
+            if head.version == b"1.1":
+                lines.append(b"Transfer-Encoding: chunked")
+                self.framing = CHUNKED
+            else:
+                self.framing = CLOSE
+                self.keep_alive = False
+        if self.listener.closing:
+            self.keep_alive = False
+        if not self.keep_alive:
+            lines.append(b"Connection: close")
+        elif head.version == b"1.0":
+            lines.append(b"Connection: keep-alive")
+        data = writer.response_head(status, reason, lines)
+        corked = self.corked
+        if corked is not None:
+            corked.append(data)
+        else:
+            self._write(data)
+
+    def send_body(self, data: bytes) -> None:
+        if self.framing is CHUNKED:
+            data = writer.chunk(data)
+        corked = self.corked
+        if corked is not None:
+            corked.append(data)
+        else:
+            self._write(data)
+
+    def end(self) -> None:
+        if self.framing is CHUNKED:
+            self._write(writer.LAST_CHUNK)
+        if self.receiving:
+            # The target answered before the whole request body arrived: that body cannot be
+            # skipped reliably, so this client connection ends with the response.
+            self.keep_alive = False
+        self._response_complete()
+
+    def abort(self) -> None:
+        self.corked = None
+        self.keep_alive = False
+        self.closed = True
+        transport = self.transport
+        if transport is not None:
+            transport.abort()
+
+    def close(self) -> None:
+        self._close()
+
+    def cork(self) -> bool:
+        if self.corked is not None:
+            return False
+        self.corked = []
+        return True
+
+    def uncork(self) -> None:
+        corked = self.corked
+        self.corked = None
+        if corked and self.transport is not None:
+            self.transport.write(corked[0] if len(corked) == 1 else b"".join(corked))
+
+    def pause_reading(self, reason: int) -> None:
+        self.flow.pause(reason)
+
+    def resume_reading(self, reason: int) -> None:
+        self.flow.resume(reason)
+
+    def unhold(self) -> None:
+        if self.queue and not self.closed:
+            self._drain_queue()
+
+    # ------------------------------------------------------------------ between exchanges
+    def _response_complete(self) -> None:
+        if not self.keep_alive:
+            self._finish()
+            self._close()
+            return
+        if self.receiving:
+            return  # the rest of this request's body is read (and dropped) before the next request
+        self._finish()
+        self.deadline = self.listener.now() + self.listener.idle_timeout
+        if self.queue:
+            self._drain_queue()
+
+    def _finish(self) -> None:
+        """The exchange is over: it reports itself; the connection forgets it."""
+        exchange = self.exchange
+        if exchange is None:
+            return
+        self.exchange = None
+        self.framing = LENGTH
+        exchange.finish()
+        flow = self.flow
+        if flow.paused:  # paused for this exchange's upstream, which will not say resume_writing any more
+            flow.resume(UPSTREAM_FULL | CONNECTING)
+
+    def idle_timed_out(self) -> None:
+        if self.exchange is None:
+            self._close()
+
+    # ------------------------------------------------------------------ transport helpers
+    def _write(self, data: bytes) -> None:
+        corked = self.corked
+        if corked is not None:
+            corked.append(data)
+            return
+        transport = self.transport
+        if transport is not None:
+            transport.write(data)
+
+    def _close(self) -> None:
+        self.uncork()
+        self.closed = True
+        transport = self.transport
+        if transport is not None:
+            transport.close()

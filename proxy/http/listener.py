@@ -1,0 +1,96 @@
+"""What every connection and exchange of one listener shares: routes, parsers, clock, timeouts, observers.
+
+Read on the hot path, never awaited. The daemon makes one per listening socket (plain HTTP
+and HTTPS: ``scheme`` is all the data plane needs to know about TLS) and calls the two sweeps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING
+
+from proxy import defaults
+from proxy.http.parser import RequestParser, ResponseParser
+from proxy.http.record import ExchangeObserver
+from proxy.http.upstream import UpstreamConnection
+from proxy.log import JsonLog
+
+if TYPE_CHECKING:
+    from proxy.clock import Clock
+    from proxy.http.connection import ClientConnection
+    from proxy.http.exchange import Exchange
+    from proxy.service import Service
+    from proxy.service_map import ServiceMap
+
+# How an upstream connection is opened: loop.create_connection, or a mock in tests.
+Connector = Callable[
+    [Callable[[], UpstreamConnection], str, int],
+    Awaitable[tuple[asyncio.BaseTransport, UpstreamConnection]],
+]
+
+
+class Listener:
+    def __init__(
+        self,
+        *,
+        loop: asyncio.AbstractEventLoop,
+        clock: Clock,
+        log: JsonLog,
+        observers: tuple[ExchangeObserver, ...],
+        routes: Callable[[], ServiceMap[Service]],
+        request_parser: Callable[[], RequestParser],
+        response_parser: Callable[[], ResponseParser],
+        port: int,
+        scheme: str,
+        read_header_timeout: float = defaults.READ_HEADER_TIMEOUT,
+        idle_timeout: float = defaults.IDLE_TIMEOUT,
+        connect_timeout: float = defaults.UPSTREAM_CONNECT_TIMEOUT,
+        connect: Connector | None = None,
+        challenge_tokens: Mapping[str, str] | None = None,
+    ) -> None:
+        self.loop = loop
+        self.clock = clock
+        self.now = clock.time
+        self.log = log
+        self.observers = observers
+        self.routes = routes
+        self.request_parser = request_parser
+        self.response_parser = response_parser
+        self.port = port  # (the property also sets port_b)
+        self.scheme = scheme
+        self.scheme_b = scheme.encode()
+        self.is_tls = scheme == "https"
+        # ACME HTTP-01 answers by token: the certificate store's, read by the exchanges
+        self.challenge_tokens: Mapping[str, str] = challenge_tokens if challenge_tokens is not None else {}
+        self.read_header_timeout = read_header_timeout
+        self.idle_timeout = idle_timeout
+        self.connect_timeout = connect_timeout
+        self.connect: Connector = connect or loop.create_connection
+        self.connections: set[ClientConnection] = set()
+        self.awaiting: set[Exchange] = (
+            set()
+        )  # exchanges with a deadline: held, or waiting for a response head
+        self.closing = False
+
+    @property
+    def port(self) -> int:
+        """The port clients use (the configured one), for the access log and X-Forwarded-Port."""
+        return self._port
+
+    @port.setter
+    def port(self, port: int) -> None:
+        self._port = port
+        self.port_b = b"%d" % port
+
+    def sweep_responses(self) -> None:
+        """Time out exchanges past their deadline: --max-pause, the connect timeout, --target-timeout."""
+        now = self.now()
+        for exchange in [e for e in self.awaiting if e.deadline <= now]:
+            exchange.timed_out(now)
+
+    def sweep_idle(self) -> None:
+        """Close connections past their header-read or idle deadline."""
+        now = self.now()
+        for conn in [c for c in self.connections if 0 < c.deadline <= now]:
+            conn.idle_timed_out()

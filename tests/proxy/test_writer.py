@@ -1,0 +1,104 @@
+"""HTTP/1.1 writing, byte tables both ways: request heads to targets, response heads and bodies to clients."""
+
+from __future__ import annotations
+
+import pytest
+
+from proxy.http import writer
+from proxy.http.writer import Framing
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "query", "lines", "expected"),
+    [
+        (b"GET", b"/", b"", [], b"GET / HTTP/1.1\r\n\r\n"),
+        (b"GET", b"/a", b"?b=1", [b"Host: x"], b"GET /a?b=1 HTTP/1.1\r\nHost: x\r\n\r\n"),
+        (
+            b"POST",
+            b"/up",
+            b"",
+            [b"Host: x", b"Transfer-Encoding: chunked"],
+            b"POST /up HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n",
+        ),
+    ],
+)
+def test_request_head_bytes(
+    method: bytes, path: bytes, query: bytes, lines: list[bytes], expected: bytes
+) -> None:
+    assert writer.request_head(method, path, query, lines) == expected
+
+
+@pytest.mark.parametrize(
+    ("lines", "length", "expected"),
+    [
+        ([], 0, b"PUT /f HTTP/1.1\r\nContent-Length: 0\r\n\r\n"),
+        ([b"Host: x"], 5, b"PUT /f HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\n"),
+    ],
+)
+def test_buffered_request_head_is_closed_with_its_length(
+    lines: list[bytes], length: int, expected: bytes
+) -> None:
+    assert writer.close_head(writer.request_head_open(b"PUT", b"/f", b"", lines), length) == expected
+
+
+@pytest.mark.parametrize(
+    ("status", "reason", "lines", "expected"),
+    [
+        (200, b"OK", [], b"HTTP/1.1 200 OK\r\n\r\n"),
+        (404, b"Not Found", [b"Content-Length: 0"], b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"),
+        (
+            200,
+            b"OK",
+            [b"Content-Type: text/plain", b"Transfer-Encoding: chunked"],
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n",
+        ),
+        (599, b"", [], b"HTTP/1.1 599 \r\n\r\n"),
+    ],
+)
+def test_response_head_bytes(status: int, reason: bytes, lines: list[bytes], expected: bytes) -> None:
+    assert writer.response_head(status, reason, lines) == expected
+
+
+def test_interim_response_relays_its_fields() -> None:
+    out = writer.interim_response(103, b"Early Hints", [(b"Link", b"</a.css>; rel=preload")])
+    assert out == b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n"
+
+
+def test_continue_is_a_bare_100() -> None:
+    assert writer.CONTINUE == b"HTTP/1.1 100 Continue\r\n\r\n"
+
+
+@pytest.mark.parametrize(
+    ("framing", "data", "expected"),
+    [
+        (Framing.CHUNKED, b"hello", b"5\r\nhello\r\n"),
+        (Framing.CHUNKED, b"x" * 26, b"1a\r\n" + b"x" * 26 + b"\r\n"),
+        (Framing.CHUNKED, b"", b""),  # an empty chunk would end the body
+        (Framing.LENGTH, b"hello", b"hello"),
+        (Framing.CLOSE, b"hello", b"hello"),
+    ],
+)
+def test_body_pieces_are_framed(framing: Framing, data: bytes, expected: bytes) -> None:
+    assert writer.body(framing, data) == expected
+
+
+@pytest.mark.parametrize(
+    ("framing", "expected"),
+    [(Framing.CHUNKED, b"0\r\n\r\n"), (Framing.LENGTH, b""), (Framing.CLOSE, b"")],
+)
+def test_end_of_body(framing: Framing, expected: bytes) -> None:
+    assert writer.end_of_body(framing) == expected
+
+
+def test_written_request_parses_back_to_the_same_head() -> None:
+    from proxy.http.h11_parser import H11RequestParser
+    from proxy.http.parser import Data, EndOfMessage, RequestHead
+
+    wire = writer.request_head(b"POST", b"/x", b"?y", [b"Host: h", b"Transfer-Encoding: chunked"])
+    wire += writer.body(Framing.CHUNKED, b"abc") + writer.end_of_body(Framing.CHUNKED)
+    events = H11RequestParser(max_head_size=65536).feed(wire)
+    head = events[0]
+    assert isinstance(head, RequestHead)
+    assert (head.method, head.target, head.chunked) == (b"POST", b"/x?y", True)
+    assert [type(e) for e in events[1:]] == [Data, EndOfMessage]
+    assert events[1].data == b"abc"  # type: ignore[union-attr]
