@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from proxy import defaults
+from proxy.on_demand import OnDemandUrlError, check_on_demand_url
 from proxy.schema import (
     NANOS,
     STRICT,
@@ -105,6 +106,8 @@ class ServiceOptions:
     canonical_host: str = _field("", read_host)
     acme_directory: str = _field("", read_string)
     acme_cache_path: str = _field("", read_string)
+    acme_eab_kid: str = _field("", read_string)  # extension: External Account Binding for ACME CAs
+    acme_eab_hmac_key: str = _field("", read_string)
     error_page_path: str = _field("", read_string)
     strip_prefix: bool = _field(defaults.STRIP_PATH_PREFIX, read_bool)
     writer_affinity_timeout: float = _duration_field(defaults.WRITER_AFFINITY_TIMEOUT)
@@ -198,6 +201,10 @@ def validate_service_options(options: ServiceOptions) -> None:
                 raise OptionsError("cannot use a custom TLS certificate with a TLS on-demand URL")
             if options.canonical_host:
                 raise OptionsError("cannot set a canonical host when using a TLS on-demand URL")
+            try:
+                check_on_demand_url(options.tls_on_demand_url)
+            except OnDemandUrlError as exc:
+                raise OptionsError(str(exc)) from None
         elif "" in options.hosts:
             raise OptionsError("host must be set when using TLS")
         if any(p != "/" for p in options.path_prefixes):
