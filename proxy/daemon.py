@@ -7,6 +7,12 @@ processes (``proxy/worker/``), started, fed and replaced by ``proxy/controller/f
 ``--workers 1`` it is the same, with one worker. "Server started" is logged once every worker
 serves the restored routes.
 
+HTTPS, for now, is served by the control process itself (``proxy/tls_listener.py`` choosing a
+certificate per handshake from the certificate store, in front of an in-process data plane over the
+Router's own services): moving it into the workers needs the certificate store's contents in the
+message stream (README, "Architecture"). ACME HTTP-01 answers reach the workers already
+(``Challenges``), since those requests arrive on the HTTP port.
+
 SIGTERM / SIGINT: every worker stops accepting, lets requests in flight finish for up to
 SHUTDOWN_TIMEOUT, then closes every connection and exits; then the control process exits 0.
 
@@ -29,15 +35,29 @@ from typing import Any
 import uvloop
 
 from proxy import defaults
+from proxy.access_log import AccessLog
+from proxy.acme import AcmeIssuer
+from proxy.clock import BoundLoopClock
 from proxy.control import ControlServer, DaemonRunning, check_not_running
 from proxy.controller.fleet import WorkerFleet
 from proxy.controller.sockets import Listeners, open_listeners
-from proxy.http.parsers import ParserKind
+from proxy.http.connection import ClientConnection
+from proxy.http.listener import Listener
+from proxy.http.parsers import ParserKind, make_request_parser, make_response_parser
+from proxy.lifecycle import ServiceMode
 from proxy.log import JsonLog
+from proxy.on_demand import OnDemand
 from proxy.ratelimit import RateLimited
 from proxy.router import ControlError, Router
+from proxy.service import Service
+from proxy.service_map import ServiceMap
 from proxy.state import StateFile
+from proxy.tls import CertificateStore
+from proxy.tls_listener import TlsListener
 from proxy.worker.process import WorkerConfig
+
+RESPONSE_SWEEP = 0.1  # seconds between checks of --target-timeout (the HTTPS listener here)
+IDLE_SWEEP = 1.0  # seconds between checks of header-read and idle timeouts
 
 
 class StartupError(Exception):
@@ -83,7 +103,11 @@ class Daemon:
         self.config = config
         self.log = log
         self.fleet = WorkerFleet(count=config.workers, log=log, worker_config=self._worker_config)
-        self.router = Router(log=log, state=StateFile(path=config.state_path), dataplane=self.fleet)
+        self.tls = CertificateStore(log=log, routes=self._routes)
+        self.tls.on_http_challenges = self.fleet.set_challenges
+        self.router = Router(
+            log=log, state=StateFile(path=config.state_path), dataplane=self.fleet, tls=self.tls
+        )
         self.errors = RateLimited(log=log)
         self._stopping = asyncio.Event()
         self._port = config.http_port
@@ -103,6 +127,47 @@ class Daemon:
             debug=config.debug,
         )
 
+    def _routes(self) -> ServiceMap[Service]:
+        return self.router.routes
+
+    def _on_demand_target(self, name: str) -> str | None:
+        """A target of service ``name`` that would take a request now (for on-demand TLS checks)."""
+        for service in self.router.routes.owners.values():
+            if service.name == name:
+                if service.mode is not ServiceMode.RUNNING:
+                    return None
+                target = service.active.pick()
+                return target.address if target is not None else None
+        return None
+
+    def _https(self, loop: asyncio.AbstractEventLoop) -> tuple[Listener, TlsListener]:
+        """The HTTPS listener, in this process for now (see the module's docstring)."""
+        config = self.config
+        parser = config.http_parser
+        max_head = defaults.MAX_HEAD_SIZE
+        ctx = Listener(
+            loop=loop,
+            clock=BoundLoopClock(loop),
+            log=self.log,
+            observers=(AccessLog(log=self.log),),
+            routes=self.router.current_routes,
+            request_parser=lambda: make_request_parser(parser, max_head_size=max_head),
+            response_parser=lambda: make_response_parser(parser, max_head_size=max_head),
+            port=config.https_port,
+            scheme="https",
+            read_header_timeout=config.read_header_timeout,
+            idle_timeout=config.idle_timeout,
+            challenge_tokens=self.tls.http_challenges,
+        )
+        tls_listener = TlsListener(
+            loop=loop,
+            store=self.tls,
+            protocol_factory=lambda: ClientConnection(ctx),
+            log=self.log,
+            hello_timeout=min(config.read_header_timeout, defaults.TLS_HELLO_TIMEOUT),
+        )
+        return ctx, tls_listener
+
     def _loop_error(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         exc = context.get("exception")
         self.errors.error(
@@ -117,6 +182,9 @@ class Daemon:
         self.log.attach(loop)
         loop.set_exception_handler(self._loop_error)
         config = self.config
+        on_demand = OnDemand(loop=loop, log=self.log, local=self._on_demand_target)
+        issuer = AcmeIssuer(loop=loop, log=self.log, store=self.tls, on_demand=on_demand)
+        self.tls.issuer = issuer
         self.router.restore()
         listeners: Listeners = open_listeners(
             host=config.bind,
@@ -125,12 +193,49 @@ class Daemon:
             reuse_port=config.reuse_port,
             backlog=config.backlog,
         )
+        https, tls_listener = self._https(loop)
         try:
-            await self._serve(loop, listeners)
-        finally:
+            https_port = tls_listener.start(host=config.bind, port=config.https_port)
+        except OSError:
             listeners.close()
+            raise
+        https.port = https_port if config.https_port == 0 else config.https_port
+        sweeper = loop.create_task(self._sweep(https))
+        try:
+            await self._serve(loop, listeners, https_port)
+        finally:
+            tls_listener.close()
+            await self._finish(https)
+            sweeper.cancel()
+            issuer.close()
+            listeners.close()
+        await self.router.close()
+        self.log.info("Server stopped")
 
-    async def _serve(self, loop: asyncio.AbstractEventLoop, listeners: Listeners) -> None:
+    async def _finish(self, ctx: Listener) -> None:
+        loop = asyncio.get_running_loop()
+        ctx.closing = True
+        for conn in list(ctx.connections):
+            conn.idle_timed_out()
+        deadline = loop.time() + defaults.SHUTDOWN_TIMEOUT
+        while any(c.busy for c in ctx.connections) and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        for conn in list(ctx.connections):
+            if conn.transport is not None:
+                conn.transport.abort()
+
+    async def _sweep(self, ctx: Listener) -> None:
+        ticks_per_idle = max(1, round(IDLE_SWEEP / RESPONSE_SWEEP))
+        tick = 0
+        while True:
+            await asyncio.sleep(RESPONSE_SWEEP)
+            ctx.sweep_responses()
+            tick += 1
+            if tick >= ticks_per_idle:
+                tick = 0
+                ctx.sweep_idle()
+
+    async def _serve(self, loop: asyncio.AbstractEventLoop, listeners: Listeners, https_port: int) -> None:
         config = self.config
         self._port = listeners.port if config.http_port == 0 else config.http_port
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -148,7 +253,7 @@ class Daemon:
         self.log.info(
             "Server started",
             http=listeners.port,
-            https=config.https_port,
+            https=https_port,
             parser=config.http_parser,
             workers=config.workers,
             pids=self.fleet.pids(),
@@ -158,8 +263,6 @@ class Daemon:
 
         await control.close()
         await self.fleet.shutdown(defaults.SHUTDOWN_TIMEOUT)
-        await self.router.close()
-        self.log.info("Server stopped")
 
 
 def run_daemon(config: DaemonConfig) -> int:

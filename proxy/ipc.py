@@ -11,6 +11,7 @@ control → worker
   ``Drain``         a deploy replaced a target set: finish what is in flight to it until ``timeout``,
                     cancel the rest, report.
   ``Settle``        a pause or stop: the same for the active targets of a service (which stay).
+  ``Challenges``    the ACME HTTP-01 answers to give (token → key authorization), all of them.
   ``CollectMetrics`` send your request-metrics table.
   ``Shutdown``      stop accepting, finish what is in flight within ``timeout``, exit.
 
@@ -113,6 +114,15 @@ class Settle:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Challenges:
+    tokens: dict[str, str]
+    type = "challenges"
+
+    def body(self) -> dict[str, Any]:
+        return {"tokens": self.tokens}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CollectMetrics:
     request: int
     type = "collect_metrics"
@@ -160,8 +170,10 @@ class MetricsTable:
         return {"request": self.request, "table": self.table}
 
 
-Message = Snapshot | Drain | Settle | CollectMetrics | Shutdown | Applied | Drained | MetricsTable
-ToWorker = Snapshot | Drain | Settle | CollectMetrics | Shutdown
+Message = (
+    Snapshot | Drain | Settle | Challenges | CollectMetrics | Shutdown | Applied | Drained | MetricsTable
+)
+ToWorker = Snapshot | Drain | Settle | Challenges | CollectMetrics | Shutdown
 ToControl = Applied | Drained | MetricsTable
 
 
@@ -316,6 +328,13 @@ def _drain(body: dict[str, Any]) -> Drain:
     )
 
 
+def _challenges(body: dict[str, Any]) -> Challenges:
+    tokens = body["tokens"]
+    if not isinstance(tokens, dict) or not all(isinstance(v, str) for v in tokens.values()):
+        raise ValueError("tokens must map strings to strings")
+    return Challenges(tokens=tokens)
+
+
 def _metrics(body: dict[str, Any]) -> MetricsTable:
     table = body["table"]
     if not isinstance(table, dict):
@@ -329,6 +348,7 @@ _READERS: dict[str, Any] = {
     "settle": lambda b: Settle(
         request=_int(b, "request"), service=_str(b, "service"), timeout=_seconds(b, "timeout")
     ),
+    "challenges": _challenges,
     "collect_metrics": lambda b: CollectMetrics(request=_int(b, "request")),
     "shutdown": lambda b: Shutdown(timeout=_seconds(b, "timeout")),
     "applied": lambda b: Applied(version=_int(b, "version")),

@@ -135,6 +135,7 @@ class WorkerFleet:
         self.slots = [WorkerSlot(index=i) for i in range(count)]
         self._listeners: Listeners | None = None
         self._snapshot = ipc.Snapshot(version=0, services=(), entries={})
+        self._challenges = ipc.Challenges(tokens={})
         self._changed = asyncio.Event()  # an acknowledgement arrived or a worker exited
         self._requests = itertools.count(1)
         self._pending: dict[int, tuple[WorkerSlot, asyncio.Future[ipc.ToControl | None]]] = {}
@@ -168,6 +169,13 @@ class WorkerFleet:
             )
         slot.send(frame)
         slot.known = frozenset(snapshot.entries)
+
+    def set_challenges(self, tokens: dict[str, str]) -> None:
+        """The ACME HTTP-01 answers every worker gives (and every worker started later)."""
+        self._challenges = ipc.Challenges(tokens=tokens)
+        frame = ipc.encode(self._challenges)
+        for slot in self.slots:
+            slot.send(frame)
 
     async def applied(self, version: int) -> None:
         """Return once every live worker serves ``version`` (or a later one); a worker that does
@@ -209,8 +217,11 @@ class WorkerFleet:
                 timeout=timeout,
             )
 
-        inflight, cancelled = await self._ask_all(message, timeout)
-        await old.drain(0)  # the control process's copy: no requests here, just the states
+        # this process's own copy carries the HTTPS requests (served here for now)
+        (inflight, cancelled), here = await asyncio.gather(
+            self._ask_all(message, timeout), old.drain(timeout)
+        )
+        cancelled += here
         if inflight:
             self._log.info(
                 "Drained targets",
@@ -222,8 +233,11 @@ class WorkerFleet:
 
     async def settle(self, service: Service, timeout: float) -> None:
         """Every worker lets the requests in flight to ``service`` finish (pause, stop)."""
-        await self._ask_all(
-            lambda request: ipc.Settle(request=request, service=service.name, timeout=timeout), timeout
+        await asyncio.gather(
+            self._ask_all(
+                lambda request: ipc.Settle(request=request, service=service.name, timeout=timeout), timeout
+            ),
+            service.active.settle(timeout),  # the HTTPS requests, served here for now
         )
 
     async def _ask_all(self, message: Callable[[int], ipc.ToWorker], timeout: float) -> tuple[int, int]:
@@ -296,6 +310,8 @@ class WorkerFleet:
         slot.started_at = loop.time()
         slot.exited.clear()
         self._send_snapshot(slot, {})
+        if self._challenges.tokens:
+            slot.send(ipc.encode(self._challenges))
         task = loop.create_task(self._follow(slot, reader))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

@@ -122,6 +122,7 @@ class Worker:
         self._stop: asyncio.Future[float] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._writer: asyncio.StreamWriter | None = None
+        self.challenges: dict[str, str] = {}  # ACME HTTP-01: token → key authorization
 
     def _loop_error(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         exc = context.get("exception")
@@ -187,6 +188,7 @@ class Worker:
             scheme="http",
             read_header_timeout=config.read_header_timeout,
             idle_timeout=config.idle_timeout,
+            challenge_tokens=self.challenges,
         )
 
     async def _finish(self, ctx: Listener, timeout: float) -> None:
@@ -235,6 +237,9 @@ class Worker:
                 self._send(ipc.Applied(version=self.routes.version))
             elif isinstance(message, ipc.Drain | ipc.Settle):
                 self._spawn(self._drain(message))
+            elif isinstance(message, ipc.Challenges):
+                self.challenges.clear()
+                self.challenges.update(message.tokens)
             elif isinstance(message, ipc.CollectMetrics):
                 self._send(ipc.MetricsTable(request=message.request, table={"series": [], "in_flight": {}}))
             elif isinstance(message, ipc.Shutdown):

@@ -10,6 +10,7 @@ requests. A target set a deploy replaced is kept aside until the control process
 from __future__ import annotations
 
 from proxy import defaults
+from proxy.http.tls_rules import sync_entry_rules
 from proxy.ipc import Entry, MessageError, ServiceState, Snapshot
 from proxy.log import JsonLog
 from proxy.service import Service
@@ -67,12 +68,14 @@ class WorkerRoutes:
         self._entries = entries
         self._sets = sets
         if not same:  # (a change of health only keeps the map: it holds the same Service objects)
-            self.routes = ServiceMap(
+            routes = ServiceMap(
                 (host, prefix, service)
                 for service in services.values()
                 for host in service.options.hosts
                 for prefix in service.options.path_prefixes
             )
+            sync_entry_rules(services.values(), routes)
+            self.routes = routes
         self.version = snapshot.version
         return True
 

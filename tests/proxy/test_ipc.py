@@ -58,6 +58,7 @@ MESSAGES: list[ipc.Message] = [
     snapshot(3, service_state("app", ("10.0.0.1:3000", "10.0.0.2:3000"), target_set=7)),
     ipc.Drain(request=1, service="app", target_set=7, addresses=("10.0.0.1:3000",), timeout=30.0),
     ipc.Settle(request=2, service="app", timeout=0.5),
+    ipc.Challenges(tokens={"tok-1": "tok-1.thumbprint"}),
     ipc.CollectMetrics(request=3),
     ipc.Shutdown(timeout=6.0),
     ipc.Applied(version=3),
