@@ -176,17 +176,23 @@ def parser(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def proxy(tmp_path: Path, parser: str) -> Iterator[ProxyProcess]:
+def workers() -> int:
+    """Worker processes of the daemon under test; a module overrides this to run its tests with more."""
+    return 1
+
+
+@pytest.fixture
+def proxy(tmp_path: Path, parser: str, workers: int) -> Iterator[ProxyProcess]:
     """The daemon, once per parser: every proxying test runs against both."""
-    p = ProxyProcess(tmp=tmp_path, parser=parser).start()
+    p = ProxyProcess(tmp=tmp_path, parser=parser, workers=workers).start()
     yield p
     p.stop(signal.SIGKILL)
 
 
 @pytest.fixture
-def control_proxy(tmp_path: Path) -> Iterator[ProxyProcess]:
+def control_proxy(tmp_path: Path, workers: int) -> Iterator[ProxyProcess]:
     """The daemon for control-plane tests, where the parser does not matter."""
-    p = ProxyProcess(tmp=tmp_path).start()
+    p = ProxyProcess(tmp=tmp_path, workers=workers).start()
     yield p
     p.stop(signal.SIGKILL)
 

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.proxy.backend import Backend
 from tests.proxy.conftest import ProxyProcess, raw_request, status_of
@@ -51,6 +52,7 @@ def test_redeploy_swaps_targets_and_drains_the_old_ones(
     assert backend_of(proxy) == "two"
 
 
+@pytest.mark.parametrize("workers", [1, 2], ids=["1-worker", "2-workers"])
 def test_drain_timeout_cancels_leftover_requests_with_504(
     proxy: ProxyProcess, backend: Backend, backend2: Backend
 ) -> None:
@@ -104,6 +106,7 @@ def test_failed_deploy_leaves_previous_targets_serving_and_state_byte_for_byte_i
     assert backend_of(proxy, host="new.example.com") == "404"
 
 
+@pytest.mark.parametrize("workers", [1, 2], ids=["1-worker", "2-workers"])
 def test_no_healthy_target_is_503_until_one_recovers(
     proxy: ProxyProcess, backend: Backend, backend2: Backend
 ) -> None:
@@ -198,6 +201,7 @@ def test_list_table_and_json(control_proxy: ProxyProcess, backend: Backend, back
     assert data["web"]["targets"][0] == {"address": backend.address, "state": "healthy"}
 
 
+@pytest.mark.parametrize("workers", [1, 2], ids=["1-worker", "2-workers"])
 def test_redeploy_under_load_has_no_errors(proxy: ProxyProcess, backend: Backend, backend2: Backend) -> None:
     proxy.deploy("app", backend.address)
     stop = threading.Event()

@@ -7,10 +7,17 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.proxy.backend import Backend
 from tests.proxy.conftest import ProxyProcess
 from tests.proxy.test_cli import bash
+
+
+@pytest.fixture(params=[1, 2], ids=["1-worker", "2-workers"])
+def workers(request: pytest.FixtureRequest) -> int:
+    """Modes must reach every worker: these tests run with one worker and with two."""
+    return int(request.param)
 
 
 def test_stop_serves_503_with_message_and_resume_restores(proxy: ProxyProcess, backend: Backend) -> None:
