@@ -144,7 +144,7 @@ class Direct(Proxy):
 
 
 NGINX_CONF = """\
-worker_processes 1;
+worker_processes {workers};
 daemon off;
 master_process on;
 pid {w}/nginx.pid;
@@ -190,13 +190,18 @@ http {{
 class Nginx(Proxy):
     name = "nginx"
     extra = ""  # more server blocks (raw nginx config), e.g. the TLS listener
+    workers = "1"  # worker_processes: a number or "auto"
 
     def start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         servers = "\n".join(f"        server {b};" for b in self.backends)
         conf = self.workdir / "nginx.conf"
-        conf.write_text(NGINX_CONF.format(w=self.workdir, servers=servers, port=self.port, extra=self.extra))
+        conf.write_text(
+            NGINX_CONF.format(
+                w=self.workdir, servers=servers, port=self.port, extra=self.extra, workers=self.workers
+            )
+        )
         self._spawn(
             ["nginx", "-c", str(conf), "-p", str(self.workdir), "-e", str(self.workdir / "error.log")]
         )
@@ -402,9 +407,16 @@ class Ours(Proxy):
 PEERS: dict[str, type[Proxy]] = {"direct": Direct, "nginx": Nginx, "haproxy": HAProxy, "caddy": Caddy}
 
 
-def make(name: str, workdir: Path, backends: list[str], cpu: str | None = "0") -> Proxy:
-    """name: direct | nginx | haproxy | caddy | ours-httptools | ours-h11"""
+def make(name: str, workdir: Path, backends: list[str], cpu: str | None = "0", workers: str = "1") -> Proxy:
+    """name: direct | nginx | haproxy | caddy | ours-httptools | ours-h11
+
+    ``workers``: worker processes of ours (``--workers``; "auto": its default, the CPUs it may use)
+    and of nginx (``worker_processes``); the others keep one thread."""
     if name.startswith("ours"):
         parser = name.split("-", 1)[1] if "-" in name else "httptools"
-        return Ours(workdir, backends, cpu, parser=parser)
-    return PEERS[name](workdir, backends, cpu)
+        extra = [] if workers == "auto" else ["--workers", workers]
+        return Ours(workdir, backends, cpu, parser=parser, extra_args=extra)
+    proxy = PEERS[name](workdir, backends, cpu)
+    if isinstance(proxy, Nginx):
+        proxy.workers = workers
+    return proxy

@@ -65,6 +65,11 @@ class Ctx:
         return [b.addr for b in self.backends]
 
     @property
+    def proxy_cpu(self) -> str | None:
+        """One worker: pinned to PROXY_CPU; more: every core (and they share them with wrk)."""
+        return PROXY_CPU if self.args.workers == "1" else None
+
+    @property
     def alt_addrs(self) -> list[str]:
         return [b.addr for b in self.alt_backends]
 
@@ -119,7 +124,7 @@ def start_proxy(name: str, ctx: Ctx, backends: list[str] | None = None) -> Proxy
     while wd.exists():  # a fresh directory per start
         n += 1
         wd = ctx.workdir / f"{name}-{n}"
-    p = make(name, wd, backends or ctx.addrs, PROXY_CPU)
+    p = make(name, wd, backends or ctx.addrs, ctx.proxy_cpu, workers=ctx.args.workers)
     try:
         p.start()
     except Exception as e:
@@ -553,7 +558,7 @@ def scenario_services(ctx: Ctx) -> dict[str, Any]:
     out: dict[str, Any] = {"counts": {}}
     name = ours_name(ctx)
     for count in a.service_counts:
-        p = make(name, ctx.workdir / f"services-{count}", ctx.addrs, PROXY_CPU)
+        p = make(name, ctx.workdir / f"services-{count}", ctx.addrs, ctx.proxy_cpu, workers=ctx.args.workers)
         assert isinstance(p, Ours)
         try:
             # one target per service (the common Kamal shape: one container per host), so each
@@ -843,7 +848,7 @@ def wait_quiet(max_wait: float, threshold: float = 10.0) -> dict[str, float]:
         log(f"machine busy ({b['busy_pct']}% CPU used by other processes); waiting for it to calm down")
 
 
-def machine_info() -> dict[str, Any]:
+def machine_info(workers: str = "1") -> dict[str, Any]:
     def cmd(*c: str) -> str:
         try:
             p = subprocess.run(list(c), capture_output=True, text=True, timeout=10, check=False)
@@ -869,7 +874,9 @@ def machine_info() -> dict[str, Any]:
         "haproxy": cmd("haproxy", "-v"),
         "caddy": cmd("caddy", "version"),
         "wrk": cmd("wrk", "--version"),
-        "pinning": f"proxy under test on core {PROXY_CPU}; wrk and backends on core {LOAD_CPU}",
+        "pinning": f"proxy under test on core {PROXY_CPU}; wrk and backends on core {LOAD_CPU}"
+        if workers == "1"
+        else f"{workers} workers of ours and nginx on every core; wrk and backends on core {LOAD_CPU}",
     }
 
 
@@ -892,6 +899,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--service-counts", default="1,100,10000")
     ap.add_argument("--big-transfers", type=int, help="100 MiB transfers per direction (default 5, quick 2)")
     ap.add_argument("--backend", choices=["nginx", "python"], default="nginx", help="backend implementation")
+    ap.add_argument(
+        "--workers",
+        default="1",
+        help="worker processes of ours and of nginx: N or auto (all cores; then nothing is pinned); "
+        "HAProxy and Caddy keep one thread",
+    )
     ap.add_argument("--out", type=Path, default=HERE / "results", help="results directory")
     ap.add_argument("--no-chart", action="store_true")
     ap.add_argument(
@@ -911,6 +924,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     a.pause_cycles = a.pause_cycles or (3 if q else 20)
     a.hold = a.hold or (2.0 if q else 10.0)
     a.big_transfers = a.big_transfers or (1 if q else 5)
+    if a.workers != "auto" and not (a.workers.isdigit() and int(a.workers) >= 1):
+        ap.error("--workers must be a positive number or auto")
     a.scenarios = [s for s in a.scenarios.split(",") if s]
     a.proxies = [p for p in a.proxies.split(",") if p]
     a.connections = [int(c) for c in a.connections.split(",")]
@@ -944,7 +959,7 @@ def main(argv: list[str] | None = None) -> int:
         "meta": {
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(a).items()},
-            "machine": machine_info(),
+            "machine": machine_info(a.workers),
             "backend": a.backend,
         }
     }
