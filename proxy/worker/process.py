@@ -33,6 +33,7 @@ from proxy.http.listener import Listener
 from proxy.http.parsers import PARSER_KINDS, ParserKind, make_request_parser, make_response_parser
 from proxy.log import JsonLog
 from proxy.ratelimit import RateLimited
+from proxy.worker.acceptor import Acceptor
 from proxy.worker.routes import WorkerRoutes
 
 RESPONSE_SWEEP = 0.1  # seconds between checks of --target-timeout
@@ -153,9 +154,7 @@ class Worker:
 
         ctx = self._context(loop)
         servers = [
-            await loop.create_server(
-                lambda: ClientConnection(ctx), sock=socket.socket(fileno=fd), backlog=config.backlog
-            )
+            Acceptor(loop=loop, sock=socket.socket(fileno=fd), protocol_factory=lambda: ClientConnection(ctx))
             for fd in config.listen_fds
         ]
         self._send(ipc.Applied(version=self.routes.version))
