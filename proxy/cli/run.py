@@ -13,7 +13,7 @@ from typing import cast
 
 from proxy import defaults
 from proxy.cli.common import Usage
-from proxy.cli.flags import ENV_PREFIX, Flag, FlagError, Parsed, apply_env_defaults, env_key
+from proxy.cli.flags import ENV_PREFIX, Flag, FlagError, Parsed, apply_env_defaults, env_key, env_value
 from proxy.control import socket_path
 from proxy.daemon import DaemonConfig, StartupError, default_workers, run_daemon
 from proxy.http.parsers import PARSER_KINDS, ParserKind
@@ -84,10 +84,10 @@ def check_ports(parsed: Parsed, environ: Mapping[str, str]) -> None:
 
 
 def worker_count(parsed: Parsed, environ: Mapping[str, str]) -> int:
-    """--workers / $WORKERS: 1..MAX_WORKERS; 0 (the default) means one per usable CPU."""
+    """--workers / $WORKERS: 1..MAX_WORKERS; neither given: one per usable CPU."""
     value = parsed.values["workers"]
     assert isinstance(value, int)
-    if value == 0:
+    if value == 0 and "workers" not in parsed.changed and env_value("workers", environ) is None:
         return default_workers()
     if 1 <= value <= defaults.MAX_WORKERS:
         return value

@@ -78,8 +78,7 @@ class ProxyProcess:
                     "127.0.0.1",
                     "--http-parser",
                     self.parser,
-                    "--workers",
-                    str(self.workers),
+                    *(["--workers", str(self.workers)] if self.workers else []),  # 0: the daemon's default
                     *self.args,
                 ],
                 stdout=log,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import resource
 import socket
 import subprocess
@@ -13,7 +14,8 @@ from pathlib import Path
 
 import httpx
 
-from proxy.daemon import Daemon, DaemonConfig, RateLimited
+from proxy.daemon import Daemon, DaemonConfig
+from proxy.ratelimit import RateLimited
 from tests.proxy.backend import Backend
 from tests.proxy.conftest import ProxyProcess, clean_env
 from tests.proxy.control_plane import CapturedLog
@@ -117,6 +119,29 @@ def test_out_of_range_ports_are_refused(tmp_path: Path) -> None:
         "port must be between 0 and 65535\n",
     )
     assert not (tmp_path / "s.sock").exists()
+
+
+def test_worker_counts_out_of_range_are_refused(tmp_path: Path) -> None:
+    result = run_cli(tmp_path, "run", "--workers", "0")
+    assert (result.returncode, result.stderr) == (
+        1,
+        'Error: invalid argument "0" for "--workers" flag: must be between 1 and 1024\n',
+    )
+    result = run_cli(tmp_path, "run", WORKERS="2000")
+    assert (result.returncode, result.stderr) == (
+        1,
+        'Error: invalid value "2000" for environment variable WORKERS: must be between 1 and 1024\n',
+    )
+    assert not (tmp_path / "s.sock").exists()
+
+
+def test_workers_default_to_the_cpus_the_daemon_may_use(tmp_path: Path) -> None:
+    proxy = ProxyProcess(tmp=tmp_path, workers=0, preexec=lambda: os.sched_setaffinity(0, {0})).start()
+    try:
+        started = proxy.wait_log(lambda e: e.get("msg") == "Server started")
+        assert started["workers"] == 1  # one CPU allowed by its affinity: one worker
+    finally:
+        proxy.stop()
 
 
 def test_a_second_daemon_on_the_same_socket_is_refused(control_proxy: ProxyProcess, backend: Backend) -> None:
