@@ -8,7 +8,7 @@ Two ways to share one port among N workers:
 - one socket for all (``reuse_port=False``): every worker accepts from the same queue;
 - one socket per worker slot with ``SO_REUSEPORT`` (``reuse_port=True``): the kernel spreads new
   connections over the sockets by a hash of the addresses.
-``defaults.REUSE_PORT`` is the measured choice (README, "Workers").
+``defaults.REUSE_PORT`` is the measured choice (README, Architecture: "Listening sockets").
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ accept queue for seconds while its loop is busy: with 500 keep-alive clients con
 (wrk -c500), the last of them were accepted up to 6 s after they connected, and their first requests
 made the p99 (3.4 s, max 4.9 s, while the median was 60 ms and every accepted connection was served
 within 0.2 s). Accepting here, up to ACCEPT_BATCH per readiness of the socket, took the p99 to
-0.19 to 0.21 s on the same machine (README, "Performance").
+0.19 to 0.21 s on the same machine (README, "Performance": "The c=500 tail").
 
 Out of descriptors (EMFILE/ENFILE), the socket is not watched for ACCEPT_PAUSE seconds, so a full
 process does not spin on a socket that stays readable; the worker's sweep logs the condition.
