@@ -22,6 +22,7 @@ from proxy import defaults
 from proxy.http import headers as rules
 from proxy.http import writer
 from proxy.http.buffering import SpoolBuffer
+from proxy.http.cookies import writer_affinity_cookie
 from proxy.http.flow_control import CONNECTING, UPSTREAM_FULL
 from proxy.http.pages import error_page
 from proxy.http.parser import (
@@ -37,6 +38,7 @@ from proxy.http.parser import (
 from proxy.http.record import ExchangeRecord
 from proxy.http.upstream import UpstreamConnection
 from proxy.lifecycle import IllegalTransition, ServiceMode, TargetState
+from proxy.service_map import strip_port
 
 if TYPE_CHECKING:
     from proxy.http.listener import Listener
@@ -169,6 +171,7 @@ class ClientSide(Protocol):
 # ---------------------------------------------------------------------------------- the exchange
 class Exchange(ExchangeRecord):
     __slots__ = (
+        "affinity",
         "client",
         "connect_deadline",
         "connecting",
@@ -177,6 +180,7 @@ class Exchange(ExchangeRecord):
         "listener",
         "pending",
         "pending_bytes",
+        "prefix",
         "raw_path",
         "raw_query",
         "request_buffer",
@@ -206,12 +210,15 @@ class Exchange(ExchangeRecord):
         self.status = 0
         self.response_head: ResponseHead | None = None
         self.resp_bytes = 0
+        self.metered = False
 
         self.listener = listener
         self.client = client
         self.state = _ROUTING
         self.fields: rules.RequestFields | None = None
         self.raw_path = self.raw_query = self.upstream_head = b""
+        self.prefix = ""  # the matched path prefix, when it was stripped
+        self.affinity = False  # the response gets the writer-affinity cookie
         self.upstream: UpstreamConnection | None = None
         self.pending: list[bytes] | None = None  # bytes for the upstream while it connects
         self.pending_bytes = 0
@@ -269,11 +276,30 @@ class Exchange(ExchangeRecord):
         self.service = service
         if prefix != "/" and service.strip_prefix:
             raw_path = raw_path[len(prefix) :] or b"/"
+            self.prefix = prefix
         self.raw_path = raw_path
+        if service.client_ip_header:
+            self._client_ip(service.client_ip_header, fields)
+        metrics = self.listener.metrics
+        if metrics is not None and (
+            not service.excluded_metrics_paths
+            or raw_path.decode("latin-1") not in service.excluded_metrics_paths
+        ):
+            metrics.started(service.name)
+            self.metered = True
         if service.mode is not _RUNNING:
             self._gate(service)
             return
         self._admit(service)
+
+    def _client_ip(self, header: bytes, fields: rules.RequestFields) -> None:
+        """--client-ip-header: that header's value, when sent, replaces the client's X-Forwarded-For."""
+        for name, value in self.head.headers:
+            if name.lower() == header:
+                if value:
+                    fields.xff = value
+                    self.remote_addr = value.decode("latin-1")
+                return
 
     def request_body(self, data: bytes) -> None:
         if not data:
@@ -282,7 +308,7 @@ class Exchange(ExchangeRecord):
             if not self.request_buffer.write(data):
                 self.respond_error(413)  # the rest of the body is not read: the connection closes
             return
-        if self.target is None:
+        if self.target is None or self.state is _ANSWERED:
             return  # answered already (error page); the body is read and dropped
         self._to_upstream(writer.chunk(data) if self.head.chunked else data)
 
@@ -373,7 +399,10 @@ class Exchange(ExchangeRecord):
     # ------------------------------------------------------------------ to the upstream
     def _admit(self, service: Service) -> None:
         """Pick a target and send the request head (or start buffering the body)."""
-        target = service.active.pick()
+        if service.plain:
+            target = service.active.pick()
+        else:
+            target, self.affinity = service.choose(self.head, self.started)
         if target is None or target.state is _DRAINING:
             self.respond_error(503)
             return
@@ -453,6 +482,7 @@ class Exchange(ExchangeRecord):
             self.pending = None
             if target is not None:
                 target.forget_address()
+            self._count_connect_error()
             self._upstream_error(str(exc) if exc else "connect cancelled")
             return
         transport, conn = task.result()
@@ -561,6 +591,8 @@ class Exchange(ExchangeRecord):
         if content_type:
             self.resp_content_type = content_type.decode("latin-1")
         service = self.service
+        if service is not None and service.rewrites_response:
+            lines = self._rewrite_response(lines, service)
         if service is not None and service.buffer_responses and not content_type.startswith(EVENT_STREAM):
             self._to(ExchangeEvent.BUFFER_RESPONSE)
             self.response_buffer = SpoolBuffer(memory=service.buffer_memory, limit=service.max_response_body)
@@ -568,6 +600,20 @@ class Exchange(ExchangeRecord):
             return
         self.state = TRANSITIONS[self.state, _RESPONSE_HEAD]
         self.client.send_head(status, head.reason, lines, length=head.content_length)
+
+    def _rewrite_response(self, lines: list[bytes], service: Service) -> list[bytes]:
+        """--scope-cookie-paths, and writer affinity for a service with readers."""
+        if service.scope_cookie_paths and self.prefix:
+            host = self.host
+            lines = rules.scope_cookie_paths(lines, prefix=self.prefix, host=strip_port(host))
+        if service.affinity_enabled:
+            cookie = (
+                writer_affinity_cookie(now=time.time(), timeout=service.affinity_timeout)
+                if self.affinity
+                else None
+            )
+            lines = rules.writer_affinity(lines, cookie)
+        return lines
 
     def _response_body(self, data: bytes) -> None:
         if not data:
@@ -654,7 +700,13 @@ class Exchange(ExchangeRecord):
             return
         if self.connecting is not None and self.connect_deadline <= now and self.target is not None:
             self.target.forget_address()  # the next connect looks the name up again
+            self._count_connect_error()
         self._upstream_failed_response(504)
+
+    def _count_connect_error(self) -> None:
+        metrics = self.listener.metrics
+        if metrics is not None and self.service is not None:
+            metrics.connect_failed(self.service.name)
 
     @property
     def is_tunnel(self) -> bool:
@@ -675,8 +727,12 @@ class Exchange(ExchangeRecord):
         self._upstream_failed_response(status)
 
     def respond_error(self, status: int, *, message: str = "") -> None:
-        """Answer with a proxy error page."""
-        self._respond(status, error_page(status, message=message))
+        """Answer with a proxy error page: the service's own (--error-pages) if it has one for
+        ``status``, else the built-in one."""
+        service = self.service
+        pages = service.error_pages if service is not None else None
+        body = pages.render(status, message=message) if pages is not None else None
+        self._respond(status, body if body is not None else error_page(status, message=message))
 
     def _respond(self, status: int, body: bytes, *, content_type: str = "text/html; charset=utf-8") -> None:
         """Answer from the proxy itself: the response is complete."""
@@ -689,8 +745,7 @@ class Exchange(ExchangeRecord):
         self.resp_content_type = content_type
         target = self.target
         if target is not None:
-            target.request_done(self)
-            self.target = None
+            target.request_done(self)  # still named in the access log: it was picked
         self.client.respond(status, body, content_type=content_type, head_only=is_head)
 
     def _drop_buffers(self) -> None:
