@@ -16,7 +16,7 @@ import asyncio
 import bisect
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
@@ -228,9 +228,9 @@ class MetricsServerProtocol(asyncio.Protocol):
         self._answered = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
-        self._timer = asyncio.get_running_loop().call_later(SCRAPE_TIMEOUT, transport.abort)
+        # (uvloop's transports are not asyncio.Transport subclasses, so no isinstance check here)
+        self._transport = cast(asyncio.Transport, transport)
+        self._timer = asyncio.get_running_loop().call_later(SCRAPE_TIMEOUT, self._transport.abort)
 
     def data_received(self, data: bytes) -> None:
         assert self._transport is not None
