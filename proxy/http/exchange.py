@@ -268,9 +268,13 @@ class Exchange(ExchangeRecord):
         if head.upgrade:
             rules.add_upgrade(fields)
 
-        found = self.listener.routes().lookup(host, path)
+        routes = self.listener.routes()
+        found = routes.lookup(host, path)
         if found is None:
-            self.respond_error(404)
+            owner = routes.host_owner(host)  # its --error-pages answer the 404, if it has one
+            pages = owner.error_pages if owner is not None else None
+            body = pages.render(404) if pages is not None else None
+            self._respond(404, body if body is not None else error_page(404))
             return
         service, prefix = found
         self.service = service

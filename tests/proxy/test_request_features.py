@@ -247,3 +247,22 @@ def test_metrics_off_leaves_no_table(parser: str) -> None:
         assert [r.metered for r in h.recorder.records] == [False]
 
     run(parser, scenario)
+
+
+def test_a_404_under_a_services_host_uses_that_services_page(parser: str, tmp_path: Path) -> None:
+    (tmp_path / "404.html").write_text("<h1>no such page in app</h1>")
+    pages = load_error_pages(str(tmp_path))
+
+    async def scenario(h: Harness) -> None:
+        h.deploy("app", "app:3000", hosts=("app.test",), prefixes=("/app",), error_pages=pages)
+        conn, client = h.client()
+        conn.data_received(get("/elsewhere", host=b"app.test:8080"))
+        response = client.take()
+        assert status_of(response) == 404 and response.endswith(b"<h1>no such page in app</h1>")
+        conn, client = h.client()
+        conn.data_received(get("/", host=b"other.test"))
+        response = client.take()
+        assert status_of(response) == 404 and b"no such page in app" not in response  # built-in
+        assert [r["service"] for r in h.log.requests()] == ["", ""]
+
+    run(parser, scenario)
