@@ -42,6 +42,7 @@ from proxy.service_map import strip_port
 
 if TYPE_CHECKING:
     from proxy.http.listener import Listener
+    from proxy.metrics import RequestMetrics
     from proxy.service import Service
     from proxy.targets import Target
 
@@ -271,10 +272,7 @@ class Exchange(ExchangeRecord):
         routes = self.listener.routes()
         found = routes.lookup(host, path)
         if found is None:
-            owner = routes.host_owner(host)  # its --error-pages answer the 404, if it has one
-            pages = owner.error_pages if owner is not None else None
-            body = pages.render(404) if pages is not None else None
-            self._respond(404, body if body is not None else error_page(404))
+            self._not_found(routes.host_owner(host))
             return
         service, prefix = found
         self.service = service
@@ -285,16 +283,25 @@ class Exchange(ExchangeRecord):
         if service.client_ip_header:
             self._client_ip(service.client_ip_header, fields)
         metrics = self.listener.metrics
-        if metrics is not None and (
-            not service.excluded_metrics_paths
-            or raw_path.decode("latin-1") not in service.excluded_metrics_paths
-        ):
-            metrics.started(service.name)
-            self.metered = True
+        if metrics is not None:
+            self._meter(metrics, service)
         if service.mode is not _RUNNING:
             self._gate(service)
             return
         self._admit(service)
+
+    def _not_found(self, owner: Service | None) -> None:
+        """No service for the request: 404, with the page of a service bound under its host if any."""
+        pages = owner.error_pages if owner is not None else None
+        body = pages.render(404) if pages is not None else None
+        self._respond(404, body if body is not None else error_page(404))
+
+    def _meter(self, metrics: RequestMetrics, service: Service) -> None:
+        """In flight for the metrics, unless its (stripped) path is excluded (--exclude-metrics-path)."""
+        excluded = service.excluded_metrics_paths
+        if not excluded or self.raw_path.decode("latin-1") not in excluded:
+            metrics.started(service.name)
+            self.metered = True
 
     def _client_ip(self, header: bytes, fields: rules.RequestFields) -> None:
         """--client-ip-header: that header's value, when sent, replaces the client's X-Forwarded-For."""
