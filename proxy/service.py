@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Protocol
 from proxy import defaults
 from proxy.error_pages import ErrorPages
 from proxy.http.cookies import ROLLOUT_COOKIE, WRITER_COOKIE, request_cookie, writer_affinity_active
+from proxy.http.tls_rules import EntryRules
 from proxy.lifecycle import ModeEvent, ServiceMode, next_mode
 from proxy.log import quote
 from proxy.options import ServiceOptions, TargetOptions
@@ -42,6 +43,7 @@ class Service:
         "buffer_requests",
         "buffer_responses",
         "client_ip_header",
+        "entry",
         "error_pages",
         "excluded_metrics_paths",
         "forward_headers",
@@ -94,6 +96,7 @@ class Service:
         self.held: set[Held] = set()  # requests waiting for the service to resume
         self.options = options
         self.target_options = target_options
+        self.entry: EntryRules | None = None  # TLS / canonical-host rules; set when routes are published
         self.configure(options=options, target_options=target_options, error_pages=error_pages)
 
     def configure(
