@@ -280,17 +280,19 @@ class Exchange(ExchangeRecord):
             return
         service, prefix = found
         self.service = service
-        if self._answered_for_tls(service, raw_path):
-            return
         if prefix != "/" and service.strip_prefix:
-            raw_path = raw_path[len(prefix) :] or b"/"
+            self.raw_path = raw_path[len(prefix) :] or b"/"
             self.prefix = prefix
-        self.raw_path = raw_path
-        if service.client_ip_header:
-            self._client_ip(service.client_ip_header, fields)
+        else:
+            self.raw_path = raw_path
+        # kamal-proxy's order: in flight for the metrics, the client-IP header, then the TLS rules
         metrics = self.listener.metrics
         if metrics is not None:
             self._meter(metrics, service)
+        if service.client_ip_header:
+            self._client_ip(service.client_ip_header, fields)
+        if self._answered_for_tls(service, raw_path):  # (ACME challenges: the unstripped path)
+            return
         if service.mode is not _RUNNING:
             self._gate(service)
             return
