@@ -29,6 +29,7 @@ USAGE = Usage(
         ),
     ],
     nargs=1,
+    parent="rollout",
 )
 
 

@@ -15,6 +15,7 @@ USAGE = Usage(
         Flag("list", "strings", [], "Rollout to specific values"),
     ],
     nargs=1,
+    parent="rollout",
 )
 
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 from proxy.cli.common import Usage, send
 from proxy.commands import RolloutStopCommand
 
-USAGE = Usage(name="stop", use="stop <service>", short="Stops rollout of a service", flags=[], nargs=1)
+USAGE = Usage(
+    name="stop", use="stop <service>", short="Stops rollout of a service", flags=[], nargs=1, parent="rollout"
+)
 
 
 def main(argv: list[str]) -> int:
