@@ -4,12 +4,15 @@ named in the access log on the proxy's own 502/504, and the metrics table."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 
 from proxy.error_pages import load_error_pages
-from proxy.lifecycle import ModeEvent, TargetEvent
+from proxy.lifecycle import ModeEvent, TargetEvent, TargetState
+from proxy.options import HealthCheckConfig
 from proxy.rollout import RolloutSplit
+from proxy.targets import TargetSet
 from tests.proxy.harness import Harness, get, ok, run, settle, status_of
 
 
@@ -266,3 +269,35 @@ def test_a_404_under_a_services_host_uses_that_services_page(parser: str, tmp_pa
         assert [r["service"] for r in h.log.requests()] == ["", ""]
 
     run(parser, scenario)
+
+
+def test_readers_are_health_checked_and_drained_with_the_writers() -> None:
+    async def scenario() -> None:
+        h = Harness()
+        try:
+            probed: list[str] = []
+
+            async def probe(url: str, host_header: str) -> int:
+                probed.append(url)
+                return 500 if "reader" in url else 200  # the reader fails its checks
+
+            targets = TargetSet(
+                addresses=("writer:1",),
+                readers=("reader:1",),
+                health=HealthCheckConfig(),
+                log=h.log,
+                service="app",
+                clock=h.clock,
+                probe=probe,
+            )
+            targets.start_health_checks(slots=asyncio.Semaphore(4))
+            await settle()
+            assert sorted(probed) == ["http://reader:1/up", "http://writer:1/up"]
+            assert [t.state for t in targets.targets] == [TargetState.HEALTHY, TargetState.ADDING]
+            assert targets.healthy_readers == [] and targets.pick_reader() is targets.writers[0]
+            await targets.drain(0)
+            assert [t.state for t in targets.targets] == [TargetState.GONE, TargetState.GONE]
+        finally:
+            h.close()
+
+    asyncio.run(scenario())
