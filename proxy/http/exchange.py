@@ -101,8 +101,12 @@ TRANSITIONS: dict[tuple[ExchangeState, ExchangeEvent], ExchangeState] = {
 
 
 # Enum members as module constants: reading ``ExchangeState.X`` goes through the enum class each time,
-# which costs more than the rest of a state check. The common path's moves are looked up in
-# TRANSITIONS inline (an illegal move raises KeyError there).
+# which costs more than the rest of a state check. The common path's moves are looked up inline in
+# _MOVES, the same table indexed by state then event (an illegal move raises KeyError there).
+_MOVES: dict[ExchangeState, dict[ExchangeEvent, ExchangeState]] = {state: {} for state in _S}
+for (_state, _event), _next in TRANSITIONS.items():
+    _MOVES[_state][_event] = _next
+
 _SEND, _RESPONSE_HEAD, _ANSWER, _FINISH = _E.SEND, _E.RESPONSE_HEAD, _E.ANSWER, _E.FINISH
 _ROUTING, _HELD, _BUFFERING, _WAITING = _S.ROUTING, _S.HELD, _S.BUFFERING, _S.WAITING
 _STREAMING, _TUNNEL, _ANSWERED, _DONE = _S.STREAMING, _S.TUNNEL, _S.ANSWERED, _S.DONE
@@ -331,7 +335,7 @@ class Exchange(ExchangeRecord):
 
     def finish(self) -> None:
         """Over: report it to the observers and let go of everything it held."""
-        self.state = TRANSITIONS[self.state, _FINISH]
+        self.state = _MOVES[self.state][_FINISH]
         self.listener.awaiting.discard(self)
         target = self.target
         if target is not None:
@@ -404,14 +408,15 @@ class Exchange(ExchangeRecord):
     def _send_head(self) -> None:
         target = self.target
         assert target is not None
-        self.state = TRANSITIONS[self.state, _SEND]
+        self.state = _MOVES[self.state][_SEND]
         listener = self.listener
         timeout = self.service.response_timeout if self.service is not None else defaults.TARGET_TIMEOUT
         self.deadline = self.response_deadline = listener.now() + timeout
         listener.awaiting.add(self)
         conn = target.take_idle()
         if conn is not None:
-            self._use(conn)
+            self.upstream = conn
+            conn.bind(self, method=self.head.method, upgrade=self.head.upgrade)
             conn.write(self.upstream_head)
         else:
             self.pending = [self.upstream_head]
@@ -566,7 +571,7 @@ class Exchange(ExchangeRecord):
             self.response_buffer = SpoolBuffer(memory=service.buffer_memory, limit=service.max_response_body)
             self.response_lines = lines  # held until the whole body is here
             return
-        self.state = TRANSITIONS[self.state, _RESPONSE_HEAD]
+        self.state = _MOVES[self.state][_RESPONSE_HEAD]
         self.client.send_head(status, head.reason, lines, length=head.content_length)
 
     def _response_body(self, data: bytes) -> None:
@@ -604,7 +609,7 @@ class Exchange(ExchangeRecord):
                 self.resp_bytes += len(piece)
                 client.send_body(piece)
             buffer.close()
-        self.state = TRANSITIONS[self.state, _ANSWER]
+        self.state = _MOVES[self.state][_ANSWER]
         client.end()
 
     # ------------------------------------------------------------------ errors and timeouts
