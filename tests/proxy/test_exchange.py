@@ -360,6 +360,38 @@ def test_connect_that_hangs_is_504_after_the_connect_timeout(parser: str) -> Non
     run(parser, scenario)
 
 
+def test_once_connected_the_target_timeout_runs_from_the_request_not_the_connect_deadline(
+    parser: str,
+) -> None:
+    async def scenario(h: Harness) -> None:
+        h.deploy("app", response_timeout=30.0)
+        conn, client = h.client()
+        conn.data_received(get())
+        await settle()
+        assert h.targets.connections  # connected at once
+        await h.advance(h.listener.connect_timeout + 1)
+        assert client.take() == b""  # the connect deadline no longer applies
+        await h.advance(30 - h.listener.connect_timeout)
+        assert status_of(client.take()) == 504
+
+    run(parser, scenario)
+
+
+def test_the_listener_scheme_is_forwarded_as_the_proto(parser: str) -> None:
+    async def scenario(h: Harness) -> None:
+        assert h.listener.is_tls
+        h.deploy("app", forward_headers=False)
+        conn, client = h.client()
+        conn.data_received(get(extra=b"X-Forwarded-Proto: http\r\n"))
+        await settle()
+        request = h.targets.respond(ok())
+        assert b"X-Forwarded-Proto: https\r\n" in request and b"X-Forwarded-Proto: http\r\n" not in request
+        assert status_of(client.take()) == 200
+        assert h.log.requests()[0]["scheme"] == "https"
+
+    run(parser, scenario, scheme="https")
+
+
 def test_refused_connect_is_502_and_logged(parser: str) -> None:
     async def scenario(h: Harness) -> None:
         h.deploy("app", "app:3000")
