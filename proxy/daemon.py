@@ -30,7 +30,7 @@ from proxy.clock import BoundLoopClock
 from proxy.control import ControlServer, DaemonRunning, check_not_running
 from proxy.http.connection import ClientConnection
 from proxy.http.listener import Listener
-from proxy.http.parser import ParserKind, make_request_parser, make_response_parser
+from proxy.http.parsers import ParserKind, make_request_parser, make_response_parser
 from proxy.log import JsonLog
 from proxy.router import ControlError, Router
 from proxy.state import StateFile

@@ -16,7 +16,7 @@ from proxy.cli.common import Usage
 from proxy.cli.flags import ENV_PREFIX, Flag, FlagError, Parsed, apply_env_defaults, env_key
 from proxy.control import socket_path
 from proxy.daemon import DaemonConfig, StartupError, run_daemon
-from proxy.http.parser import PARSER_KINDS, ParserKind
+from proxy.http.parsers import PARSER_KINDS, ParserKind
 from proxy.state import default_state_path
 
 FLAGS = [

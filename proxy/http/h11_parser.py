@@ -9,23 +9,37 @@ h11 is a full client/server state machine, so this module drives it around what 
 * responses: one ``h11.Connection(CLIENT)`` per expected response, on which a synthetic request with
   the announced method (and upgrade headers) has been sent, so HEAD and 101 semantics are right.
 
-On top of h11 the same rules as the httptools backend apply, so both produce the same events:
-only the methods llhttp knows, only HTTP/1.0 and 1.1, no ``Transfer-Encoding`` together with
-``Content-Length``, a single ``Host`` header, no ``CONNECT``, no body on an upgrade request, keep-alive
-as llhttp computes it (HTTP/1.0 with ``Connection: keep-alive`` is kept alive), informational
-responses limited to 100-103, and the head size limit counted on the request-target/reason plus
-header names and values.
+Heads are judged by ``framing.request_head`` / ``response_head``, as for the httptools backend.
+What llhttp rejects and h11 lets through is rejected here too: methods llhttp does not know, bare
+LF, obs-fold, CTL bytes in field values, a comma list in ``Content-Length``, an HTTP/0.9 request
+line (at once, not when the head is complete). Chunked bodies are read by ``_ChunkedReader``, which
+follows llhttp's rules for chunk-size lines (any number of hex digits but no overflow of 64 bits,
+llhttp's chunk-extension syntax, no whitespace) and for the trailer section.
 """
 
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import h11
+from h11._readers import ChunkedReader
 
+from proxy.http.framing import (
+    DONE,
+    ERROR,
+    METHODS,
+    PARSE,
+    TUNNEL,
+    Fields,
+    RequestParserBase,
+    ResponseParserBase,
+    incomplete_request_problem,
+    request_head,
+    response_head,
+)
 from proxy.http.parser import (
     END_OF_MESSAGE,
-    UNKNOWN_LENGTH,
     Data,
     Headers,
     ParseError,
@@ -38,69 +52,24 @@ from proxy.http.parser import (
 
 __all__ = ["H11RequestParser", "H11ResponseParser"]
 
-_PARSE = 0
-_TUNNEL = 1
-_DONE = 2
-_ERROR = 3
-
-_VERSIONS = (b"1.1", b"1.0")
-
-# The request methods llhttp accepts for HTTP/1.x (CONNECT is rejected separately).
-_METHODS = frozenset(
-    b"DELETE GET HEAD POST PUT CONNECT OPTIONS TRACE COPY LOCK MKCOL MOVE PROPFIND PROPPATCH SEARCH "
-    b"UNLOCK BIND REBIND UNBIND ACL REPORT MKACTIVITY CHECKOUT MERGE M-SEARCH NOTIFY SUBSCRIBE "
-    b"UNSUBSCRIBE PATCH PURGE MKCALENDAR LINK UNLINK SOURCE PRI QUERY".split()
-)
-
 
 def _error(exc: h11.RemoteProtocolError) -> ParseError:
     return ParseError(431 if exc.error_status_hint == 431 else 400, str(exc))
 
 
-def _fields_size(headers: Headers) -> int:
-    size = 0
-    for name, value in headers:
-        size += len(name) + len(value)
-    return size
-
-
-class _Fields:
-    """What the framing and connection rules need from a header section."""
-
-    __slots__ = ("cl", "expect", "hosts", "te", "tokens", "upgrade_header")
-
-    def __init__(self, headers: Headers) -> None:
-        self.hosts = 0
-        self.cl: bytes | None = None
-        self.te: bytes | None = None
-        self.expect: bytes | None = None
-        self.tokens: set[bytes] = set()
-        self.upgrade_header = False
-        for name, value in headers:
-            lname = name.lower()
-            if lname == b"host":
-                self.hosts += 1
-            elif lname == b"content-length":
-                self.cl = value
-            elif lname == b"transfer-encoding":
-                self.te = value
-            elif lname == b"expect":
-                self.expect = value
-            elif lname == b"connection":
-                for token in value.split(b","):
-                    self.tokens.add(token.strip().lower())
-            elif lname == b"upgrade":
-                self.upgrade_header = True
-
-    def keep_alive(self, version: bytes) -> bool:
-        # llhttp_should_keep_alive: HTTP/1.1 unless "close"; HTTP/1.0 only with "keep-alive"
-        if version == b"1.1":
-            return b"close" not in self.tokens
-        return b"keep-alive" in self.tokens
-
-
 _FIELD_CTL = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-_ABSOLUTE_FORM = re.compile(rb"[A-Za-z]+://")
+_LIST_LENGTH = re.compile(rb"\ncontent-length:[^\r\n]*,", re.IGNORECASE)
+
+_TOKEN = rb"[-!#$%&'*+.^_`|~0-9a-zA-Z]"
+_QUOTED = rb'"(?:[\t !#-\[\]-~\x80-\xff]|\\[\t -~\x80-\xff])*"'
+# llhttp's chunk-size line: hex digits, then extensions `;name[=value]` (an empty name with a
+# value, or an empty value, are accepted as llhttp does), then CRLF; no whitespace anywhere.
+_CHUNK_LINE = re.compile(
+    rb"([0-9A-Fa-f]+)(?:;(?:%b+(?:=(?:%b*|%b))?|=(?:%b*|%b)))*\r\n"
+    % (_TOKEN, _TOKEN, _QUOTED, _TOKEN, _QUOTED)
+)
+_TRAILER_LINE = re.compile(rb"(%b+):[ \t]*((?:[^\x00-\x08\x0a-\x1f\x7f])*?)[ \t]*\r\n" % _TOKEN)
+_MAX_CHUNK = (1 << 64) - 1
 
 
 def _raw_head_problem(raw: bytes) -> str | None:
@@ -111,6 +80,8 @@ def _raw_head_problem(raw: bytes) -> str | None:
         return "obsolete line folding"
     if _FIELD_CTL.search(raw, raw.find(b"\n") + 1):
         return "invalid header value character"
+    if _LIST_LENGTH.search(raw):
+        return "invalid Content-Length"
     return None
 
 
@@ -118,29 +89,102 @@ def _plausible_request_start(pending: bytes) -> bool:
     """Fail garbage early, as llhttp does, instead of waiting for a complete head."""
     sp = pending.find(b" ", 0, 16)
     if sp >= 0:
-        return pending[:sp] in _METHODS
+        return pending[:sp] in METHODS
     if len(pending) >= 16:
         return False
-    return any(method.startswith(pending) for method in _METHODS)
+    return any(method.startswith(pending) for method in METHODS)
 
 
 def _strip_blank_lines(data: bytes) -> bytes:
-    # llhttp skips empty lines before a request line (RFC 9112 section 2.2); h11 does not.
+    # llhttp skips CR and LF bytes before a start line (RFC 9112 section 2.2); h11 does not.
     if data[:1] == b"\r" or data[:1] == b"\n":
         return data.lstrip(b"\r\n")
     return data
 
 
-class H11RequestParser:
+class _ChunkedReader:
+    """An h11 body reader for chunked bodies with llhttp's rules (h11's own is laxer).
+
+    It takes the place of h11's reader right after the head; h11 calls it with its receive buffer
+    and expects Data, EndOfMessage or None (more bytes needed).
+    """
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._left = 0  # bytes of the current chunk's data still to come
+        self._crlf = b""  # what is left of the CRLF after a chunk's data
+        self._trailers = -1  # bytes of trailer lines read, once in the trailer section
+
+    def __call__(self, buf: Any) -> h11.Data | h11.EndOfMessage | None:
+        if self._crlf:
+            want = self._crlf
+            got = buf.maybe_extract_at_most(len(want))
+            if got is None:
+                return None
+            if got != want[: len(got)]:
+                raise h11.RemoteProtocolError("chunk data not followed by CRLF")
+            self._crlf = want[len(got) :]
+            if self._crlf:
+                return None
+        if self._trailers >= 0:
+            return self._trailer(buf)
+        if self._left == 0:
+            line = buf.maybe_extract_next_line()
+            if line is None:
+                return None
+            match = _CHUNK_LINE.fullmatch(line)
+            if match is None or b"\n" in line[:-1]:
+                raise h11.RemoteProtocolError(f"invalid chunk-size line {bytes(line[:40])!r}")
+            size = int(match[1], 16)
+            if size > _MAX_CHUNK:
+                raise h11.RemoteProtocolError("chunk size overflow")
+            if size == 0:
+                self._trailers = 0
+                return self._trailer(buf)
+            self._left = size
+        data = buf.maybe_extract_at_most(self._left)
+        if data is None:
+            return None
+        self._left -= len(data)
+        if self._left == 0:
+            self._crlf = b"\r\n"
+        return h11.Data(data=bytes(data))
+
+    def _trailer(self, buf: Any) -> h11.EndOfMessage | None:
+        while True:
+            line = buf.maybe_extract_next_line()
+            if line is None:
+                return None
+            if line == b"\r\n":
+                return h11.EndOfMessage()
+            match = _TRAILER_LINE.fullmatch(line)
+            if match is None or b"\n" in line[:-1] or b"\r" in line[:-2]:
+                raise h11.RemoteProtocolError(f"invalid trailer field {bytes(line[:40])!r}")
+            if match[1].lower() in (b"content-length", b"transfer-encoding"):
+                raise h11.RemoteProtocolError("framing field in the trailer section")
+            self._trailers += len(line)
+            if self._trailers > self._limit:
+                raise h11.RemoteProtocolError("trailer section too large", error_status_hint=431)
+
+    def read_eof(self) -> h11.EndOfMessage:
+        raise h11.RemoteProtocolError("peer closed connection without sending complete chunked body")
+
+
+def _use_strict_chunks(conn: h11.Connection, limit: int) -> None:
+    """Replace h11's reader of a chunked body just announced by the head h11 returned."""
+    if isinstance(conn._reader, ChunkedReader):
+        conn._reader = _ChunkedReader(limit)
+
+
+class H11RequestParser(RequestParserBase):
     """Parses the requests a client sends (pipelined ones included) with h11."""
 
-    __slots__ = ("_conn", "_keep_alive", "_max_head_size", "_mode", "_upgrade")
+    __slots__ = ("_conn", "_keep_alive", "_upgrading")
 
     def __init__(self, *, max_head_size: int) -> None:
-        self._max_head_size = max_head_size
+        super().__init__(max_head_size=max_head_size)
         self._conn = self._new_conn()
-        self._mode = _PARSE
-        self._upgrade = False
+        self._upgrading = False
         self._keep_alive = True
 
     def _new_conn(self) -> h11.Connection:
@@ -150,12 +194,7 @@ class H11RequestParser:
         conn = self._conn
         return conn.their_state is h11.IDLE and not conn.trailing_data[0]
 
-    def feed(self, data: bytes) -> list[RequestEvent]:
-        mode = self._mode
-        if mode != _PARSE:
-            if mode == _TUNNEL and data:
-                return [TunnelData(bytes(data))]
-            return []
+    def _parse(self, data: bytes) -> list[RequestEvent]:
         data = bytes(data)
         if self._idle():
             data = _strip_blank_lines(data)
@@ -167,15 +206,15 @@ class H11RequestParser:
         return events
 
     def feed_eof(self) -> list[RequestEvent]:
-        if self._mode != _PARSE:
+        if self._mode != PARSE:
             return []
-        self._mode = _DONE
+        self._mode = DONE
         if self._idle():
             return []
         return [ParseError(400, "connection closed before the request was complete")]
 
     def _fail(self, events: list[RequestEvent], error: ParseError) -> None:
-        self._mode = _ERROR
+        self._mode = ERROR
         events.append(error)
 
     def _drain(self, events: list[RequestEvent]) -> None:
@@ -189,139 +228,101 @@ class H11RequestParser:
             except h11.RemoteProtocolError as exc:
                 return self._fail(events, _error(exc))
             if event is h11.NEED_DATA or event is h11.PAUSED:
+                if pending:
+                    problem = incomplete_request_problem(pending)
+                    if problem is not None:
+                        self._fail(events, problem)
                 return None
             if isinstance(event, h11.Request):
-                problem = _raw_head_problem(pending[: len(pending) - len(conn.trailing_data[0])])
-                if problem is not None:
-                    return self._fail(events, ParseError(400, problem))
-                head = self._head(event)
+                head = self._head(event, pending[: len(pending) - len(conn.trailing_data[0])])
                 if isinstance(head, ParseError):
                     return self._fail(events, head)
                 events.append(head)
+                if head.chunked:
+                    _use_strict_chunks(conn, self._max_head_size)
             elif isinstance(event, h11.Data):
                 events.append(Data(bytes(event.data)))
             elif isinstance(event, h11.EndOfMessage):
-                if _fields_size(event.headers.raw_items()) > self._max_head_size:
-                    return self._fail(events, ParseError(431, "trailer section too large"))
-                events.append(END_OF_MESSAGE)
-                rest = conn.trailing_data[0]
-                if self._upgrade:
-                    self._mode = _TUNNEL
-                    if rest:
-                        events.append(TunnelData(rest))
+                next_conn = self._end_of_message(events)
+                if next_conn is None:
                     return None
-                if not self._keep_alive:
-                    self._mode = _DONE
-                    return None
-                conn = self._conn = self._new_conn()
-                rest = _strip_blank_lines(rest)
-                if not rest:
-                    return None
-                conn.receive_data(rest)
+                conn = next_conn
             else:  # ConnectionClosed
                 return None
 
-    def _head(self, event: h11.Request) -> RequestHead | ParseError:
-        headers: Headers = list(event.headers.raw_items())
-        if len(event.target) + _fields_size(headers) > self._max_head_size:
+    def _end_of_message(self, events: list[RequestEvent]) -> h11.Connection | None:
+        """After a request: the connection that parses the next one, if there is one."""
+        events.append(END_OF_MESSAGE)
+        rest = self._conn.trailing_data[0]
+        if self._upgrading:
+            self._mode = TUNNEL
+            if rest:
+                events.append(TunnelData(rest))
+            return None
+        if not self._keep_alive:
+            self._mode = DONE
+            return None
+        conn = self._conn = self._new_conn()
+        rest = _strip_blank_lines(rest)
+        if not rest:
+            return None
+        conn.receive_data(rest)
+        return conn
+
+    def _head(self, event: h11.Request, raw: bytes) -> RequestHead | ParseError:
+        if len(raw) > self._max_head_size:
             return ParseError(431, "request header fields too large")
+        problem = _raw_head_problem(raw)
+        if problem is not None:
+            return ParseError(400, problem)
         method = bytes(event.method)
-        if method not in _METHODS:
+        if method not in METHODS:
             return ParseError(400, "invalid method")
-        target = bytes(event.target)
-        if target[:1] != b"/" and target[:1] != b"*" and not _ABSOLUTE_FORM.match(target):
-            return ParseError(400, "invalid request-target")
-        version = bytes(event.http_version)
-        if version not in _VERSIONS:
-            return ParseError(400, "unsupported HTTP version")
-        f = _Fields(headers)
-        if f.hosts != 1 and (f.hosts or version == b"1.1"):
-            return ParseError(400, "missing Host header" if not f.hosts else "too many Host headers")
-        if f.te is not None:
-            if f.cl is not None:
-                return ParseError(400, "Content-Length together with Transfer-Encoding")
-            content_length = UNKNOWN_LENGTH
-        elif f.cl is not None:
-            content_length = int(f.cl)
-        else:
-            content_length = 0
-        upgrade = method == b"CONNECT" or (f.upgrade_header and b"upgrade" in f.tokens)
-        if upgrade:
-            if method == b"CONNECT":
-                return ParseError(400, "CONNECT is not supported")
-            if content_length:
-                return ParseError(400, "upgrade request with a body")
-        keep_alive = f.keep_alive(version)
-        self._upgrade = upgrade
-        self._keep_alive = keep_alive
-        expect = f.expect
-        return RequestHead(
+        headers: Headers = list(event.headers.raw_items())
+        head = request_head(
             method=method,
-            target=target,
-            version=version,
+            target=bytes(event.target),
+            version=bytes(event.http_version),
             headers=headers,
-            keep_alive=keep_alive,
-            upgrade=upgrade,
-            expect_continue=expect is not None and expect.lower() == b"100-continue",
-            content_length=content_length,
-            chunked=f.te is not None,
+            fields=Fields.of(headers),
         )
+        if isinstance(head, RequestHead):
+            self._upgrading = head.upgrade
+            self._keep_alive = head.keep_alive
+        return head
 
 
-class H11ResponseParser:
+class H11ResponseParser(ResponseParserBase):
     """Parses the responses to the requests we send, one at a time, with h11."""
 
-    __slots__ = (
-        "_conn",
-        "_keep_alive",
-        "_max_head_size",
-        "_method",
-        "_mode",
-        "_next",
-        "_started",
-        "_upgrade",
-    )
+    __slots__ = ("_conn", "_keep_alive")
 
     def __init__(self, *, max_head_size: int) -> None:
-        self._max_head_size = max_head_size
+        super().__init__(max_head_size=max_head_size)
         self._conn: h11.Connection | None = None  # created when the response's first bytes arrive
-        self._mode = _PARSE
-        self._method = b"GET"
-        self._upgrade = False
-        self._next: tuple[bytes, bool] | None = None
-        self._started = False  # bytes of the current response were received
         self._keep_alive = True
 
     def expect_response(self, *, method: bytes, upgrade: bool) -> None:
         if not self._started:
-            self._method = method
-            self._upgrade = upgrade
-            self._next = None
             self._conn = None
-        else:
-            self._next = (method, upgrade)
+        super().expect_response(method=method, upgrade=upgrade)
 
-    def feed(self, data: bytes) -> list[ResponseEvent]:
-        mode = self._mode
-        if mode != _PARSE:
-            if mode == _TUNNEL and data:
-                return [TunnelData(bytes(data))]
-            return []
+    def _parse(self, data: bytes) -> list[ResponseEvent]:
         events: list[ResponseEvent] = []
         if data:
             self._receive(bytes(data), events)
         return events
 
     def feed_eof(self) -> list[ResponseEvent]:
-        if self._mode != _PARSE:
+        if self._mode != PARSE:
             return []
         conn = self._conn
         events: list[ResponseEvent] = []
         if conn is not None and self._started:
             conn.receive_data(b"")
             self._drain(conn, events)  # ends a close-delimited body, or fails
-        if self._mode == _PARSE:
-            self._mode = _DONE
+        if self._mode == PARSE:
+            self._mode = DONE
         return events
 
     def _new_conn(self) -> h11.Connection:
@@ -329,7 +330,7 @@ class H11ResponseParser:
         headers = [(b"Host", b"upstream")]
         if self._upgrade:
             headers += [(b"Connection", b"upgrade"), (b"Upgrade", b"upgrade")]
-        method = b"HEAD" if self._method == b"HEAD" else b"GET"
+        method = b"HEAD" if self._head_only else b"GET"
         conn.send(h11.Request(method=method, target=b"/", headers=headers))
         conn.send(h11.EndOfMessage())
         return conn
@@ -347,7 +348,7 @@ class H11ResponseParser:
         self._drain(conn, events)
 
     def _fail(self, events: list[ResponseEvent], error: ParseError) -> None:
-        self._mode = _ERROR
+        self._mode = ERROR
         events.append(error)
 
     def _drain(self, conn: h11.Connection, events: list[ResponseEvent]) -> None:
@@ -364,94 +365,72 @@ class H11ResponseParser:
             if event is h11.NEED_DATA or event is h11.PAUSED:
                 return None
             if isinstance(event, (h11.InformationalResponse, h11.Response)):
-                problem = _raw_head_problem(pending[: len(pending) - len(conn.trailing_data[0])])
-                if problem is not None:
-                    return self._fail(events, ParseError(400, problem))
-                head = self._head(event)
+                head = self._head(event, pending[: len(pending) - len(conn.trailing_data[0])])
                 if isinstance(head, ParseError):
                     return self._fail(events, head)
                 events.append(head)
-                if head.status == 101:  # no EndOfMessage: the head is followed by the tunnel
-                    self._mode = _TUNNEL
-                    rest = conn.trailing_data[0]
-                    if rest:
-                        events.append(TunnelData(rest))
+                if not self._after_head(conn, head, events):
                     return None
-                if head.status < 200:
-                    events.append(END_OF_MESSAGE)
-                    if not head.keep_alive:
-                        # llhttp: nothing may follow a message that closes, not even the final one
-                        self._keep_alive = False
-                else:
-                    self._keep_alive = head.keep_alive
             elif isinstance(event, h11.Data):
                 events.append(Data(bytes(event.data)))
             elif isinstance(event, h11.EndOfMessage):
-                if _fields_size(event.headers.raw_items()) > self._max_head_size:
-                    return self._fail(events, ParseError(431, "trailer section too large"))
-                events.append(END_OF_MESSAGE)
-                rest = conn.trailing_data[0]
-                self._conn = None
-                self._started = False
-                nxt = self._next
-                self._method, self._upgrade = nxt if nxt is not None else (b"GET", False)
-                self._next = None
-                if not self._keep_alive:
-                    self._mode = _DONE  # whatever the server sends after it is ignored
+                next_conn = self._end_of_message(events)
+                if next_conn is None:
                     return None
-                rest = _strip_blank_lines(rest)
-                if not rest:
-                    return None
-                conn = self._conn = self._new_conn()
-                self._started = True
-                conn.receive_data(rest)
+                conn = next_conn
             else:  # ConnectionClosed
                 return None
 
-    def _head(self, event: h11.InformationalResponse | h11.Response) -> ResponseHead | ParseError:
-        headers: Headers = list(event.headers.raw_items())
-        reason = bytes(event.reason)
-        if len(reason) + _fields_size(headers) > self._max_head_size:
+    def _after_head(self, conn: h11.Connection, head: ResponseHead, events: list[ResponseEvent]) -> bool:
+        """Whether parsing goes on after this head (not after a 101: a tunnel follows)."""
+        if head.status == 101:  # no EndOfMessage: the head is followed by the tunnel
+            self._mode = TUNNEL
+            rest = conn.trailing_data[0]
+            if rest:
+                events.append(TunnelData(rest))
+            return False
+        if head.status < 200:
+            events.append(END_OF_MESSAGE)
+            if not head.keep_alive:
+                # llhttp: nothing may follow a message that closes, not even the final one
+                self._keep_alive = False
+        else:
+            self._keep_alive = head.keep_alive
+            if head.chunked:
+                _use_strict_chunks(conn, self._max_head_size)
+        return True
+
+    def _end_of_message(self, events: list[ResponseEvent]) -> h11.Connection | None:
+        """After a final response: the connection that parses the next one, if bytes are there."""
+        events.append(END_OF_MESSAGE)
+        assert self._conn is not None
+        rest = self._conn.trailing_data[0]
+        self._conn = None
+        self._response_done(self._keep_alive)
+        if self._mode != PARSE:
+            return None
+        rest = _strip_blank_lines(rest)
+        if not rest:
+            return None
+        conn = self._conn = self._new_conn()
+        self._started = True
+        conn.receive_data(rest)
+        return conn
+
+    def _head(self, event: h11.InformationalResponse | h11.Response, raw: bytes) -> ResponseHead | ParseError:
+        if len(raw) > self._max_head_size:
             return ParseError(431, "response header fields too large")
-        version = bytes(event.http_version)
-        if version not in _VERSIONS:
-            return ParseError(400, "unsupported HTTP version")
-        f = _Fields(headers)
-        if f.te is not None and f.cl is not None:
-            return ParseError(400, "Content-Length together with Transfer-Encoding")
+        problem = _raw_head_problem(raw)
+        if problem is not None:
+            return ParseError(400, problem)
+        headers: Headers = list(event.headers.raw_items())
         status = event.status_code
-        chunked = False
-        if status < 200:
-            if status == 101:
-                if not self._upgrade:
-                    return ParseError(400, "101 response to a request that did not ask for an upgrade")
-                if not (f.upgrade_header and b"upgrade" in f.tokens):
-                    return ParseError(400, "101 response without Connection: upgrade and Upgrade")
-                keep_alive = False
-            elif status == 100 or status == 102 or status == 103:
-                keep_alive = f.keep_alive(version)
-            else:
-                return ParseError(400, f"unsupported informational status {status}")
-            content_length = 0
-        elif self._method == b"HEAD" or status == 204 or status == 304:
-            content_length = 0
-            keep_alive = f.keep_alive(version)
-        elif f.te is not None:
-            content_length = UNKNOWN_LENGTH
-            chunked = True
-            keep_alive = f.keep_alive(version)
-        elif f.cl is not None:
-            content_length = int(f.cl)
-            keep_alive = f.keep_alive(version)
-        else:  # delimited by the end of the connection
-            content_length = UNKNOWN_LENGTH
-            keep_alive = False
-        return ResponseHead(
+        return response_head(
             status=status,
-            reason=reason,
-            version=version,
+            reason=bytes(event.reason),
+            version=bytes(event.http_version),
             headers=headers,
-            keep_alive=keep_alive,
-            content_length=content_length,
-            chunked=chunked,
+            fields=Fields.of(headers),
+            head_only=self._head_only and status >= 200,
+            upgrade_asked=self._upgrade,
         )

@@ -1,16 +1,20 @@
 """The httptools (llhttp) parser backend: the fast default.
 
-llhttp does the tokenising and most of the validation in C; the Python side only collects what the
-callbacks hand over into lists owned by the parser object and builds one head object per message.
-Per message that is a handful of attribute stores, one ``append`` per header and one head object.
+llhttp does the tokenising and the validation in C; the Python side only collects what the
+callbacks hand over and lets ``framing.request_head`` / ``response_head`` decide, as they do for the
+h11 backend. The callbacks are the cost (each is a call from C into Python), so only those that
+carry something are registered: no ``on_message_begin`` for requests (the URL marks the start of a
+request), ``on_header`` does one ``rstrip``, one length test and one ``append`` for a field framing
+does not care about. (Splitting a complete head in Python instead, with ``re.findall`` or with
+``bytes.split`` and ``map``, measured slower than these callbacks; see ``benchmarks/parser_speed.py``.)
 
-What llhttp already rejects (strict mode, no leniencies set): ``Transfer-Encoding`` together with
+What llhttp rejects (strict mode, no leniencies set): ``Transfer-Encoding`` together with
 ``Content-Length``, duplicate or non-numeric ``Content-Length``, a request ``Transfer-Encoding``
-whose final coding is not chunked, bad chunk sizes, obs-fold, whitespace before the colon, bare LF,
-NUL/CTL bytes in values, unknown methods, invalid request-target bytes. What this module adds on
-top, to match the h11 backend and Go's net/http: only ``Transfer-Encoding: chunked`` exactly (no
-other codings, no repeated header), only HTTP/1.0 and HTTP/1.1, a single ``Host`` header and a
-mandatory one for HTTP/1.1, no ``CONNECT``, no body on an upgrade request, and the head size limit.
+whose final coding is not chunked, bad chunk sizes and chunk-size overflow, obs-fold, whitespace
+before the colon, bare LF, NUL/CTL bytes in values, unknown methods, invalid request-target bytes.
+What this module adds: the shared framing rules, the head size limit (431) on heads and trailers,
+an HTTP/0.9 request line rejected at once, and a check that llhttp and the shared rules agree on
+upgrades.
 """
 
 from __future__ import annotations
@@ -20,6 +24,20 @@ from typing import Any
 import httptools
 from httptools import HttpParserError, HttpParserUpgrade
 
+from proxy.http.framing import (
+    DONE,
+    ERROR,
+    PARSE,
+    TUNNEL,
+    Fields,
+    ParserBase,
+    RequestParserBase,
+    ResponseParserBase,
+    incomplete_request_problem,
+    not_parsing,
+    request_head,
+    response_head,
+)
 from proxy.http.parser import (
     END_OF_MESSAGE,
     UNKNOWN_LENGTH,
@@ -35,48 +53,43 @@ from proxy.http.parser import (
 
 __all__ = ["HttptoolsRequestParser", "HttptoolsResponseParser"]
 
-# parser modes
-_PARSE = 0  # parsing HTTP
-_TUNNEL = 1  # after an upgrade: bytes pass through as TunnelData
-_DONE = 2  # after a message that does not allow another one, or after EOF: bytes are ignored
-_ERROR = 3  # after a ParseError: bytes are ignored
-
 # message states
 _IDLE = 0  # between messages
 _HEAD = 1  # request/status line or header fields being received
 _BODY = 2  # head complete, body (or trailers) being received
 _SKIP = 3  # response head to a HEAD request delivered; llhttp's idea of the body is ignored
 
-_VERSIONS = {"1.1": b"1.1", "1.0": b"1.0"}
+# The fields framing looks at, by the length of their name (most names are not looked at further).
+_HOST, _CL, _TE, _EXPECT, _CONNECTION, _UPGRADE = range(6)
+_FRAMING = {
+    b"host": _HOST,
+    b"content-length": _CL,
+    b"transfer-encoding": _TE,
+    b"expect": _EXPECT,
+    b"connection": _CONNECTION,
+    b"upgrade": _UPGRADE,
+}
+_REQUEST_LENGTHS = frozenset(len(name) for name in _FRAMING)
+_RESPONSE_LENGTHS = frozenset(len(name) for name in _FRAMING if name not in (b"host", b"expect"))
+_NONE: tuple[bytes, ...] = ()
+_VERSIONS = {"1.1": b"1.1", "1.0": b"1.0", "0.9": b"0.9"}
 
-# lengths of the header names the parsers look at
-_REQUEST_LENGTHS = frozenset((4, 6, 14, 17))  # host, expect, content-length, transfer-encoding
-_RESPONSE_LENGTHS = frozenset((14, 17))  # content-length, transfer-encoding
+
+def _other_field(f: Fields, kind: int, value: bytes) -> None:
+    if kind == _CL:
+        f.content_length = (*f.content_length, value)
+    elif kind == _EXPECT:
+        f.expect = (*f.expect, value)
+    else:
+        f.upgrade = True
 
 
 class _Abort(Exception):
     """Raised from a callback to stop llhttp; the ParseError is stored on the parser."""
 
 
-def _connection_tokens(headers: Headers) -> set[bytes]:
-    tokens: set[bytes] = set()
-    for name, value in headers:
-        if len(name) == 10 and name.lower() == b"connection":
-            for token in value.split(b","):
-                tokens.add(token.strip().lower())
-    return tokens
-
-
-def _keep_alive_slow(version: bytes, headers: Headers) -> bool:
-    """llhttp_should_keep_alive without the "needs EOF" part (for responses to HEAD)."""
-    tokens = _connection_tokens(headers)
-    if version == b"1.1":
-        return b"close" not in tokens
-    return b"keep-alive" in tokens
-
-
-class _HttptoolsParser:
-    """What the request and response parsers share: limits on what llhttp buffers, and errors.
+class _HttptoolsParser(ParserBase):
+    """What the request and response parsers share: field collection, limits and llhttp's errors.
 
     Subclasses provide ``_start``: the request URL or the response reason phrase collected so far.
     """
@@ -87,35 +100,77 @@ class _HttptoolsParser:
         "_chunked",
         "_error",
         "_events",
+        "_f",
+        "_feed_len",
         "_head_raw",
         "_headers",
-        "_max_head_size",
-        "_mode",
+        "_parser",
         "_stall",
         "_state",
-        "_te",
     )
     _what = "message"
-    _max_head_size: int
+    _lengths: frozenset[int]  # of the names of the fields framing looks at
+    _parser: Any
+    _events: list[Any]
     _error: ParseError | None
     _headers: Headers
     _state: int
-    _mode: int
     _began: bool
+    _feed_len: int
     _head_raw: int
     _chunked: bool
     _body_seen: bool
     _stall: int
-    _events: list[Any]
-    _feed_len: int
-    _te: bytes | None
+    _f: Fields
+
+    def _init_fields(self, parser: Any) -> None:
+        self._parser = parser
+        self._events = []
+        self._error = None
+        self._state = _IDLE
+        self._began = False  # the current head began during the current feed
+        self._feed_len = 0
+        self._head_raw = 0  # bytes of an incomplete head received in earlier feeds (about)
+        self._headers = []
+        self._chunked = False
+        self._body_seen = False
+        self._stall = 0
+        # what framing needs of the fields of the current head (one object, reset per message)
+        self._f = Fields(
+            hosts=0,
+            content_length=_NONE,
+            transfer_encoding=_NONE,
+            expect=_NONE,
+            connection=_NONE,
+            upgrade=False,
+        )
+
+    def _reset_fields(self) -> None:
+        f = self._f
+        f.hosts = 0
+        f.content_length = f.transfer_encoding = f.expect = f.connection = _NONE
+        f.upgrade = False
 
     def _start(self) -> bytes:
         raise NotImplementedError
 
-    def _fail(self, status: int, message: str) -> _Abort:
-        self._error = ParseError(status, message)
-        return _Abort(message)
+    def _reject(self, error: ParseError) -> _Abort:
+        """From a callback: stop llhttp with this error."""
+        self._error = error
+        return _Abort(error.message)
+
+    def _llhttp_error(self, exc: HttpParserError) -> None:
+        if self._mode == PARSE:  # not a "data after Connection: close" complaint
+            self._mode = ERROR
+            self._events.append(self._error or ParseError(400, str(exc)))
+
+    def _upgraded(self, data: bytes, offset: int) -> None:
+        raise NotImplementedError
+
+    def _tunnel(self, data: bytes, offset: int) -> None:
+        self._mode = TUNNEL
+        if offset < len(data):
+            self._events.append(TunnelData(bytes(data[offset:])))
 
     def _check_trailers(self) -> None:
         trailers = self._headers
@@ -124,20 +179,12 @@ class _HttptoolsParser:
         for name, value in trailers:
             size += len(name) + len(value)
         if size > self._max_head_size:
-            raise self._fail(431, "trailer section too large")
+            raise self._reject(ParseError(431, "trailer section too large"))
 
     def _check_head_size(self) -> None:
-        """At the end of a head: a head that arrived in one small feed is within the limit."""
-        if (not self._began or self._feed_len > self._max_head_size) and (
-            self._head_size() > self._max_head_size
-        ):
-            raise self._fail(431, f"{self._what} header fields too large")
-
-    def _note_te(self, value: bytes) -> bytes:
-        """Collect Transfer-Encoding values (lower-cased, as h11 does); returns this one."""
-        value = value.lower()
-        self._te = value if self._te is None else self._te + b", " + value
-        return value
+        """At the end of a head that did not arrive in one small feed (else: within the limit)."""
+        if self._head_size() > self._max_head_size:
+            raise self._reject(ParseError(431, f"{self._what} header fields too large"))
 
     def _head_size(self) -> int:
         size = len(self._start())
@@ -156,7 +203,7 @@ class _HttptoolsParser:
                 raw = self._head_raw + size
             self._head_raw = raw
             if raw > self._max_head_size:
-                self._mode = _ERROR
+                self._mode = ERROR
                 self._events.append(ParseError(431, f"{self._what} header fields too large"))
         elif self._state == _BODY and self._chunked:
             # chunked body: feeds that carry no body data are chunk framing or trailers
@@ -166,181 +213,173 @@ class _HttptoolsParser:
             else:
                 self._stall += size
                 if self._stall > self._max_head_size:
-                    self._mode = _ERROR
+                    self._mode = ERROR
                     self._events.append(ParseError(431, "chunk framing or trailer section too large"))
 
-
-class HttptoolsRequestParser(_HttptoolsParser):
-    """Parses the requests a client sends (pipelined ones included) with httptools."""
-
-    _what = "request"
-    __slots__ = (
-        "_cl",
-        "_expect",
-        "_feed_len",
-        "_hosts",
-        "_keep_alive",
-        "_parser",
-        "_url",
-    )
-
-    def __init__(self, *, max_head_size: int) -> None:
-        self._max_head_size = max_head_size
-        self._parser = httptools.HttpRequestParser(self)
-        self._events: list[RequestEvent] = []
-        self._mode = _PARSE
-        self._state = _IDLE
-        self._error: ParseError | None = None
-        self._began = False  # a message began during the current feed
-        self._feed_len = 0
-        self._head_raw = 0  # bytes of an incomplete head received in earlier feeds (about)
-        self._url = b""
-        self._headers: Headers = []
-        self._cl: bytes | None = None
-        self._te: bytes | None = None
-        self._expect: bytes | None = None
-        self._hosts = 0
-        self._keep_alive = True
-        self._chunked = False
-        self._body_seen = False
-        self._stall = 0
-
-    # -- public API ---------------------------------------------------------------------------
-
-    def feed(self, data: bytes) -> list[RequestEvent]:
-        mode = self._mode
-        if mode != _PARSE:
-            if mode == _TUNNEL and data:
-                return [TunnelData(bytes(data))]
-            return []
-        events: list[RequestEvent] = []
-        self._events = events
-        self._began = False
-        self._feed_len = len(data)
-        try:
-            self._parser.feed_data(data)
-        except HttpParserUpgrade as exc:
-            self._mode = _TUNNEL
-            offset: int = exc.args[0]
-            if offset < len(data):
-                events.append(TunnelData(bytes(data[offset:])))
-            return events
-        except HttpParserError as exc:
-            if self._mode == _PARSE:  # not a "data after Connection: close" complaint
-                self._mode = _ERROR
-                events.append(self._error or ParseError(400, str(exc)))
-            return events
-        if self._state != _IDLE:
-            self._check_partial(len(data))
-        return events
-
-    def feed_eof(self) -> list[RequestEvent]:
-        if self._mode != _PARSE:
-            return []
-        self._mode = _DONE
-        if self._state != _IDLE:
-            return [ParseError(400, "connection closed before the request was complete")]
-        return []
-
-    # -- helpers ------------------------------------------------------------------------------
-
-    def _start(self) -> bytes:
-        return self._url
-
     # -- httptools callbacks (public names because httptools looks them up) -------------------
-
-    def on_message_begin(self) -> None:
-        self._state = _HEAD
-        self._began = True
-        self._url = b""
-        self._cl = None
-        self._te = None
-        self._expect = None
-        self._hosts = 0
-
-    def on_url(self, url: bytes) -> None:
-        self._url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
         # Header fields of the head, or trailer fields (collected after the head was handed out).
         value = value.rstrip(b" \t")  # llhttp already skipped the leading whitespace
-        if len(name) in _REQUEST_LENGTHS:
-            lname = name.lower()
-            if lname == b"host":
-                self._hosts += 1
-            elif lname == b"content-length":
-                self._cl = value
-            elif lname == b"transfer-encoding":
-                value = self._note_te(value)
-            elif lname == b"expect":
-                self._expect = value
+        if len(name) in self._lengths:
+            kind = _FRAMING.get(name.lower())
+            if kind is not None:
+                f = self._f
+                if kind == _HOST:
+                    f.hosts += 1
+                elif kind == _CONNECTION:
+                    f.connection = (*f.connection, value)
+                elif kind == _TE:
+                    value = value.lower()  # coding names are case-insensitive: as h11 does
+                    f.transfer_encoding = (*f.transfer_encoding, value)
+                else:
+                    _other_field(f, kind, value)
         self._headers.append((name, value))
-
-    def on_headers_complete(self) -> None:
-        p = self._parser
-        self._state = _BODY
-        # The head is within this feed: only count its bytes when the feed is large.
-        self._check_head_size()
-        headers = self._headers
-        self._headers = []  # trailer fields go here
-        version = _VERSIONS.get(p.get_http_version())
-        if version is None:
-            raise self._fail(400, "unsupported HTTP version")
-        if self._hosts != 1 and (self._hosts or version == b"1.1"):
-            raise self._fail(400, "missing Host header" if not self._hosts else "too many Host headers")
-        method: bytes = p.get_method()
-        te = self._te
-        if te is not None:
-            if te != b"chunked":
-                raise self._fail(400, "unsupported Transfer-Encoding")
-            content_length = UNKNOWN_LENGTH
-            chunked = True
-        elif self._cl is not None:
-            content_length = int(self._cl)  # llhttp checked the digits
-            chunked = False
-        else:
-            content_length = 0
-            chunked = False
-        upgrade: bool = p.should_upgrade()
-        if upgrade:
-            if method == b"CONNECT":
-                raise self._fail(400, "CONNECT is not supported")
-            if content_length:
-                raise self._fail(400, "upgrade request with a body")
-        keep_alive: bool = p.should_keep_alive()
-        self._keep_alive = keep_alive
-        self._chunked = chunked
-        self._stall = 0
-        expect = self._expect
-        self._events.append(
-            RequestHead(
-                method=method,
-                target=self._url,
-                version=version,
-                headers=headers,
-                keep_alive=keep_alive,
-                upgrade=upgrade,
-                expect_continue=expect is not None and expect.lower() == b"100-continue",
-                content_length=content_length,
-                chunked=chunked,
-            )
-        )
 
     def on_body(self, body: bytes) -> None:
         self._body_seen = True
         self._events.append(Data(body))
 
+
+class HttptoolsRequestParser(_HttptoolsParser, RequestParserBase):
+    """Parses the requests a client sends (pipelined ones included) with httptools."""
+
+    _what = "request"
+    _lengths = _REQUEST_LENGTHS
+    __slots__ = ("_bare", "_ended", "_keep_alive", "_line", "_upgrading", "_url")
+
+    def __init__(self, *, max_head_size: int) -> None:
+        RequestParserBase.__init__(self, max_head_size=max_head_size)
+        self._init_fields(httptools.HttpRequestParser(self))
+        self._url = b""
+        self._keep_alive = True
+        self._upgrading = False
+        self._ended = False  # a request ended during the current feed
+        self._bare = False  # the current (or last) request has no body
+        self._line: bytes | None = None  # an incomplete request line, kept until its end arrives
+
+    def feed(self, data: bytes) -> list[RequestEvent]:
+        # RequestParserBase.feed with _parse inlined: this is the hot path
+        if self._mode != PARSE:
+            skipped: list[RequestEvent] = not_parsing(self._mode, data)
+            return skipped
+        events: list[RequestEvent] = []
+        self._events = events
+        self._began = False
+        self._ended = False
+        self._feed_len = len(data)
+        try:
+            self._parser.feed_data(data)
+        except HttpParserUpgrade as exc:
+            self._upgraded(data, exc.args[0])
+            return events
+        except HttpParserError as exc:
+            self._llhttp_error(exc)
+            return events
+        if self._state != _IDLE:
+            self._check_partial(len(data))
+            if self._state == _HEAD and self._mode == PARSE:
+                self._check_request_line(data)
+        return events
+
+    def _check_request_line(self, data: bytes) -> None:
+        """An incomplete head: fail an HTTP/0.9 request line at once (llhttp waits for fields).
+
+        The request line of a head that began in this feed starts the feed, or follows the last
+        empty line in it when a request without body ended before it (after a request with a body,
+        the header timeout applies); one that began earlier was kept in ``_line``.
+        """
+        if self._began:
+            if not self._ended:
+                line: bytes | None = data.lstrip(b"\r\n")
+            elif self._bare:
+                line = data[data.rfind(b"\r\n\r\n") + 4 :].lstrip(b"\r\n")
+            else:
+                line = None
+        else:
+            line = None if self._line is None else self._line + data
+        if line is not None and line.find(b"\n") >= 0:
+            problem = incomplete_request_problem(line)
+            line = None
+            if problem is not None:
+                self._mode = ERROR
+                self._events.append(problem)
+        self._line = line
+
+    def feed_eof(self) -> list[RequestEvent]:
+        if self._mode != PARSE:
+            return []
+        self._mode = DONE
+        if self._state != _IDLE:
+            return [ParseError(400, "connection closed before the request was complete")]
+        return []
+
+    def _upgraded(self, data: bytes, offset: int) -> None:
+        if not self._upgrading:
+            self._mode = ERROR
+            self._events.append(ParseError(400, "llhttp upgrades where the head does not"))
+            return
+        self._tunnel(data, offset)
+
+    def _start(self) -> bytes:
+        return self._url
+
+    # -- httptools callbacks --------------------------------------------------------------------
+
+    def on_url(self, url: bytes) -> None:
+        if self._state == _IDLE:  # a request begins (on_message_begin is not registered: cheaper)
+            self._state = _HEAD
+            self._began = True
+            self._url = url
+        else:
+            self._url += url
+
+    def on_headers_complete(self) -> None:
+        p = self._parser
+        self._state = _BODY
+        if not self._began or self._feed_len > self._max_head_size:
+            self._check_head_size()
+        headers = self._headers
+        self._headers = []  # trailer fields go here
+        f = self._f
+        head = request_head(
+            method=p.get_method(),
+            target=self._url,
+            version=_VERSIONS.get(p.get_http_version(), b""),
+            headers=headers,
+            fields=f,
+        )
+        # reset for the next head (trailer fields collect into it too: reset again then)
+        f.hosts = 0
+        f.content_length = f.transfer_encoding = f.expect = f.connection = _NONE
+        f.upgrade = False
+        if type(head) is not RequestHead:
+            assert type(head) is ParseError
+            raise self._reject(head)
+        if head.upgrade and not p.should_upgrade():  # (the converse fails in _upgraded)
+            raise self._reject(ParseError(400, "ambiguous upgrade"))
+        self._keep_alive = head.keep_alive
+        self._upgrading = head.upgrade
+        self._chunked = head.chunked
+        self._bare = head.content_length == 0
+        self._stall = 0
+        self._events.append(head)
+
     def on_message_complete(self) -> None:
         if self._headers:  # trailer fields: dropped, but bounded
             self._check_trailers()
+            self._reset_fields()
         self._events.append(END_OF_MESSAGE)
         self._state = _IDLE
-        if not self._keep_alive:
-            # Nothing after this request is read (llhttp would complain about any more bytes).
-            self._mode = _DONE
+        self._ended = True
+        if not self._keep_alive and not self._upgrading:
+            # Nothing after this request is read; stop llhttp here (it may think otherwise:
+            # an HTTP/1.0 request with Transfer-Encoding) and ignore its complaint.
+            self._mode = DONE
+            raise _Abort("connection closes after this request")
 
 
-class HttptoolsResponseParser(_HttptoolsParser):
+class HttptoolsResponseParser(_HttptoolsParser, ResponseParserBase):
     """Parses the responses to the requests we send, one at a time, with httptools.
 
     llhttp cannot be told that a response answers a HEAD request, so such a response is handled by
@@ -349,64 +388,23 @@ class HttptoolsResponseParser(_HttptoolsParser):
     """
 
     _what = "response"
-    __slots__ = (
-        "_cl",
-        "_feed_len",
-        "_head_buf",
-        "_head_only",
-        "_keep_alive",
-        "_next",
-        "_parser",
-        "_reason",
-        "_started",
-        "_status",
-        "_until_eof",
-        "_upgrade",
-    )
+    _lengths = _RESPONSE_LENGTHS
+    __slots__ = ("_head_buf", "_keep_alive", "_reason", "_status", "_until_eof")
 
     def __init__(self, *, max_head_size: int) -> None:
-        self._max_head_size = max_head_size
-        self._parser = httptools.HttpResponseParser(self)
-        self._events: list[ResponseEvent] = []
-        self._mode = _PARSE
-        self._state = _IDLE
-        self._error: ParseError | None = None
-        self._head_only = False  # the current/next response answers a HEAD request
-        self._upgrade = False  # ... a request that asked for an upgrade
-        self._next: tuple[bool, bool] | None = None  # announced while a response was in progress
+        ResponseParserBase.__init__(self, max_head_size=max_head_size)
+        self._init_fields(httptools.HttpResponseParser(self))
         self._head_buf = b""
-        self._started = False  # bytes of the current response were received
-        self._began = False
-        self._feed_len = 0
-        self._head_raw = 0
         self._status = 0
         self._keep_alive = True
         self._reason = b""
-        self._headers: Headers = []
-        self._cl: bytes | None = None
-        self._te: bytes | None = None
-        self._chunked = False
         self._until_eof = False
-        self._body_seen = False
-        self._stall = 0
-
-    # -- public API ---------------------------------------------------------------------------
-
-    def expect_response(self, *, method: bytes, upgrade: bool) -> None:
-        head_only = method == b"HEAD"
-        if not self._started:
-            self._head_only = head_only
-            self._upgrade = upgrade
-            self._next = None
-        else:
-            self._next = (head_only, upgrade)
 
     def feed(self, data: bytes) -> list[ResponseEvent]:
-        mode = self._mode
-        if mode != _PARSE:
-            if mode == _TUNNEL and data:
-                return [TunnelData(bytes(data))]
-            return []
+        # ResponseParserBase.feed with _parse inlined: this is the hot path
+        if self._mode != PARSE:
+            skipped: list[ResponseEvent] = not_parsing(self._mode, data)
+            return skipped
         events: list[ResponseEvent] = []
         self._events = events
         if self._head_only:
@@ -416,9 +414,9 @@ class HttptoolsResponseParser(_HttptoolsParser):
         return events
 
     def feed_eof(self) -> list[ResponseEvent]:
-        if self._mode != _PARSE:
+        if self._mode != PARSE:
             return []
-        self._mode = _DONE
+        self._mode = DONE
         if self._state == _BODY and self._until_eof:
             self._state = _IDLE
             self._started = False
@@ -427,24 +425,21 @@ class HttptoolsResponseParser(_HttptoolsParser):
             return [ParseError(400, "connection closed before the response was complete")]
         return []
 
+    def _upgraded(self, data: bytes, offset: int) -> None:
+        self._tunnel(data, offset)  # only after a 101, which on_headers_complete checked
+
     # -- helpers ------------------------------------------------------------------------------
 
     def _feed(self, data: bytes) -> None:
-        events = self._events
         self._began = False
         self._feed_len = len(data)
         try:
             self._parser.feed_data(data)
         except HttpParserUpgrade as exc:
-            self._mode = _TUNNEL
-            offset: int = exc.args[0]
-            if offset < len(data):
-                events.append(TunnelData(bytes(data[offset:])))
+            self._upgraded(data, exc.args[0])
             return
         except HttpParserError as exc:
-            if self._mode == _PARSE:  # not a "data after Connection: close" complaint
-                self._mode = _ERROR
-                events.append(self._error or ParseError(400, str(exc)))
+            self._llhttp_error(exc)
             return
         if self._state != _IDLE:
             self._check_partial(len(data))
@@ -454,11 +449,11 @@ class HttptoolsResponseParser(_HttptoolsParser):
         self._head_buf = b""
         if buf:
             self._started = True
-        while self._head_only and self._mode == _PARSE:
+        while self._head_only and self._mode == PARSE:
             end = buf.find(b"\r\n\r\n")
             if end < 0:
                 if len(buf) > self._max_head_size:
-                    self._mode = _ERROR
+                    self._mode = ERROR
                     self._events.append(ParseError(431, "response header fields too large"))
                 else:
                     self._head_buf = buf
@@ -470,31 +465,12 @@ class HttptoolsResponseParser(_HttptoolsParser):
                 # llhttp now waits for a body that does not come: start over with a fresh parser
                 self._parser = httptools.HttpResponseParser(self)
                 self._state = _IDLE
-                self._response_done()
+                self._response_done(self._keep_alive)
         if buf:
-            if self._mode == _PARSE:
-                self._feed_more(buf)
-            elif self._mode == _TUNNEL:
+            if self._mode == PARSE:
+                self._feed(buf)  # (the next response does not answer a HEAD request)
+            elif self._mode == TUNNEL:
                 self._events.append(TunnelData(buf))
-
-    def _feed_more(self, data: bytes) -> None:
-        if self._head_only:
-            self._feed_head_only(data)
-        else:
-            self._feed(data)
-
-    def _response_done(self) -> None:
-        """A final response is complete: the next one answers the next announced request."""
-        if not self._keep_alive:
-            self._mode = _DONE  # whatever the server sends after it is ignored
-        self._started = False
-        nxt = self._next
-        if nxt is None:
-            self._head_only = False
-            self._upgrade = False
-        else:
-            self._head_only, self._upgrade = nxt
-            self._next = None
 
     def _start(self) -> bytes:
         return self._reason
@@ -506,101 +482,53 @@ class HttptoolsResponseParser(_HttptoolsParser):
         self._began = True
         self._started = True
         self._reason = b""
-        self._cl = None
-        self._te = None
         self._until_eof = False
 
     def on_status(self, reason: bytes) -> None:
         self._reason += reason
 
-    def on_header(self, name: bytes, value: bytes) -> None:
-        value = value.rstrip(b" \t")
-        if len(name) in _RESPONSE_LENGTHS:
-            lname = name.lower()
-            if lname == b"content-length":
-                self._cl = value
-            elif lname == b"transfer-encoding":
-                value = self._note_te(value)
-        self._headers.append((name, value))
-
     def on_headers_complete(self) -> None:
         p = self._parser
         self._state = _BODY
-        self._check_head_size()
+        if not self._began or self._feed_len > self._max_head_size:
+            self._check_head_size()
         headers = self._headers
         self._headers = []  # trailer fields go here
-        version = _VERSIONS.get(p.get_http_version())
-        if version is None:
-            raise self._fail(400, "unsupported HTTP version")
         status: int = p.get_status_code()
+        head = response_head(
+            status=status,
+            reason=self._reason,
+            version=_VERSIONS.get(p.get_http_version(), b""),
+            headers=headers,
+            fields=self._f,
+            head_only=self._head_only and status >= 200,
+            upgrade_asked=self._upgrade,
+        )
+        self._reset_fields()  # (trailer fields collect into it too: reset again then)
+        if type(head) is not ResponseHead:
+            assert type(head) is ParseError
+            raise self._reject(head)
         self._status = status
-        reason = self._reason
-        if reason and (b"\x00" in reason or b"\x0b" in reason or b"\x0c" in reason):
-            raise self._fail(400, "invalid character in reason phrase")  # as h11
-        te = self._te
-        if te is not None and te != b"chunked":
-            raise self._fail(400, "unsupported Transfer-Encoding")
-        chunked = False
-        if status < 200:
-            if status == 101:
-                if not self._upgrade:
-                    raise self._fail(400, "101 response to a request that did not ask for an upgrade")
-                if not p.should_upgrade():
-                    raise self._fail(400, "101 response without Connection: upgrade and Upgrade")
-                keep_alive = False
-            elif status == 100 or status == 102 or status == 103:
-                keep_alive = p.should_keep_alive()
-            else:
-                raise self._fail(400, f"unsupported informational status {status}")
-            content_length = 0
-        elif self._head_only:
+        self._keep_alive = head.keep_alive
+        self._chunked = head.chunked
+        self._stall = 0
+        self._until_eof = head.content_length == UNKNOWN_LENGTH and not head.chunked and status >= 200
+        self._events.append(head)
+        if self._head_only and status >= 200:
             # llhttp thinks a body follows; the caller cuts the feed after the head.
             self._state = _SKIP
-            content_length = 0
-            keep_alive = _keep_alive_slow(version, headers)
-        elif status == 204 or status == 304:
-            content_length = 0
-            keep_alive = p.should_keep_alive()
-        else:
-            if te is not None:
-                content_length = UNKNOWN_LENGTH
-                chunked = True
-                self._stall = 0
-            elif self._cl is not None:
-                content_length = int(self._cl)
-            else:
-                content_length = UNKNOWN_LENGTH
-                self._until_eof = True
-            keep_alive = p.should_keep_alive()
-        self._chunked = chunked
-        self._keep_alive = keep_alive
-        self._events.append(
-            ResponseHead(
-                status=status,
-                reason=reason,
-                version=version,
-                headers=headers,
-                keep_alive=keep_alive,
-                content_length=content_length,
-                chunked=chunked,
-            )
-        )
-        if self._state == _SKIP:
             self._events.append(END_OF_MESSAGE)
-
-    def on_body(self, body: bytes) -> None:
-        self._body_seen = True
-        self._events.append(Data(body))
 
     def on_message_complete(self) -> None:
         if self._state == _SKIP:
             return
         if self._headers:  # trailer fields: dropped, but bounded
             self._check_trailers()
+            self._reset_fields()
         self._state = _IDLE
         status = self._status
         if status == 101:  # no EndOfMessage: the head is followed by the tunnel
             return
         self._events.append(END_OF_MESSAGE)
         if status >= 200:
-            self._response_done()
+            self._response_done(self._keep_alive)

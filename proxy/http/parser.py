@@ -5,7 +5,7 @@ of events comes out, in wire order. A request parser keeps parsing pipelined req
 may return the events of several requests; the transport decides when to act on them.
 
 Two backends implement it: ``httptools`` (llhttp, fast, the default) and ``h11`` (strict, pure
-Python). Both produce exactly the same events for the same bytes, which the byte-table tests check.
+Python); ``parsers.py`` picks one, ``framing.py`` holds the rules they share. Both produce exactly the same events for the same bytes, which the byte-table tests check.
 
 Header names keep the case they had on the wire; values are stripped of surrounding whitespace.
 Bodies come out decoded from their transfer coding (chunk sizes removed); the head says how the
@@ -14,12 +14,9 @@ body was framed so the transport can re-frame it for the other side.
 
 from __future__ import annotations
 
-from typing import Literal, Protocol
+from typing import Protocol
 
 Headers = list[tuple[bytes, bytes]]
-
-ParserKind = Literal["httptools", "h11"]
-PARSER_KINDS: tuple[ParserKind, ...] = ("httptools", "h11")
 
 # Bodies whose length the head does not say: chunked, or (responses only) until the connection closes.
 UNKNOWN_LENGTH = -1
@@ -192,23 +189,3 @@ class ResponseParser(Protocol):
     def feed_eof(self) -> list[ResponseEvent]:
         """The server closed. Ends a close-delimited body; a message cut short is a ParseError."""
         ...
-
-
-def make_request_parser(kind: ParserKind, *, max_head_size: int) -> RequestParser:
-    if kind == "h11":
-        from proxy.http.h11_parser import H11RequestParser
-
-        return H11RequestParser(max_head_size=max_head_size)
-    from proxy.http.httptools_parser import HttptoolsRequestParser
-
-    return HttptoolsRequestParser(max_head_size=max_head_size)
-
-
-def make_response_parser(kind: ParserKind, *, max_head_size: int) -> ResponseParser:
-    if kind == "h11":
-        from proxy.http.h11_parser import H11ResponseParser
-
-        return H11ResponseParser(max_head_size=max_head_size)
-    from proxy.http.httptools_parser import HttptoolsResponseParser
-
-    return HttptoolsResponseParser(max_head_size=max_head_size)

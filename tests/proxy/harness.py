@@ -18,7 +18,7 @@ from typing import Any, cast
 from proxy.access_log import AccessLog
 from proxy.http.connection import ClientConnection
 from proxy.http.listener import Listener
-from proxy.http.parser import PARSER_KINDS, ParserKind, make_request_parser, make_response_parser
+from proxy.http.parsers import PARSER_KINDS, ParserKind, make_request_parser, make_response_parser
 from proxy.http.record import ExchangeRecord
 from proxy.http.upstream import UpstreamConnection
 from proxy.lifecycle import ModeEvent
