@@ -170,23 +170,39 @@ class ClientSide(Protocol):
         ...
 
 
+class Connecting:
+    """A new upstream connection on its way, and what waits for it."""
+
+    __slots__ = ("deadline", "pending", "pending_bytes", "response_deadline", "task")
+
+    def __init__(
+        self,
+        *,
+        task: asyncio.Future[tuple[asyncio.BaseTransport, UpstreamConnection]],
+        pending: list[bytes],
+        deadline: float,
+        response_deadline: float,
+    ) -> None:
+        self.task = task
+        self.pending = pending  # bytes for the upstream (the head first), written once connected
+        self.pending_bytes = 0  # body bytes among them: past the high-water mark the client is paused
+        self.deadline = deadline  # the connect timeout
+        self.response_deadline = response_deadline  # --target-timeout, which applies once connected
+
+
 # ---------------------------------------------------------------------------------- the exchange
 class Exchange(ExchangeRecord):
     __slots__ = (
         "client",
-        "connect_deadline",
         "connecting",
         "deadline",
         "fields",
         "listener",
-        "pending",
-        "pending_bytes",
         "raw_path",
         "raw_query",
         "request_buffer",
         "request_complete",
         "response_buffer",
-        "response_deadline",
         "response_lines",
         "retried",
         "state",
@@ -217,17 +233,13 @@ class Exchange(ExchangeRecord):
         self.fields: rules.RequestFields | None = None
         self.raw_path = self.raw_query = self.upstream_head = b""
         self.upstream: UpstreamConnection | None = None
-        self.pending: list[bytes] | None = None  # bytes for the upstream while it connects
-        self.pending_bytes = 0
-        self.connecting: asyncio.Future[tuple[asyncio.BaseTransport, UpstreamConnection]] | None = None
+        self.connecting: Connecting | None = None  # a new upstream connection on its way
         self.request_complete = False  # the whole request went upstream
         self.response_lines: list[bytes] = []  # a buffered response's head, until its end
         self.request_buffer: SpoolBuffer | None = None
         self.response_buffer: SpoolBuffer | None = None
         self.retried = False
         self.deadline = 0.0  # while in listener.awaiting: when timed_out is due (clock time)
-        self.response_deadline = 0.0  # --target-timeout after the head went out
-        self.connect_deadline = 0.0
 
     def _to(self, event: ExchangeEvent) -> None:
         self.state = next_exchange_state(self.state, event)
@@ -345,7 +357,6 @@ class Exchange(ExchangeRecord):
         if self.request_buffer is not None or self.response_buffer is not None:
             self._drop_buffers()
         self.fields = None
-        self.pending = None
 
     # ------------------------------------------------------------------ mode gate
     def _gate(self, service: Service) -> None:
@@ -411,7 +422,7 @@ class Exchange(ExchangeRecord):
         self.state = _MOVES[self.state][_SEND]
         listener = self.listener
         timeout = self.service.response_timeout if self.service is not None else defaults.TARGET_TIMEOUT
-        self.deadline = self.response_deadline = listener.now() + timeout
+        self.deadline = listener.now() + timeout
         listener.awaiting.add(self)
         conn = target.take_idle()
         if conn is not None:
@@ -419,35 +430,39 @@ class Exchange(ExchangeRecord):
             conn.bind(self, method=self.head.method, upgrade=self.head.upgrade)
             conn.write(self.upstream_head)
         else:
-            self.pending = [self.upstream_head]
-            self.pending_bytes = 0
-            self._connect(target, self.pending)
+            self._connect(target)
 
     def _use(self, conn: UpstreamConnection) -> None:
         self.upstream = conn
         conn.bind(self, method=self.head.method, upgrade=self.head.upgrade)
 
-    def _connect(self, target: Target, pending: list[bytes]) -> None:
+    def _connect(self, target: Target) -> None:
+        """Open a new connection to ``target``; the request head (and body) wait in ``pending``."""
         listener = self.listener
 
         def factory() -> UpstreamConnection:
             return UpstreamConnection(target=target, parser=listener.response_parser())
 
         def connected(task: asyncio.Future[tuple[asyncio.BaseTransport, UpstreamConnection]]) -> None:
-            self._connected(task, pending)
+            self._connected(task, connecting)
 
-        self.connect_deadline = deadline = listener.now() + listener.connect_timeout
-        if deadline < self.deadline:
-            self.deadline = deadline
-        task = self.connecting = asyncio.ensure_future(
+        task = asyncio.ensure_future(
             listener.connect(factory, target.connect_host, target.port), loop=listener.loop
         )
+        connecting = self.connecting = Connecting(
+            task=task,
+            pending=[self.upstream_head],
+            deadline=listener.now() + listener.connect_timeout,
+            response_deadline=self.deadline,
+        )
+        if connecting.deadline < self.deadline:
+            self.deadline = connecting.deadline
         task.add_done_callback(connected)
 
     def _connected(
-        self, task: asyncio.Future[tuple[asyncio.BaseTransport, UpstreamConnection]], pending: list[bytes]
+        self, task: asyncio.Future[tuple[asyncio.BaseTransport, UpstreamConnection]], connecting: Connecting
     ) -> None:
-        if self.pending is not pending:  # that exchange is over, or timed out
+        if self.connecting is not connecting:  # that exchange is over, or timed out
             if not task.cancelled() and task.exception() is None:
                 task.result()[1].release()  # still a good connection: keep it for the next request
             return
@@ -455,7 +470,6 @@ class Exchange(ExchangeRecord):
         exc = None if task.cancelled() else task.exception()
         target = self.target
         if exc is not None or task.cancelled():
-            self.pending = None
             if target is not None:
                 target.forget_address()
             self._upstream_error(str(exc) if exc else "connect cancelled")
@@ -463,20 +477,21 @@ class Exchange(ExchangeRecord):
         transport, conn = task.result()
         if target is not None:
             target.remember_address(transport.get_extra_info("peername"))
-        self.deadline = self.response_deadline  # the connect deadline no longer applies
-        self.pending = None
+        self.deadline = connecting.response_deadline  # the connect deadline no longer applies
         self._use(conn)
-        conn.write_lines(pending)
+        conn.write_lines(connecting.pending)
         self.client.resume_reading(CONNECTING)
 
     def _to_upstream(self, data: bytes) -> None:
         upstream = self.upstream
         if upstream is not None:
             upstream.write(data)
-        elif self.pending is not None:
-            self.pending.append(data)
-            self.pending_bytes += len(data)
-            if self.pending_bytes > defaults.WRITE_HIGH_WATER:
+            return
+        connecting = self.connecting
+        if connecting is not None:
+            connecting.pending.append(data)
+            connecting.pending_bytes += len(data)
+            if connecting.pending_bytes > defaults.WRITE_HIGH_WATER:
                 self.client.pause_reading(CONNECTING)
 
     def upstream_pause_writing(self) -> None:
@@ -533,8 +548,7 @@ class Exchange(ExchangeRecord):
             # A pooled connection the target had closed: safe to try once on a fresh one.
             assert self.target is not None
             self.retried = True
-            self.pending = [self.upstream_head]
-            self._connect(self.target, self.pending)
+            self._connect(self.target)
             return
         self._upstream_error("connection closed by target")
 
@@ -636,11 +650,10 @@ class Exchange(ExchangeRecord):
     def _drop_upstream(self) -> None:
         upstream = self.upstream
         self.upstream = None
-        self.pending = None
         connecting = self.connecting
         if connecting is not None:
             self.connecting = None
-            connecting.cancel()
+            connecting.task.cancel()
         if upstream is not None:
             upstream.close()
 
@@ -657,7 +670,7 @@ class Exchange(ExchangeRecord):
             return
         if state is not _WAITING:
             return
-        if self.connecting is not None and self.connect_deadline <= now and self.target is not None:
+        if self.connecting is not None and self.connecting.deadline <= now and self.target is not None:
             self.target.forget_address()  # the next connect looks the name up again
         self._upstream_failed_response(504)
 

@@ -572,6 +572,22 @@ def test_full_upstream_pauses_reading_the_client_and_a_full_client_pauses_the_up
     run(parser, scenario)
 
 
+def test_body_arriving_while_the_upstream_connects_is_held_then_sent_and_bounded(parser: str) -> None:
+    async def scenario(h: Harness) -> None:
+        h.deploy("app")
+        conn, client = h.client()
+        big = 300 * 1024
+        conn.data_received(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n" % big + b"x" * big)
+        assert h.targets.connections == [] and not client.reading  # over the mark while connecting
+        await settle()
+        upstream, _ = h.targets.last()
+        sent = upstream.take()
+        assert sent.startswith(b"POST / HTTP/1.1\r\n") and sent.endswith(b"x" * big)
+        assert client.reading
+
+    run(parser, scenario)
+
+
 def test_too_much_pipelined_input_pauses_reading_until_the_queue_drains(parser: str) -> None:
     async def scenario(h: Harness) -> None:
         h.deploy("app")
