@@ -14,7 +14,7 @@ DOCKER ?= docker
 BASE ?= python:3.11-slim
 IMAGE ?= kamal-proxy-py:v0.9.2
 
-.PHONY: install install-system run test test-e2e lint bench bench-setup image soak clean
+.PHONY: install install-system run test test-e2e lint bench bench-setup image soak clean fuzz-parsers
 
 install: $(VENV)/.installed
 
@@ -28,10 +28,11 @@ $(VENV)/.installed: pyproject.toml | $(VENV)/bin/python
 
 # Debian packages the tests use: ruby (ERB), openssh-server, podman (+ netavark, aardvark-dns, runc),
 # docker-registry, busybox-static, debootstrap (the proxy image's base), for the deployer's SSH and
-# end-to-end tests. Idempotent; needs root.
+# end-to-end tests; pebble for the proxy's ACME tests. Idempotent; needs root.
 install-system:
 	sh tests/deployer/setup.sh
 	sh tests/deployer/e2e/setup.sh
+	sh tests/proxy/setup.sh
 
 # A fresh state every run (scripts/demo.sh); PORT, HTTPS_PORT and DEMO_PORT pick the ports.
 run: install
@@ -72,6 +73,12 @@ image:
 SOAK_SECONDS ?= 60
 soak: install
 	$(VPY) -m benchmarks.soak --seconds $(SOAK_SECONDS)
+
+# make fuzz-parsers: the differential test of the two HTTP/1 parsers with a long random budget
+# (CI runs a short, derandomized one); FUZZ_EXAMPLES per test.
+FUZZ_EXAMPLES ?= 200000
+fuzz-parsers: install
+	PARSER_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(VPY) -m pytest -q -p no:randomly tests/proxy/test_parsers_differential.py
 
 clean:
 	rm -rf build *.egg-info .pytest_cache .mypy_cache .ruff_cache

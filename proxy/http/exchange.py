@@ -35,6 +35,7 @@ from proxy.http.parser import (
     TunnelData,
 )
 from proxy.http.record import ExchangeRecord
+from proxy.http.tls_rules import entry_answer
 from proxy.http.upstream import UpstreamConnection
 from proxy.lifecycle import IllegalTransition, ServiceMode, TargetState
 
@@ -128,8 +129,11 @@ class ClientSide(Protocol):
     peer_b: bytes
     client_json: str
 
-    def respond(self, status: int, body: bytes, *, content_type: str, head_only: bool) -> None:
-        """A whole response made by the proxy (an error page); the response is complete."""
+    def respond(
+        self, status: int, body: bytes, *, content_type: str, head_only: bool, location: str = ""
+    ) -> None:
+        """A whole response made by the proxy (an error page, or a redirect to ``location``, which
+        ends the connection); the response is complete."""
         ...
 
     def send_continue(self) -> None: ...
@@ -283,6 +287,8 @@ class Exchange(ExchangeRecord):
             return
         service, prefix = found
         self.service = service
+        if self._answered_for_tls(service, raw_path):
+            return
         if prefix != "/" and service.strip_prefix:
             raw_path = raw_path[len(prefix) :] or b"/"
         self.raw_path = raw_path
@@ -397,8 +403,13 @@ class Exchange(ExchangeRecord):
         fields = self.fields
         assert fields is not None
         trust = service.forward_headers
+        listener = self.listener
         rules.add_forwarded(
-            fields, peer=self.client.peer_b, scheme=self.listener.scheme_b, trust_client=trust
+            fields,
+            peer=self.client.peer_b,
+            scheme=listener.scheme_b,
+            port=listener.port_b,
+            trust_client=trust,
         )
         rules.add_kamal_target(fields, target.header_value, trust_client=trust)
         head = self.head
@@ -692,11 +703,37 @@ class Exchange(ExchangeRecord):
             self.service.held.discard(self)
         self._upstream_failed_response(status)
 
+    def _answered_for_tls(self, service: Service, raw_path: bytes) -> bool:
+        """ACME HTTP-01 answers, 503 for https to a service without TLS, redirects (``tls_rules``)."""
+        listener = self.listener
+        if service.entry is None and not listener.is_tls:
+            return False
+        answer = entry_answer(
+            service.entry,
+            is_tls=listener.is_tls,
+            method=self.method,
+            host=self.host,
+            path=raw_path,
+            query=self.raw_query,
+            tokens=listener.challenge_tokens,
+        )
+        if answer is None:
+            return False
+        if answer.error_page:
+            self.respond_error(answer.status)
+        else:
+            self._respond(
+                answer.status, answer.body, content_type=answer.content_type, location=answer.location
+            )
+        return True
+
     def respond_error(self, status: int, *, message: str = "") -> None:
         """Answer with a proxy error page."""
         self._respond(status, error_page(status, message=message))
 
-    def _respond(self, status: int, body: bytes, *, content_type: str = "text/html; charset=utf-8") -> None:
+    def _respond(
+        self, status: int, body: bytes, *, content_type: str = "text/html; charset=utf-8", location: str = ""
+    ) -> None:
         """Answer from the proxy itself: the response is complete."""
         self.listener.awaiting.discard(self)
         self._drop_buffers()
@@ -709,7 +746,7 @@ class Exchange(ExchangeRecord):
         if target is not None:
             target.request_done(self)
             self.target = None
-        self.client.respond(status, body, content_type=content_type, head_only=is_head)
+        self.client.respond(status, body, content_type=content_type, head_only=is_head, location=location)
 
     def _drop_buffers(self) -> None:
         if self.request_buffer is not None:
