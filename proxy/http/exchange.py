@@ -220,7 +220,7 @@ class Exchange(ExchangeRecord):
         self.head = head
         self.method = head.method
         self.client_json = client.client_json
-        self.port = listener.port
+        self.port = listener.client_port
         self.scheme = listener.scheme
         self.started = time.time()
         self.path = self.query = self.host = self.request_id = self.request_id_json = ""
@@ -287,7 +287,7 @@ class Exchange(ExchangeRecord):
             return
         service, prefix = found
         self.service = service
-        if self._answered_for_tls(service, raw_path):
+        if (service.entry is not None or self.listener.is_tls) and self._answered_for_tls(service, raw_path):
             return
         if prefix != "/" and service.strip_prefix:
             raw_path = raw_path[len(prefix) :] or b"/"
@@ -704,10 +704,11 @@ class Exchange(ExchangeRecord):
         self._upstream_failed_response(status)
 
     def _answered_for_tls(self, service: Service, raw_path: bytes) -> bool:
-        """ACME HTTP-01 answers, 503 for https to a service without TLS, redirects (``tls_rules``)."""
+        """ACME HTTP-01 answers, 503 for https to a service without TLS, redirects (``tls_rules``).
+
+        Called only when TLS matters: on the TLS listener, or for a service with TLS settings.
+        """
         listener = self.listener
-        if service.entry is None and not listener.is_tls:
-            return False
         answer = entry_answer(
             service.entry,
             is_tls=listener.is_tls,

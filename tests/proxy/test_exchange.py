@@ -377,21 +377,6 @@ def test_once_connected_the_target_timeout_runs_from_the_request_not_the_connect
     run(parser, scenario)
 
 
-def test_the_listener_scheme_is_forwarded_as_the_proto(parser: str) -> None:
-    async def scenario(h: Harness) -> None:
-        assert h.listener.is_tls
-        h.deploy("app", forward_headers=False)
-        conn, client = h.client()
-        conn.data_received(get(extra=b"X-Forwarded-Proto: http\r\n"))
-        await settle()
-        request = h.targets.respond(ok())
-        assert b"X-Forwarded-Proto: https\r\n" in request and b"X-Forwarded-Proto: http\r\n" not in request
-        assert status_of(client.take()) == 200
-        assert h.log.requests()[0]["scheme"] == "https"
-
-    run(parser, scenario, scheme="https")
-
-
 def test_refused_connect_is_502_and_logged(parser: str) -> None:
     async def scenario(h: Harness) -> None:
         h.deploy("app", "app:3000")
