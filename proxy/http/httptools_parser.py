@@ -541,3 +541,5 @@ class HttptoolsResponseParser(_HttptoolsParser, ResponseParserBase):
         self._events.append(END_OF_MESSAGE)
         if status >= 200:
             self._response_done(self._keep_alive)
+            if self._mode == DONE:  # stop llhttp here: nothing after this response is read
+                raise _Abort("connection closes after this response")
