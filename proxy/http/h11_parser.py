@@ -86,8 +86,11 @@ def _raw_head_problem(raw: bytes, *, complete: bool = True) -> str | None:
     if _FIELD_CTL.search(raw, raw.find(b"\n") + 1):
         return "invalid header value character"
     low = raw.lower()
-    if low.find(b"\ncontent-length:") >= 0 and _LIST_LENGTH.search(low):
-        return "invalid Content-Length"
+    if low.find(b"\ncontent-length:") >= 0:
+        if _LIST_LENGTH.search(low):
+            return "invalid Content-Length"
+        if low.count(b"\ncontent-length:") > 1:  # h11 merges equal ones; llhttp refuses them
+            return "more than one Content-Length"
     if low.find(b"\ntransfer-encoding:") >= 0 and _TE_TAB.search(low):
         return "unsupported Transfer-Encoding"
     return None
