@@ -14,7 +14,7 @@ DOCKER ?= docker
 BASE ?= python:3.11-slim
 IMAGE ?= kamal-proxy-py:v0.9.2
 
-.PHONY: install install-system run test test-e2e lint bench bench-setup image soak clean
+.PHONY: install install-system run test test-e2e lint bench bench-setup image soak clean fuzz-parsers
 
 install: $(VENV)/.installed
 
@@ -73,6 +73,12 @@ image:
 SOAK_SECONDS ?= 60
 soak: install
 	$(VPY) -m benchmarks.soak --seconds $(SOAK_SECONDS)
+
+# make fuzz-parsers: the differential test of the two HTTP/1 parsers with a long random budget
+# (CI runs a short, derandomized one); FUZZ_EXAMPLES per test.
+FUZZ_EXAMPLES ?= 200000
+fuzz-parsers: install
+	PARSER_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(VPY) -m pytest -q -p no:randomly tests/proxy/test_parsers_differential.py
 
 clean:
 	rm -rf build *.egg-info .pytest_cache .mypy_cache .ruff_cache

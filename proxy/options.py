@@ -21,8 +21,10 @@ from proxy.schema import (
     read_duration,
     read_header_names,
     read_host,
+    read_host_header,
     read_hosts,
     read_object,
+    read_optional_header_name,
     read_path,
     read_paths,
     read_port,
@@ -111,7 +113,7 @@ class ServiceOptions:
     writer_affinity_timeout: float = _duration_field(defaults.WRITER_AFFINITY_TIMEOUT)
     read_targets_accept_websockets: bool = _field(False, read_bool)
     exclude_metrics_paths: tuple[str, ...] = _field((), read_paths)
-    client_ip_header: str = _field("", read_string)
+    client_ip_header: str = _field("", read_optional_header_name)
 
     def normalized(self) -> ServiceOptions:
         return dataclasses.replace(
@@ -137,7 +139,7 @@ class HealthCheckConfig:
     port: int = _field(0, read_port)
     interval: float = _duration_field(defaults.HEALTH_CHECK_INTERVAL)
     timeout: float = _duration_field(defaults.HEALTH_CHECK_TIMEOUT)
-    host: str = _field("", read_string)
+    host: str = _field("", read_host_header)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -59,6 +59,7 @@ def _error(exc: h11.RemoteProtocolError) -> ParseError:
 
 _FIELD_CTL = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _LIST_LENGTH = re.compile(rb"\ncontent-length:[^\r\n]*,", re.IGNORECASE)
+_TE_TAB = re.compile(rb"\ntransfer-encoding:[^\r\n]*\t *\r", re.IGNORECASE)  # llhttp: not chunked
 
 _TOKEN = rb"[-!#$%&'*+.^_`|~0-9a-zA-Z]"
 _QUOTED = rb'"(?:[\t !#-\[\]-~\x80-\xff]|\\[\t -~\x80-\xff])*"'
@@ -72,16 +73,23 @@ _TRAILER_LINE = re.compile(rb"(%b+):[ \t]*((?:[^\x00-\x08\x0a-\x1f\x7f])*?)[ \t]
 _MAX_CHUNK = (1 << 64) - 1
 
 
-def _raw_head_problem(raw: bytes) -> str | None:
-    """What llhttp rejects in a head that h11 lets through."""
-    if raw.count(b"\n") != raw.count(b"\r\n"):
+_BARE_CR_LF = re.compile(rb"\r(?!\n)|(?<!\r)\n")
+
+
+def _raw_head_problem(raw: bytes, *, complete: bool = True) -> str | None:
+    """What llhttp rejects in a head that h11 lets through (or, in an incomplete head, waits on)."""
+    if not complete and raw[-1:] == b"\r":
+        raw = raw[:-1]  # its LF may come next
+    if _BARE_CR_LF.search(raw):
         return "line not ended by CRLF"
-    if b"\n " in raw or b"\n\t" in raw:
+    if raw.find(b"\n ") >= 0 or raw.find(b"\n\t") >= 0:
         return "obsolete line folding"
     if _FIELD_CTL.search(raw, raw.find(b"\n") + 1):
         return "invalid header value character"
     if _LIST_LENGTH.search(raw):
         return "invalid Content-Length"
+    if _TE_TAB.search(raw):
+        return "unsupported Transfer-Encoding"
     return None
 
 
@@ -229,9 +237,7 @@ class H11RequestParser(RequestParserBase):
                 return self._fail(events, _error(exc))
             if event is h11.NEED_DATA or event is h11.PAUSED:
                 if pending:
-                    problem = incomplete_request_problem(pending)
-                    if problem is not None:
-                        self._fail(events, problem)
+                    self._check_incomplete(pending, events)
                 return None
             if isinstance(event, h11.Request):
                 head = self._head(event, pending[: len(pending) - len(conn.trailing_data[0])])
@@ -249,6 +255,15 @@ class H11RequestParser(RequestParserBase):
                 conn = next_conn
             else:  # ConnectionClosed
                 return None
+
+    def _check_incomplete(self, pending: bytes, events: list[RequestEvent]) -> None:
+        """Fail an incomplete head at once where llhttp would (h11 waits for all of it)."""
+        problem = incomplete_request_problem(pending)
+        if problem is None:
+            why = _raw_head_problem(pending, complete=False)
+            problem = None if why is None else ParseError(400, why)
+        if problem is not None:
+            self._fail(events, problem)
 
     def _end_of_message(self, events: list[RequestEvent]) -> h11.Connection | None:
         """After a request: the connection that parses the next one, if there is one."""
@@ -363,6 +378,9 @@ class H11ResponseParser(ResponseParserBase):
             except h11.RemoteProtocolError as exc:
                 return self._fail(events, _error(exc))
             if event is h11.NEED_DATA or event is h11.PAUSED:
+                why = _raw_head_problem(pending, complete=False) if pending else None
+                if why is not None:
+                    self._fail(events, ParseError(400, why))
                 return None
             if isinstance(event, (h11.InformationalResponse, h11.Response)):
                 head = self._head(event, pending[: len(pending) - len(conn.trailing_data[0])])

@@ -220,6 +220,7 @@ class _HttptoolsParser(ParserBase):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         # Header fields of the head, or trailer fields (collected after the head was handed out).
+        raw_value = value
         value = value.rstrip(b" \t")  # llhttp already skipped the leading whitespace
         if len(name) in self._lengths:
             kind = _FRAMING.get(name.lower())
@@ -231,7 +232,8 @@ class _HttptoolsParser(ParserBase):
                     f.connection = (*f.connection, value)
                 elif kind == _TE:
                     value = value.lower()  # coding names are case-insensitive: as h11 does
-                    f.transfer_encoding = (*f.transfer_encoding, value)
+                    # (llhttp does not see "chunked" in "chunked<TAB>": framing must not either)
+                    f.transfer_encoding = (*f.transfer_encoding, raw_value.rstrip(b" ").lower())
                 else:
                     _other_field(f, kind, value)
         self._headers.append((name, value))
@@ -279,6 +281,10 @@ class HttptoolsRequestParser(_HttptoolsParser, RequestParserBase):
         if self._state != _IDLE:
             self._check_partial(len(data))
             if self._state == _HEAD and self._mode == PARSE:
+                if self._parser.get_method() == b"PRI":  # llhttp waits for an HTTP/2 preface
+                    self._mode = ERROR
+                    events.append(ParseError(400, "HTTP/2 connection preface"))
+                    return events
                 self._check_request_line(data)
         return events
 
@@ -389,12 +395,13 @@ class HttptoolsResponseParser(_HttptoolsParser, ResponseParserBase):
 
     _what = "response"
     _lengths = _RESPONSE_LENGTHS
-    __slots__ = ("_head_buf", "_keep_alive", "_reason", "_status", "_until_eof")
+    __slots__ = ("_head_buf", "_head_fed", "_keep_alive", "_reason", "_status", "_until_eof")
 
     def __init__(self, *, max_head_size: int) -> None:
         ResponseParserBase.__init__(self, max_head_size=max_head_size)
         self._init_fields(httptools.HttpResponseParser(self))
-        self._head_buf = b""
+        self._head_buf = b""  # a head to a HEAD request, until its end arrives
+        self._head_fed = 0  # how much of it llhttp has seen
         self._status = 0
         self._keep_alive = True
         self._reason = b""
@@ -446,7 +453,9 @@ class HttptoolsResponseParser(_HttptoolsParser, ResponseParserBase):
 
     def _feed_head_only(self, data: bytes) -> None:
         buf = self._head_buf + data if self._head_buf else bytes(data)
+        fed = self._head_fed  # bytes at the start of buf llhttp has seen already
         self._head_buf = b""
+        self._head_fed = 0
         if buf:
             self._started = True
         while self._head_only and self._mode == PARSE:
@@ -455,12 +464,16 @@ class HttptoolsResponseParser(_HttptoolsParser, ResponseParserBase):
                 if len(buf) > self._max_head_size:
                     self._mode = ERROR
                     self._events.append(ParseError(431, "response header fields too large"))
-                else:
-                    self._head_buf = buf
+                    return
+                self._head_buf = buf
+                self._head_fed = len(buf)
+                if fed < len(buf):
+                    self._feed(buf[fed:])  # llhttp fails what it can at once
                 return
             end += 4
-            self._feed(buf[:end])
+            self._feed(buf[fed:end])
             buf = buf[end:]
+            fed = 0
             if self._state == _SKIP:
                 # llhttp now waits for a body that does not come: start over with a fresh parser
                 self._parser = httptools.HttpResponseParser(self)

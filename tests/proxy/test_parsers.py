@@ -167,6 +167,15 @@ def bytewise(raw: bytes) -> list[bytes]:
 
 SIMPLE_GET = b"GET /index.html HTTP/1.1\r\nHost: example.com\r\nUser-Agent: curl/8.5.0\r\nAccept: */*\r\n\r\n"
 
+CHUNKED_HEAD = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+CHUNKED_REQ = req(
+    b"/",
+    [(b"Host", b"a"), (b"Transfer-Encoding", b"chunked")],
+    method=b"POST",
+    content_length=-1,
+    chunked=True,
+)
+
 REQUEST_TABLE: list[tuple[str, bytes, list[Event]]] = [
     (
         "simple GET",
@@ -456,6 +465,94 @@ REQUEST_TABLE: list[tuple[str, bytes, list[Event]]] = [
         "error after a good request",
         b"GET /ok HTTP/1.1\r\nHost: example.com\r\n\r\nBAD\r\n\r\n",
         [req(b"/ok"), EOM, E400],
+    ),
+    # -- framing edges (issue 9 item 7) ----------------------------------------------------------
+    (
+        "HTTP/1.0 keep-alive with Transfer-Encoding closes after it: what follows is never a request",
+        b"POST /a HTTP/1.0\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"3\r\nabc\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: example.com\r\n\r\n",
+        [
+            req(
+                b"/a",
+                [(b"Connection", b"keep-alive"), (b"Transfer-Encoding", b"chunked")],
+                method=b"POST",
+                version=b"1.0",
+                keep_alive=False,
+                content_length=-1,
+                chunked=True,
+            ),
+            data(b"abc"),
+            EOM,
+        ],
+    ),
+    (
+        "absolute-form target: its authority is the Host, the target is forwarded in origin form",
+        b"GET http://other.test/path?q=1 HTTP/1.1\r\nHost: app.test\r\nAccept: */*\r\n\r\n",
+        [req(b"/path?q=1", [(b"Host", b"other.test"), (b"Accept", b"*/*")]), EOM],
+    ),
+    (
+        "absolute-form target with user info, port and no path",
+        b"GET https://user:pw@other.test:8443?x HTTP/1.1\r\nHost: app.test\r\n\r\n",
+        [req(b"/?x", [(b"Host", b"other.test:8443")]), EOM],
+    ),
+    (
+        "absolute-form target of an HTTP/1.0 request without Host gives it one",
+        b"GET http://other.test/ HTTP/1.0\r\n\r\n",
+        [req(b"/", [(b"Host", b"other.test")], version=b"1.0", keep_alive=False), EOM],
+    ),
+    ("HTTP/0.9 request line: 400 at once", b"GET /\r\n", [E400]),
+    (
+        "HTTP/0.9 request line after a request",
+        b"GET / HTTP/1.1\r\nHost: example.com\r\n\r\nGET /\r\n",
+        [req(), EOM, E400],
+    ),
+    ("authority-form target outside CONNECT", b"GET other.test:80 HTTP/1.1\r\nHost: a\r\n\r\n", [E400]),
+    ("request line with a version llhttp does not know", b"GET / HTTP/2.0\r\nHost: a\r\n\r\n", [E400]),
+    ("HTTP/2 preface method", b"PRI / HTTP/1.1\r\n\r\n", [E400]),
+    (
+        "chunk size of 17 hex digits overflows 64 bits: nothing of it is forwarded",
+        CHUNKED_HEAD + b"10000000000000000\r\n" + b"a" * 40 + b"\r\n0\r\n\r\n",
+        [CHUNKED_REQ, E400],
+    ),
+    (
+        "chunk size overflowing 64 bits with 20 digits",
+        CHUNKED_HEAD + b"fffffffffffffffff0\r\nabc\r\n",
+        [CHUNKED_REQ, E400],
+    ),
+    (
+        "largest 64-bit chunk size is a chunk like any other",
+        CHUNKED_HEAD + b"ffffffffffffffff\r\nabc",
+        [CHUNKED_REQ, data(b"abc")],
+    ),
+    (
+        "chunk size with leading zeros (value fits)",
+        CHUNKED_HEAD + b"000000000000000000000003\r\nabc\r\n0\r\n\r\n",
+        [CHUNKED_REQ, data(b"abc"), EOM],
+    ),
+    ("space after a chunk size", CHUNKED_HEAD + b"3 \r\nabc\r\n0\r\n\r\n", [CHUNKED_REQ, E400]),
+    ("space before a chunk extension", CHUNKED_HEAD + b"3 ;a=b\r\nabc\r\n0\r\n\r\n", [CHUNKED_REQ, E400]),
+    ("empty chunk extension", CHUNKED_HEAD + b"3;\r\nabc\r\n0\r\n\r\n", [CHUNKED_REQ, E400]),
+    (
+        "chunk extensions as llhttp accepts them",
+        CHUNKED_HEAD + b'3;a=b;c;d="e f"\r\nabc\r\n0;x\r\n\r\n',
+        [CHUNKED_REQ, data(b"abc"), EOM],
+    ),
+    ("hex prefix in a chunk size", CHUNKED_HEAD + b"0x3\r\nabc\r\n0\r\n\r\n", [CHUNKED_REQ, E400]),
+    (
+        "chunk data not followed by CRLF",
+        CHUNKED_HEAD + b"3\r\nabcd\r\n0\r\n\r\n",
+        [CHUNKED_REQ, data(b"abc"), E400],
+    ),
+    (
+        "Content-Length in the trailer section",
+        CHUNKED_HEAD + b"3\r\nabc\r\n0\r\nContent-Length: 5\r\n\r\n",
+        [CHUNKED_REQ, data(b"abc"), E400],
+    ),
+    ("bare LF in the trailer section", CHUNKED_HEAD + b"0\r\nX: y\n\r\n", [CHUNKED_REQ, E400]),
+    (
+        "Transfer-Encoding chunked followed by a tab: not chunked to llhttp, so refused",
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\t\r\n\r\n0\r\n\r\n",
+        [E400],
     ),
 ]
 
