@@ -486,3 +486,21 @@ def test_https_port_in_use_stops_the_start_with_exit_1(tmp_path: Path) -> None:
         )  # fmt: skip
     assert result.returncode == 1
     assert "Unable to start server" in result.stdout
+
+
+def test_httpx_client_gets_the_page_and_a_redirect_over_both_schemes(
+    proxy: ProxyProcess, backend: Backend, ca: CA
+) -> None:
+    import httpx
+
+    deploy_static(proxy, ca, backend, HOST)
+    ctx = client_context(ca, proxy.tmp)
+    with httpx.Client(verify=ctx, follow_redirects=False) as client:
+        secure = client.get(
+            f"https://127.0.0.1:{proxy.https_port}/echo",
+            headers={"Host": HOST},
+            extensions={"sni_hostname": HOST},
+        )
+        assert secure.status_code == 200 and secure.headers["x-backend"] == "one"
+        plain = client.get(f"http://127.0.0.1:{proxy.port}/a?b", headers={"Host": HOST})
+        assert plain.status_code == 301 and plain.headers["location"] == f"https://{HOST}/a?b"
