@@ -106,7 +106,6 @@ class OnDemand:
         approved.add(host)
 
 
-
 def ask_external(url: str) -> tuple[int, bytes]:
     """GET the endpoint (blocking; run in a thread): no redirects, 2 s, the first 256 bytes of the body."""
     import requests  # here: the CLI imports this module for validation only
