@@ -269,11 +269,17 @@ def status_of(response: bytes) -> int:
     return int(response.split(b" ", 2)[1])
 
 
-def run(parser: str, scenario: Callable[[Harness], Awaitable[None]], *, metrics: bool = False) -> None:
+def run(
+    parser: str,
+    scenario: Callable[[Harness], Awaitable[None]],
+    *,
+    scheme: str = "http",
+    metrics: bool = False,
+) -> None:
     """Run ``scenario`` on a fresh event loop with a fresh harness for ``parser``."""
 
     async def main() -> None:
-        harness = Harness(parser=cast(ParserKind, parser), metrics=metrics)
+        harness = Harness(parser=cast(ParserKind, parser), scheme=scheme, metrics=metrics)
         try:
             await scenario(harness)
         finally:
