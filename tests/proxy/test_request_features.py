@@ -301,3 +301,27 @@ def test_readers_are_health_checked_and_drained_with_the_writers() -> None:
             h.close()
 
     asyncio.run(scenario())
+
+
+def test_error_pages_answer_413_and_an_expired_pause(parser: str, tmp_path: Path) -> None:
+    (tmp_path / "413.html").write_text("<h1>too big for app</h1>")
+    (tmp_path / "504.html").write_text("<h1>app took too long</h1>")
+    pages = load_error_pages(str(tmp_path))
+
+    async def scenario(h: Harness) -> None:
+        service = h.deploy(
+            "app", "app:3000", error_pages=pages, buffer_requests=True, max_request_body_size=4
+        )
+        conn, client = h.client()
+        conn.data_received(b"POST / HTTP/1.1\r\nHost: app.test\r\nContent-Length: 10\r\n\r\n0123456789")
+        await settle()
+        response = client.take()
+        assert status_of(response) == 413 and response.endswith(b"<h1>too big for app</h1>")
+        h.pause(service, max_pause=1.0)
+        conn, client = h.client()
+        conn.data_received(get())
+        await h.advance(1.1)
+        response = client.take()
+        assert status_of(response) == 504 and response.endswith(b"<h1>app took too long</h1>")
+
+    run(parser, scenario)
