@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)  # Go client defaults
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "CONNECT", "OPTIONS", "TRACE"})
+_METHOD_NAMES = {m.encode(): m for m in METHODS}  # a request's method bytes -> its label
 SCRAPE_HEAD_LIMIT = 8192
 SCRAPE_TIMEOUT = 10.0
 
@@ -119,10 +120,11 @@ class MetricsObserver:
         if record.metered:
             assert service is not None
             seconds = self._clock() - record.started
-            self.table.finished(service.name, record.method.decode("latin-1"), record.status or 200, seconds)
+            method = _METHOD_NAMES.get(record.method, "OTHER")
+            self.table.finished(service.name, method, record.status or 200, seconds)
         elif service is None:  # unrouted (404): counted under service="", never in flight
             seconds = self._clock() - record.started
-            self.table.counted("", record.method.decode("latin-1"), record.status or 200, seconds)
+            self.table.counted("", _METHOD_NAMES.get(record.method, "OTHER"), record.status or 200, seconds)
 
 
 @dataclass(frozen=True, slots=True)
