@@ -408,14 +408,19 @@ PEERS: dict[str, type[Proxy]] = {"direct": Direct, "nginx": Nginx, "haproxy": HA
 
 
 def make(name: str, workdir: Path, backends: list[str], cpu: str | None = "0", workers: str = "1") -> Proxy:
-    """name: direct | nginx | haproxy | caddy | ours-httptools | ours-h11
+    """name: direct | nginx | haproxy | caddy | ours-httptools | ours-h11 | ours-httptools-metrics
+    (the last: `run --metrics-port`, the Prometheus endpoint on, scraped by nobody)
 
     ``workers``: worker processes of ours (``--workers``; "auto": its default, the CPUs it may use)
     and of nginx (``worker_processes``); the others keep one thread."""
     if name.startswith("ours"):
-        parser = name.split("-", 1)[1] if "-" in name else "httptools"
-        extra = [] if workers == "auto" else ["--workers", workers]
-        return Ours(workdir, backends, cpu, parser=parser, extra_args=extra)
+        parts = name.split("-")
+        parser = parts[1] if len(parts) > 1 else "httptools"
+        extra = ["--metrics-port", str(free_port())] if parts[2:] == ["metrics"] else []
+        extra += [] if workers == "auto" else ["--workers", workers]
+        ours = Ours(workdir, backends, cpu, parser=parser, extra_args=extra)
+        ours.label = name
+        return ours
     proxy = PEERS[name](workdir, backends, cpu)
     if isinstance(proxy, Nginx):
         proxy.workers = workers

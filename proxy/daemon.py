@@ -28,6 +28,7 @@ import asyncio
 import os
 import resource
 import signal
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,8 +45,16 @@ from proxy.controller.sockets import Listeners, open_listeners
 from proxy.http.connection import ClientConnection
 from proxy.http.listener import Listener
 from proxy.http.parsers import ParserKind, make_request_parser, make_response_parser
-from proxy.lifecycle import ServiceMode
+from proxy.lifecycle import ServiceMode, TargetState
 from proxy.log import JsonLog
+from proxy.metrics import (
+    MetricsObserver,
+    MetricsServerProtocol,
+    ProxyCollector,
+    ProxyGauges,
+    RequestMetrics,
+    make_registry,
+)
 from proxy.on_demand import OnDemand
 from proxy.ratelimit import RateLimited
 from proxy.router import ControlError, Router
@@ -111,6 +120,8 @@ class Daemon:
         self.errors = RateLimited(log=log)
         self._stopping = asyncio.Event()
         self._port = config.http_port
+        self.metrics = RequestMetrics() if config.metrics_port else None  # this process's (HTTPS)
+        self._metrics_server: asyncio.Server | None = None
 
     def _worker_config(self, index: int, channel_fd: int, listen_fds: tuple[int, ...]) -> WorkerConfig:
         config = self.config
@@ -125,6 +136,7 @@ class Daemon:
             idle_timeout=config.idle_timeout,
             backlog=config.backlog,
             debug=config.debug,
+            metrics=bool(config.metrics_port),
         )
 
     def _routes(self) -> ServiceMap[Service]:
@@ -149,7 +161,9 @@ class Daemon:
             loop=loop,
             clock=BoundLoopClock(loop),
             log=self.log,
-            observers=(AccessLog(log=self.log),),
+            observers=(AccessLog(log=self.log),)
+            + ((MetricsObserver(table=self.metrics, clock=time.time),) if self.metrics is not None else ()),
+            metrics=self.metrics,
             routes=self.router.current_routes,
             request_parser=lambda: make_request_parser(parser, max_head_size=max_head),
             response_parser=lambda: make_response_parser(parser, max_head_size=max_head),
@@ -186,6 +200,7 @@ class Daemon:
         issuer = AcmeIssuer(loop=loop, log=self.log, store=self.tls, on_demand=on_demand)
         self.tls.issuer = issuer
         self.router.restore()
+        self._metrics_server = await self._serve_metrics() if config.metrics_port else None
         listeners: Listeners = open_listeners(
             host=config.bind,
             port=config.http_port,
@@ -262,7 +277,56 @@ class Daemon:
         await self._stopping.wait()
 
         await control.close()
+        if self._metrics_server is not None:
+            self._metrics_server.close()
         await self.fleet.shutdown(defaults.SHUTDOWN_TIMEOUT)
+
+    async def _serve_metrics(self) -> asyncio.Server:
+        """The Prometheus listener (every path serves the exposition), before the HTTP listener.
+
+        A scrape sums this process's table (its HTTPS requests) and the latest table each worker
+        pushed (every METRICS_PUSH_INTERVAL)."""
+        table = self.metrics
+        assert table is not None
+        registry = make_registry(
+            ProxyCollector(
+                tables=lambda: (table, *self.fleet.metrics_tables()), gauges=lambda: self.gauges(table)
+            )
+        )
+        server = await asyncio.get_running_loop().create_server(
+            lambda: MetricsServerProtocol(registry, refresh=self.fleet.refresh_metrics),
+            host=self.config.bind,
+            port=self.config.metrics_port,
+            reuse_address=True,
+        )
+        port = server.sockets[0].getsockname()[1]
+        self.log.info("Metrics enabled", address=f"{self.config.bind or ''}:{port}")
+        return server
+
+    def gauges(self, table: RequestMetrics) -> ProxyGauges:
+        """What the Router's services and targets look like now (at scrape time); held requests and
+        idle upstream connections are this process's (HTTPS) plus what the workers last reported."""
+        targets: dict[tuple[str, str], int] = {}
+        held, idle = self.fleet.worker_gauges()
+        for name, service in self.router.services().items():
+            for state in (TargetState.ADDING, TargetState.HEALTHY, TargetState.UNHEALTHY):
+                targets[(name, state.value)] = 0
+            for target_set in service.target_sets():
+                for target in target_set.targets:
+                    key = (name, target.state.value)
+                    targets[key] = targets.get(key, 0) + 1
+                    idle[name] = idle.get(name, 0) + len(target.idle)
+            held[name] = held.get(name, 0) + len(service.held)
+        errors = RequestMetrics()
+        for each in (table, *self.fleet.metrics_tables()):
+            for name, n in each.connect_errors.items():
+                errors.connect_errors[name] = errors.connect_errors.get(name, 0) + n
+        return ProxyGauges(
+            targets=targets,
+            held_requests=held,
+            idle_upstream_connections=idle,
+            upstream_connect_errors=dict(errors.connect_errors),
+        )
 
 
 def run_daemon(config: DaemonConfig) -> int:

@@ -68,3 +68,5 @@ WORKER_ACK_TIMEOUT = 10.0  # seconds a worker may take to apply a snapshot or an
 WORKER_START_TIMEOUT = 30.0  # seconds the workers may take to start with `run`
 WORKER_RESTART_DELAY = 1.0  # a worker that lived less than this is restarted after this delay
 WORKER_STOP_GRACE = 2.0  # seconds past the shutdown timeout before a worker is killed
+METRICS_REFRESH_TIMEOUT = 2.0  # seconds a scrape waits for the workers' fresh tables
+METRICS_PUSH_INTERVAL = 1.0  # seconds between two request tables a worker sends (with --metrics-port)

@@ -65,7 +65,9 @@ class ServiceState:
     name: str
     revision: int
     target_set: int  # a new id for each deploy: same addresses redeployed are new targets
-    health: tuple[TargetState, ...]  # one per active target, in order
+    health: tuple[TargetState, ...]  # one per active target (writers, then readers), in order
+    rollout_set: int = 0  # the rollout slot's target set (0: none)
+    rollout_health: tuple[TargetState, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -193,7 +195,11 @@ def encode_snapshot(snapshot: Snapshot, *, include: Collection[int]) -> bytes:
     The entries' JSON was encoded once, when the revision was made; only the list of services
     (name, revision, target set, health) is encoded per snapshot."""
     services = json.dumps(
-        [[s.name, s.revision, s.target_set, [h.value for h in s.health]] for s in snapshot.services],
+        [
+            [s.name, s.revision, s.target_set, [h.value for h in s.health]]
+            + ([s.rollout_set, [h.value for h in s.rollout_health]] if s.rollout_set else [])
+            for s in snapshot.services
+        ],
         separators=(",", ":"),
         ensure_ascii=False,
     )
@@ -279,16 +285,20 @@ def _str(body: dict[str, Any], key: str) -> str:
 
 
 def _service(data: Any) -> ServiceState:
-    if not isinstance(data, list) or len(data) != 4:
-        raise ValueError("services[] must be [name, revision, set, health]")
-    name, revision, target_set, health = data
-    if not isinstance(name, str) or not isinstance(health, list):
-        raise ValueError("services[] must be [name, revision, set, health]")
+    shape = "services[] must be [name, revision, set, health] (+ [rollout set, rollout health])"
+    if not isinstance(data, list) or len(data) not in (4, 6):
+        raise ValueError(shape)
+    name, revision, target_set, health, *rollout = data
+    rollout_set, rollout_health = rollout if rollout else (0, [])
+    if not isinstance(name, str) or not isinstance(health, list) or not isinstance(rollout_health, list):
+        raise ValueError(shape)
     return ServiceState(
         name=name,
         revision=_int({"revision": revision}, "revision"),
         target_set=_int({"set": target_set}, "set"),
         health=tuple(TargetState(h) for h in health),
+        rollout_set=_int({"rollout set": rollout_set}, "rollout set"),
+        rollout_health=tuple(TargetState(h) for h in rollout_health),
     )
 
 
@@ -307,7 +317,8 @@ def _snapshot(body: dict[str, Any]) -> Snapshot:
     for state in states:
         entry = decoded.get(state.revision)
         if entry is not None and (
-            entry.saved.name != state.name or len(entry.saved.active_targets) != len(state.health)
+            entry.saved.name != state.name
+            or len(entry.saved.active_targets) + len(entry.saved.active_readers) != len(state.health)
         ):
             raise ValueError(
                 f"service {state.name}: its entry names another service or another number of targets"

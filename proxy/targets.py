@@ -173,12 +173,14 @@ class Target:
 
 
 class TargetSet:
-    """The targets one deploy installed, round-robin over the healthy ones."""
+    """The targets one deploy installed: writers (``--target``) and readers (``--read-target``),
+    round-robin over the healthy ones of each."""
 
     def __init__(
         self,
         *,
         addresses: tuple[str, ...],
+        readers: tuple[str, ...] = (),
         health: HealthCheckConfig,
         log: JsonLog,
         service: str,
@@ -192,11 +194,16 @@ class TargetSet:
         worker's mirror of a set whose health the control process checks and logs."""
         if not addresses:
             raise InvalidTarget("at least one target is required")
-        self.targets = [Target(address=a) for a in addresses]
+        self.writers = [Target(address=a) for a in addresses]
+        self.readers = [Target(address=a) for a in readers]
+        self.targets = self.writers + self.readers
+        self.has_readers = bool(self.readers)
+        self.healthy: list[Target] = []  # healthy writers
+        self.healthy_readers: list[Target] = []
+        self._next_reader = 0
         self.ident = ident  # names this set in the control process's messages to workers
         self._on_change = on_change
         self._log_health = log_health
-        self.healthy: list[Target] = []
         self._health = health
         self._log = log
         self.service = service
@@ -210,7 +217,12 @@ class TargetSet:
 
     @property
     def addresses(self) -> list[str]:
-        return [t.address for t in self.targets]
+        """The writers' addresses."""
+        return [t.address for t in self.writers]
+
+    @property
+    def reader_addresses(self) -> list[str]:
+        return [t.address for t in self.readers]
 
     def pick(self) -> Target | None:
         healthy = self.healthy
@@ -224,6 +236,18 @@ class TargetSet:
             i = 0
         self._next = i
         return healthy[i]
+
+    def pick_reader(self) -> Target | None:
+        """A healthy reader, round robin; a healthy writer when no reader is healthy."""
+        readers = self.healthy_readers
+        n = len(readers)
+        if n == 0:
+            return self.pick()
+        i = self._next_reader + 1
+        if i >= n:
+            i = 0
+        self._next_reader = i
+        return readers[i]
 
     # --- health ------------------------------------------------------------------------------
     def start_health_checks(self, *, slots: asyncio.Semaphore, stagger: bool = False) -> None:
@@ -286,7 +310,7 @@ class TargetSet:
                 target.state = state
                 changed = True
         if changed:
-            self.healthy = [t for t in self.targets if t.state is TargetState.HEALTHY]
+            self._update_healthy()
 
     def close_idle(self) -> None:
         for target in self.targets:
@@ -298,8 +322,12 @@ class TargetSet:
 
         return report
 
+    def _update_healthy(self) -> None:
+        self.healthy = [t for t in self.writers if t.state is TargetState.HEALTHY]
+        self.healthy_readers = [t for t in self.readers if t.state is TargetState.HEALTHY]
+
     def _target_changed(self, target: Target, was: TargetState) -> None:
-        self.healthy = [t for t in self.targets if t.state is TargetState.HEALTHY]
+        self._update_healthy()
         if self._log_health and (
             target.state is TargetState.HEALTHY or target.state is TargetState.UNHEALTHY
         ):

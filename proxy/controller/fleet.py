@@ -30,6 +30,7 @@ import proxy
 from proxy import defaults, ipc
 from proxy.lifecycle import IllegalTransition
 from proxy.log import JsonLog
+from proxy.metrics import RequestMetrics
 from proxy.worker.process import WorkerConfig
 
 if TYPE_CHECKING:
@@ -96,6 +97,9 @@ class WorkerSlot:
         self.process: asyncio.subprocess.Process | None = None
         self.writer: asyncio.StreamWriter | None = None
         self.applied = 0
+        self.metrics: RequestMetrics | None = None  # the last table it sent
+        self.held: dict[str, int] = {}  # its held requests per service, as last sent
+        self.idle: dict[str, int] = {}  # its idle upstream connections per service, as last sent
         self.known: frozenset[int] = frozenset()  # entry revisions this worker was sent and keeps
         self.started_at = 0.0
         self.exited = asyncio.Event()
@@ -145,6 +149,44 @@ class WorkerFleet:
     @property
     def version(self) -> int:
         return self._snapshot.version
+
+    async def refresh_metrics(self) -> None:
+        """Ask every worker for its request table now (a scrape); those that answer in time count."""
+        replies = await self._ask(
+            lambda request: ipc.CollectMetrics(request=request), defaults.METRICS_REFRESH_TIMEOUT, grace=0.0
+        )
+        for slot, reply in replies:
+            if isinstance(reply, ipc.MetricsTable):
+                self._take_table(slot, reply)
+
+    @staticmethod
+    def _take_table(slot: WorkerSlot, message: ipc.MetricsTable) -> None:
+        table = RequestMetrics()
+        try:
+            table.merge(message.table)
+            held, idle = message.table.get("held", {}), message.table.get("idle", {})
+            slot.held = {str(k): int(v) for k, v in held.items()}
+            slot.idle = {str(k): int(v) for k, v in idle.items()}
+        except (KeyError, TypeError, ValueError, AttributeError):
+            return  # a malformed table counts as none
+        slot.metrics = table
+
+    def worker_gauges(self) -> tuple[dict[str, int], dict[str, int]]:
+        """Held requests and idle upstream connections per service, summed over the workers."""
+        held: dict[str, int] = {}
+        idle: dict[str, int] = {}
+        for slot in self.slots:
+            if slot.state is SlotState.EXITED:
+                continue
+            for name, n in slot.held.items():
+                held[name] = held.get(name, 0) + n
+            for name, n in slot.idle.items():
+                idle[name] = idle.get(name, 0) + n
+        return held, idle
+
+    def metrics_tables(self) -> list[RequestMetrics]:
+        """The request table each worker last pushed (a replaced worker's counts start again)."""
+        return [s.metrics for s in self.slots if s.metrics is not None]
 
     def pids(self) -> list[int]:
         return [s.pid for s in self.slots if s.pid is not None and s.state is not SlotState.EXITED]
@@ -237,12 +279,24 @@ class WorkerFleet:
             self._ask_all(
                 lambda request: ipc.Settle(request=request, service=service.name, timeout=timeout), timeout
             ),
-            service.active.settle(timeout),  # the HTTPS requests, served here for now
+            *(targets.settle(timeout) for targets in service.target_sets()),  # HTTPS: served here for now
         )
 
     async def _ask_all(self, message: Callable[[int], ipc.ToWorker], timeout: float) -> tuple[int, int]:
+        drained = [r for _, r in await self._ask(message, timeout) if isinstance(r, ipc.Drained)]
+        return sum(r.inflight for r in drained), sum(r.cancelled for r in drained)
+
+    async def _ask(
+        self,
+        message: Callable[[int], ipc.ToWorker],
+        timeout: float,
+        *,
+        grace: float = defaults.WORKER_ACK_TIMEOUT,
+    ) -> list[tuple[WorkerSlot, ipc.ToControl | None]]:
+        """Send every live worker a request; their replies within ``timeout`` + ``grace``."""
         loop = asyncio.get_running_loop()
         futures = []
+        asked: dict[asyncio.Future[ipc.ToControl | None], WorkerSlot] = {}
         for slot in self.slots:
             if slot.state is SlotState.EXITED:
                 continue
@@ -250,15 +304,16 @@ class WorkerFleet:
             future: asyncio.Future[ipc.ToControl | None] = loop.create_future()
             self._pending[request] = (slot, future)
             futures.append(future)
+            asked[future] = slot
             slot.send(ipc.encode(message(request)))
+        if not futures:
+            return []
         try:
-            done, _ = await asyncio.wait(futures, timeout=timeout + defaults.WORKER_ACK_TIMEOUT)
+            done, _ = await asyncio.wait(futures, timeout=timeout + grace)
         finally:
             for request in [r for r, (_, f) in self._pending.items() if f in futures]:
                 del self._pending[request]
-        replies = [f.result() for f in done if not f.cancelled()]
-        drained = [r for r in replies if isinstance(r, ipc.Drained)]
-        return sum(r.inflight for r in drained), sum(r.cancelled for r in drained)
+        return [(asked[f], f.result()) for f in done if not f.cancelled()]
 
     # ------------------------------------------------------------------ processes
     async def start(self, listeners: Listeners) -> None:
@@ -335,6 +390,8 @@ class WorkerFleet:
             slot.applied = max(slot.applied, message.version)
             slot.apply(SlotEvent.APPLIED)
             self._changed.set()
+        elif isinstance(message, ipc.MetricsTable) and message.request == 0:  # pushed
+            self._take_table(slot, message)
         elif isinstance(message, ipc.Drained | ipc.MetricsTable):
             pending = self._pending.get(message.request)
             if pending is not None and pending[0] is slot and not pending[1].done():

@@ -15,6 +15,7 @@ from proxy.http.parser import RequestParser, ResponseParser
 from proxy.http.record import ExchangeObserver
 from proxy.http.upstream import UpstreamConnection
 from proxy.log import JsonLog
+from proxy.metrics import RequestMetrics
 
 if TYPE_CHECKING:
     from proxy.clock import Clock
@@ -47,6 +48,7 @@ class Listener:
         idle_timeout: float = defaults.IDLE_TIMEOUT,
         connect_timeout: float = defaults.UPSTREAM_CONNECT_TIMEOUT,
         connect: Connector | None = None,
+        metrics: RequestMetrics | None = None,
         challenge_tokens: Mapping[str, str] | None = None,
     ) -> None:
         self.loop = loop
@@ -72,15 +74,19 @@ class Listener:
             set()
         )  # exchanges with a deadline: held, or waiting for a response head
         self.closing = False
+        # --metrics-port: this process's request table; None when metrics are off (the data plane
+        # then only tests this attribute)
+        self.metrics = metrics
 
     @property
     def port(self) -> int:
         """The port clients use (the configured one), for the access log and X-Forwarded-Port."""
-        return self._port
+        return self.client_port
 
     @port.setter
     def port(self, port: int) -> None:
-        self._port = port
+        # plain attributes for the hot path (a property read per request costs a call)
+        self.client_port = port
         self.port_b = b"%d" % port
 
     def sweep_responses(self) -> None:

@@ -20,6 +20,7 @@ import os
 import signal
 import socket
 import sys
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +33,7 @@ from proxy.http.connection import ClientConnection
 from proxy.http.listener import Listener
 from proxy.http.parsers import PARSER_KINDS, ParserKind, make_request_parser, make_response_parser
 from proxy.log import JsonLog
+from proxy.metrics import MetricsObserver, RequestMetrics
 from proxy.ratelimit import RateLimited
 from proxy.worker.acceptor import Acceptor
 from proxy.worker.routes import WorkerRoutes
@@ -56,6 +58,7 @@ class WorkerConfig:
     idle_timeout: float
     backlog: int
     debug: bool
+    metrics: bool = False  # count requests and push the table to the control process
 
     def to_json(self) -> str:
         data = {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -90,6 +93,7 @@ class WorkerConfig:
             idle_timeout=float(data["idle_timeout"]),
             backlog=data["backlog"],
             debug=bool(data.get("debug")),
+            metrics=bool(data.get("metrics")),
         )
 
 
@@ -124,6 +128,7 @@ class Worker:
         self._tasks: set[asyncio.Task[None]] = set()
         self._writer: asyncio.StreamWriter | None = None
         self.challenges: dict[str, str] = {}  # ACME HTTP-01: token → key authorization
+        self.metrics = RequestMetrics() if config.metrics else None
 
     def _loop_error(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         exc = context.get("exception")
@@ -159,6 +164,8 @@ class Worker:
         ]
         self._send(ipc.Applied(version=self.routes.version))
         sweeper = loop.create_task(self._sweep(ctx))
+        if self.metrics is not None:
+            self._spawn(self._push_metrics(self.metrics))
         follower = loop.create_task(self._follow(reader))
         self.log.debug("Worker started", worker=config.index, pid=os.getpid())
         await asyncio.wait((self._stop, follower), return_when=asyncio.FIRST_COMPLETED)
@@ -179,7 +186,9 @@ class Worker:
             loop=loop,
             clock=BoundLoopClock(loop),
             log=self.log,
-            observers=(AccessLog(log=self.log),),
+            observers=(AccessLog(log=self.log),)
+            + ((MetricsObserver(table=self.metrics, clock=time.time),) if self.metrics is not None else ()),
+            metrics=self.metrics,
             routes=self.routes.current,
             request_parser=lambda: make_request_parser(parser, max_head_size=max_head),
             response_parser=lambda: make_response_parser(parser, max_head_size=max_head),
@@ -240,9 +249,27 @@ class Worker:
                 self.challenges.clear()
                 self.challenges.update(message.tokens)
             elif isinstance(message, ipc.CollectMetrics):
-                self._send(ipc.MetricsTable(request=message.request, table={"series": [], "in_flight": {}}))
+                self._send(ipc.MetricsTable(request=message.request, table=self._table()))
             elif isinstance(message, ipc.Shutdown):
                 self._request_stop(message.timeout)
+
+    async def _push_metrics(self, table: RequestMetrics) -> None:
+        """The request table, every METRICS_PUSH_INTERVAL, for the control process's scrapes."""
+        while True:
+            await asyncio.sleep(defaults.METRICS_PUSH_INTERVAL)
+            self._send(ipc.MetricsTable(request=0, table=self._table()))
+
+    def _table(self) -> dict[str, Any]:
+        """The request table plus this worker's gauges: held requests and idle upstream
+        connections per service (what only the data plane knows)."""
+        table = self.metrics.snapshot() if self.metrics is not None else RequestMetrics().snapshot()
+        held: dict[str, int] = {}
+        idle: dict[str, int] = {}
+        for name, service in self.routes.services().items():
+            held[name] = len(service.held)
+            idle[name] = sum(len(t.idle) for s in service.target_sets() for t in s.targets)
+        table["held"], table["idle"] = held, idle
+        return table
 
     def _spawn(self, work: Any) -> None:
         task = asyncio.get_running_loop().create_task(work)
@@ -259,8 +286,9 @@ class Worker:
         else:
             service = self.routes.service(message.service)
             if service is not None:
-                inflight = service.active.inflight
-                cancelled = await service.active.settle(message.timeout)
+                sets = service.target_sets()
+                inflight = sum(s.inflight for s in sets)
+                cancelled = sum(await asyncio.gather(*(s.settle(message.timeout) for s in sets)))
         self._send(ipc.Drained(request=message.request, inflight=inflight, cancelled=cancelled))
 
     async def _sweep(self, ctx: Listener) -> None:

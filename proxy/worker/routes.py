@@ -10,11 +10,13 @@ requests. A target set a deploy replaced is kept aside until the control process
 from __future__ import annotations
 
 from proxy import defaults
+from proxy.error_pages import ErrorPages, TemplateError, load_error_pages
 from proxy.http.tls_rules import sync_entry_rules
 from proxy.ipc import Entry, MessageError, ServiceState, Snapshot
 from proxy.log import JsonLog
 from proxy.service import Service
 from proxy.service_map import ServiceMap
+from proxy.state import SavedService
 from proxy.targets import TargetSet
 
 
@@ -31,6 +33,9 @@ class WorkerRoutes:
     def current(self) -> ServiceMap[Service]:
         return self.routes
 
+    def services(self) -> dict[str, Service]:
+        return self._services
+
     def service(self, name: str) -> Service | None:
         return self._services.get(name)
 
@@ -46,7 +51,10 @@ class WorkerRoutes:
                 entry = self._entries.get(state.name)
                 if entry is None or entry.revision != state.revision:
                     raise MessageError(f"service {state.name}: revision {state.revision} was never sent")
-            if len(entry.saved.active_targets) != len(state.health):
+            saved = entry.saved
+            if len(saved.active_targets) + len(saved.active_readers) != len(state.health) or (
+                len(saved.rollout_targets) + len(saved.rollout_readers) != len(state.rollout_health)
+            ):
                 raise MessageError(f"service {state.name}: health does not list one state per target")
             entries[state.name] = entry
         services: dict[str, Service] = {}
@@ -54,7 +62,8 @@ class WorkerRoutes:
         for state in snapshot.services:
             service = self._service_for(state, entries[state.name])
             services[state.name] = service
-            sets[state.target_set] = service.active
+            for target_set in service.target_sets():
+                sets[target_set.ident] = target_set
         for set_id, old in self._sets.items():
             if set_id not in sets:
                 if old.service in services:
@@ -79,36 +88,67 @@ class WorkerRoutes:
         self.version = snapshot.version
         return True
 
-    def _service_for(self, state: ServiceState, entry: Entry) -> Service:
-        saved = entry.saved
-        service = self._services.get(saved.name)
-        target_set = self._sets.get(state.target_set)
+    def _target_set(
+        self, saved: SavedService, ident: int, writers: tuple[str, ...], readers: tuple[str, ...]
+    ) -> TargetSet:
+        target_set = self._sets.get(ident)
         if target_set is None:
             target_set = TargetSet(
-                addresses=saved.active_targets,
+                addresses=writers,
+                readers=readers,
                 health=saved.target_options.health_check_config,
                 log=self._log,
                 service=saved.name,
                 log_health=False,
-                ident=state.target_set,
+                ident=ident,
             )
+        return target_set
+
+    def _service_for(self, state: ServiceState, entry: Entry) -> Service:
+        saved = entry.saved
+        service = self._services.get(saved.name)
+        target_set = self._target_set(saved, state.target_set, saved.active_targets, saved.active_readers)
         target_set.mirror(state.health)
+        rollout = None
+        if state.rollout_set and saved.rollout_targets:
+            rollout = self._target_set(saved, state.rollout_set, saved.rollout_targets, saved.rollout_readers)
+            rollout.mirror(state.rollout_health)
         if service is not None and self._entries[saved.name] is entry:
             service.active = target_set  # the same configuration: only health moved
+            service.rollout = rollout
+            service.update_routing()
             return service
+        pages = self._error_pages(saved)
         if service is None:
             service = Service(
                 name=saved.name,
                 options=saved.options,
                 target_options=saved.target_options,
                 active=target_set,
+                rollout=rollout,
+                rollout_split=saved.rollout_split,
+                error_pages=pages,
             )
         else:
-            service.configure(options=saved.options, target_options=saved.target_options)
             service.active = target_set
+            service.rollout = rollout
+            service.rollout_split = saved.rollout_split
+            service.configure(options=saved.options, target_options=saved.target_options, error_pages=pages)
+            service.update_routing()
         service.set_mode(
             saved.mode,
             stop_message=saved.stop_message,
             pause_timeout=saved.pause_timeout or defaults.MAX_PAUSE,
         )
         return service
+
+    def _error_pages(self, saved: SavedService) -> ErrorPages | None:
+        """The service's --error-pages (the control process checked they load when deploying)."""
+        directory = saved.options.error_page_path
+        if not directory:
+            return None
+        try:
+            return load_error_pages(directory)
+        except (TemplateError, OSError) as exc:
+            self._log.error("Unable to parse custom error pages", service=saved.name, error=str(exc))
+            return None
