@@ -10,6 +10,7 @@ import socket
 import urllib.request
 from pathlib import Path
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from proxy.rollout import RolloutSplit
@@ -45,6 +46,7 @@ def service_json(proxy: ProxyProcess, name: str) -> dict[str, object]:
     return entry
 
 
+@pytest.mark.parametrize("workers", [1, 2], ids=["1-worker", "2-workers"])
 def test_rollout_splits_by_cookie_persists_and_survives_sigkill(
     proxy: ProxyProcess, backend: Backend, backend2: Backend
 ) -> None:
@@ -100,6 +102,7 @@ def test_rollout_deploy_is_health_gated(proxy: ProxyProcess, backend: Backend, b
     assert service_json(proxy, "app")["rollout"] is None
 
 
+@pytest.mark.parametrize("workers", [1, 2], ids=["1-worker", "2-workers"])
 def test_reads_go_to_read_targets_and_a_write_pins_the_client_to_writers(
     proxy: ProxyProcess, backend: Backend, backend2: Backend
 ) -> None:

@@ -17,6 +17,7 @@ import pytest
 
 from tests.proxy.backend import Backend
 from tests.proxy.conftest import ProxyProcess, raw_request, status_of
+from tests.proxy.test_features_daemon import free_port, scrape
 
 CONNECTIONS = 24  # fresh connections per check: enough that both workers take some
 
@@ -290,3 +291,19 @@ def test_state_is_restored_into_every_worker(tmp_path: Path, backend: Backend) -
         assert served_by(second, "app.test") == {"one": set(workers_of(second))}
     finally:
         second.stop()
+
+
+def test_a_scrape_sums_the_requests_every_worker_served(tmp_path: Path, backend: Backend) -> None:
+    port = free_port()
+    proxy = ProxyProcess(tmp=tmp_path, workers=2, args=("--metrics-port", str(port))).start()
+    try:
+        proxy.deploy("app", backend.address, args=("--host=app.test",))
+        assert served_by(proxy, "app.test") == {"one": set(workers_of(proxy))}  # both served some
+        got = scrape(port)  # right away: the scrape asks the workers, it does not wait for a push
+        total = got[
+            ("kamal_proxy_http_requests_total", (("method", "GET"), ("service", "app"), ("status", "200")))
+        ]
+        assert total == CONNECTIONS
+        assert got[("kamal_proxy_upstream_idle_connections", (("service", "app"),))] >= 2  # one per worker
+    finally:
+        proxy.stop(signal.SIGKILL)
