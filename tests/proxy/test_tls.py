@@ -452,6 +452,35 @@ def test_acme_directory_flags_are_stored(control_proxy: ProxyProcess, backend: B
     assert half.returncode == 1 and "must be set together" in half.stderr
 
 
+def test_acme_settings_default_to_the_environment_kamal_passes_to_the_proxy_container(
+    control_proxy: ProxyProcess, backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `docker exec kamal-proxy kamal-proxy deploy` inherits the container's env (proxy.run.options.env)
+    monkeypatch.setattr(
+        control_proxy,
+        "env",
+        {
+            **control_proxy.env,
+            "KAMAL_PROXY_TLS_ACME_DIRECTORY": "https://ca.example/dir",
+            "TLS_ACME_DIRECTORY": "https://loses.example/dir",  # the prefixed name wins
+            "TLS_ACME_EAB_KID": "k",
+            "TLS_ACME_EAB_HMAC_KEY": "aGk",
+        },
+    )
+    base = ("deploy", "app", f"--target={backend.address}", "--host=a.example.com", "--tls")
+    control_proxy.ctl(*base)
+    options = listed_options(control_proxy, "app")
+    assert options["acme_directory"] == "https://ca.example/dir"
+    assert (options["acme_eab_kid"], options["acme_eab_hmac_key"]) == ("k", "aGk")
+    # flags win over the environment; an explicit --tls-staging too (no conflict with an env default)
+    control_proxy.ctl(*base, "--tls-acme-directory=https://flag.example/dir")
+    assert listed_options(control_proxy, "app")["acme_directory"] == "https://flag.example/dir"
+    control_proxy.ctl(*base, "--tls-staging")
+    assert listed_options(control_proxy, "app")["acme_directory"] == (
+        "https://acme-staging-v02.api.letsencrypt.org/directory"
+    )
+
+
 def test_list_shows_tls_per_service(control_proxy: ProxyProcess, backend: Backend) -> None:
     control_proxy.ctl("deploy", "secure", f"--target={backend.address}", "--host=a.example.com", "--tls")
     control_proxy.ctl("deploy", "plain", f"--target={backend.address}", "--host=b.example.com")
