@@ -345,13 +345,7 @@ class HttptoolsRequestParser(_HttptoolsParser, RequestParserBase):
         headers = self._headers
         self._headers = []  # trailer fields go here
         f = self._f
-        head = request_head(
-            method=p.get_method(),
-            target=self._url,
-            version=_VERSIONS.get(p.get_http_version(), b""),
-            headers=headers,
-            fields=f,
-        )
+        head = request_head(p.get_method(), self._url, _VERSIONS.get(p.get_http_version(), b""), headers, f)
         # reset for the next head (trailer fields collect into it too: reset again then)
         f.hosts = 0
         f.content_length = f.transfer_encoding = f.expect = f.connection = _NONE
@@ -504,14 +498,14 @@ class HttptoolsResponseParser(_HttptoolsParser, ResponseParserBase):
         headers = self._headers
         self._headers = []  # trailer fields go here
         status: int = p.get_status_code()
-        head = response_head(
-            status=status,
-            reason=self._reason,
-            version=_VERSIONS.get(p.get_http_version(), b""),
-            headers=headers,
-            fields=self._f,
-            head_only=self._head_only and status >= 200,
-            upgrade_asked=self._upgrade,
+        head = response_head(  # (by position: see request_head)
+            status,
+            self._reason,
+            _VERSIONS.get(p.get_http_version(), b""),
+            headers,
+            self._f,
+            self._head_only and status >= 200,
+            self._upgrade,
         )
         self._reset_fields()  # (trailer fields collect into it too: reset again then)
         if type(head) is not ResponseHead:
