@@ -28,10 +28,11 @@ $(VENV)/.installed: pyproject.toml | $(VENV)/bin/python
 
 # Debian packages the tests use: ruby (ERB), openssh-server, podman (+ netavark, aardvark-dns, runc),
 # docker-registry, busybox-static, debootstrap (the proxy image's base), for the deployer's SSH and
-# end-to-end tests. Idempotent; needs root.
+# end-to-end tests; pebble for the proxy's ACME tests. Idempotent; needs root.
 install-system:
 	sh tests/deployer/setup.sh
 	sh tests/deployer/e2e/setup.sh
+	sh tests/proxy/setup.sh
 
 # A fresh state every run (scripts/demo.sh); PORT, HTTPS_PORT and DEMO_PORT pick the ports.
 run: install

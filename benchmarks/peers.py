@@ -226,6 +226,7 @@ frontend fe
     http-request set-header X-Forwarded-Proto http
     http-request set-header X-Request-ID %[uuid]
     default_backend be
+{extra}
 backend be
     balance roundrobin
 {servers}
@@ -234,13 +235,14 @@ backend be
 
 class HAProxy(Proxy):
     name = "haproxy"
+    extra = ""  # more frontends (raw HAProxy config), e.g. the TLS listener
 
     def start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         servers = "\n".join(f"    server s{i} {b} maxconn 10000" for i, b in enumerate(self.backends))
         conf = self.workdir / "haproxy.cfg"
-        conf.write_text(HAPROXY_CONF.format(port=self.port, servers=servers))
+        conf.write_text(HAPROXY_CONF.format(port=self.port, servers=servers, extra=self.extra))
         # -db: stay in the foreground; the access log goes to stdout -> access.log
         self._spawn(["haproxy", "-db", "-f", str(conf)], stdout_name="access.log")
         wait_port(self.port, proc=self.proc)
@@ -268,17 +270,23 @@ http://127.0.0.1:{port} {{
         }}
     }}
 }}
+{extra}
 """
 
 
 class Caddy(Proxy):
     name = "caddy"
+    extra = ""  # more site blocks (raw Caddyfile), e.g. the TLS listener
 
     def start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         conf = self.workdir / "Caddyfile"
-        conf.write_text(CADDYFILE.format(w=self.workdir, port=self.port, servers=" ".join(self.backends)))
+        conf.write_text(
+            CADDYFILE.format(
+                w=self.workdir, port=self.port, servers=" ".join(self.backends), extra=self.extra
+            )
+        )
         env = {
             "GOMAXPROCS": "1",
             "HOME": str(self.workdir),

@@ -296,19 +296,36 @@ def _md_tls(res: dict[str, Any]) -> list[str]:
     rows = []
     for n, per in tls["median"].items():
         for c, r in sorted(per.items(), key=lambda kv: int(kv[0])):
-            rows.append([n, int(c), r["rps"], r["p50_ms"], r["p99_ms"], r["max_ms"], r["errors"]])
+            cpu = r.get("cpu_us_per_req")
+            rows.append(
+                [n, int(c), r["rps"], r["p50_ms"], r["p99_ms"], f"{cpu:.1f}" if cpu else "-", r["errors"]]
+            )
     parts = [
-        "### TLS (HTTPS keep-alive, HTTP/1.1)",
+        "### TLS (HTTPS keep-alive, HTTP/1.1, one ECDSA P-256 certificate)",
         "",
-        _table(["proxy", "c", "req/s", "p50", "p99", "max", "errors"], rows),
+        _table(["proxy", "c", "req/s", "p50", "p99", "CPU µs/req", "errors"], rows),
         "",
     ]
+    shakes = tls.get("handshakes_median") or {}
+    if shakes:
+        hrows = []
+        for n, r in shakes.items():
+            cpu = r.get("cpu_us_per_req")
+            hrows.append(
+                [n, r.get("rps", 0), r.get("p99_ms", 0), f"{cpu:.1f}" if cpu else "-", r.get("errors", 0)]
+            )
+        parts += [
+            "New TLS connection per request (wrk, c=50, `Connection: close`, no session resumption):",
+            "",
+            _table(["proxy", "req/s", "p99", "CPU µs/req", "errors"], hrows),
+            "",
+        ]
     if tls.get("h2load"):
         runs = "; ".join(
             f"{n}: {v.get('rps', 0):,.0f} req/s, {v.get('failed', '?')} failed"
             for n, v in tls["h2load"].items()
         )
-        parts += [f"h2load (HTTP/2, c=50, m=10): {runs}", ""]
+        parts += [f"h2load --h1, 200 new connections at once, one request each: {runs}", ""]
     return parts
 
 

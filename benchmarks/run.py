@@ -11,7 +11,8 @@ Scenarios (``--scenarios``, comma separated; default: all):
   bodies    1 MiB / 100 MiB uploads and downloads streamed; throughput + peak RSS (all proxies)
   conns     10,000 idle keep-alive client connections held; RSS per connection (all proxies)
   services  1, 100, 10,000 deployed services; req/s must stay flat (ours)
-  tls       HTTPS keep-alive loop with a static certificate (ours vs nginx; skipped w/o TLS)
+  tls       HTTPS with one static certificate, ours vs nginx / HAProxy / Caddy: keep-alive req/s,
+            new-handshake req/s (Connection: close) and a burst of new connections (h2load --h1)
 """
 
 from __future__ import annotations
@@ -645,9 +646,10 @@ def make_cert(d: Path) -> tuple[Path, Path]:
 
 NGINX_TLS_SERVER = """
     server {{
-        listen 127.0.0.1:{port} ssl http2 backlog=4096;
+        listen 127.0.0.1:{port} ssl backlog=4096;
         ssl_certificate {cert};
         ssl_certificate_key {key};
+        ssl_protocols TLSv1.2 TLSv1.3;
         location / {{
             proxy_pass http://backends;
             proxy_http_version 1.1;
@@ -660,87 +662,140 @@ NGINX_TLS_SERVER = """
     }}
 """
 
+HAPROXY_TLS_FRONTEND = """frontend fe_tls
+    bind 127.0.0.1:{port} ssl crt {pem} alpn http/1.1
+    http-request set-header X-Forwarded-Proto https
+    http-request set-header X-Request-ID %[uuid]
+    default_backend be
+"""
 
-def scenario_tls(ctx: Ctx) -> dict[str, Any]:
-    """HTTPS keep-alive (HTTP/1.1 via wrk) with a static certificate, ours vs nginx."""
-    a = ctx.args
+CADDY_TLS_SITE = """https://localhost:{port} {{
+    bind 127.0.0.1
+    tls {cert} {key}
+    log {{
+        output file {w}/access-tls.log
+        format json
+    }}
+    reverse_proxy {servers} {{
+        lb_policy round_robin
+        flush_interval -1
+        header_up X-Request-ID {{http.request.uuid}}
+    }}
+}}
+"""
+
+TLS_PEERS = ("nginx", "haproxy", "caddy")
+
+
+def _tls_ours(ctx: Ctx, cert: Path, key: Path) -> tuple[Proxy, str]:
+    ours = make(ours_name(ctx), ctx.workdir / "tls-ours", ctx.addrs, PROXY_CPU)
+    assert isinstance(ours, Ours)
+    ours.start_daemon()
+    ours.deploy(
+        "bench",
+        ctx.addrs,
+        "--host",
+        "localhost",
+        "--tls",
+        "--tls-certificate-path",
+        str(cert),
+        "--tls-private-key-path",
+        str(key),
+    )
+    return ours, f"https://localhost:{ours.https_port}/"
+
+
+def _tls_peer(name: str, ctx: Ctx, cert: Path, key: Path) -> tuple[Proxy, str]:
+    """nginx / HAProxy / Caddy with an HTTPS listener on the same certificate as ours."""
     from . import peers
 
-    cert, key = make_cert(ctx.workdir / "tls")
-    out: dict[str, Any] = {"runs": {}}
-    urls: dict[str, str] = {}
-    procs: list[Proxy] = []
-    try:
-        ours = make(ours_name(ctx), ctx.workdir / "tls-ours", ctx.addrs, PROXY_CPU)
-        assert isinstance(ours, Ours)
+    port = free_port()
+    workdir = ctx.workdir / f"tls-{name}"
+    p: Proxy
+    if name == "nginx":
+        p = peers.Nginx(workdir, ctx.addrs, PROXY_CPU)
+        p.extra = NGINX_TLS_SERVER.format(port=port, cert=cert, key=key)
+    elif name == "haproxy":
+        pem = ctx.workdir / "tls" / "haproxy.pem"
+        pem.write_bytes(cert.read_bytes() + key.read_bytes())
+        p = peers.HAProxy(workdir, ctx.addrs, PROXY_CPU)
+        p.extra = HAPROXY_TLS_FRONTEND.format(port=port, pem=pem)
+    else:
+        p = peers.Caddy(workdir, ctx.addrs, PROXY_CPU)
+        p.extra = CADDY_TLS_SITE.format(port=port, cert=cert, key=key, w=workdir, servers=" ".join(ctx.addrs))
+    p.start()
+    wait_port_open(port)
+    return p, f"https://localhost:{port}/"
+
+
+def wait_port_open(port: int, timeout: float = 20) -> None:
+    import socket
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
         try:
-            ours.start_daemon()
-            procs.append(ours)
-            ours.deploy(
-                "bench",
-                ctx.addrs,
-                "--host",
-                "localhost",
-                "--tls",
-                "--tls-certificate-path",
-                str(cert),
-                "--tls-private-key-path",
-                str(key),
-            )
-            urls[ours.label] = f"https://localhost:{ours.https_port}/"
-            probe = subprocess.run(
-                ["curl", "-sk", "--max-time", "5", "-o", "/dev/null", "-w", "%{http_code}", urls[ours.label]],
-                capture_output=True,
-                text=True,
-                check=False,
-            )
-            if probe.stdout.strip() != "200":
-                out["skipped"] = (
-                    f"ours does not serve HTTPS yet (curl: {probe.stdout.strip() or probe.returncode})"
-                )
-                log(f"tls: {out['skipped']}")
-                return out
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"port {port} did not open")
+
+
+def _h2load_new_connections(url: str, ctx: Ctx, clients: int) -> dict[str, Any]:
+    """``clients`` new HTTP/1.1 TLS connections with one request each: full handshakes per second."""
+    cmd = ["taskset", "-c", LOAD_CPU, "h2load", "--h1", "-c", str(clients), "-n", str(clients), url]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+    return report.parse_h2load(r.stdout)
+
+
+def scenario_tls(ctx: Ctx) -> dict[str, Any]:
+    """HTTPS on one static ECDSA certificate, ours vs nginx, HAProxy and Caddy: keep-alive req/s
+    (wrk), new-handshake req/s (wrk with ``Connection: close``: every request a new TLS connection,
+    no session resumption) and a burst of new connections (``h2load --h1``)."""
+    a = ctx.args
+    cert, key = make_cert(ctx.workdir / "tls")
+    out: dict[str, Any] = {"runs": {}, "handshakes": {}, "h2load": {}}
+    procs: dict[str, tuple[Proxy, str]] = {}
+    try:
+        try:
+            ours, url = _tls_ours(ctx, cert, key)
+            procs[ours.label] = (ours, url)
         except Exception as e:
             out["skipped"] = f"TLS deploy failed on ours: {str(e)[:300]}"
             return out
-        ng = peers.Nginx(ctx.workdir / "tls-nginx", ctx.addrs, PROXY_CPU)
-        https_port = free_port()
-        ng.extra = NGINX_TLS_SERVER.format(port=https_port, cert=cert, key=key)
-        ng.start()
-        procs.append(ng)
-        urls["nginx"] = f"https://localhost:{https_port}/"
-        for url in urls.values():
-            wrk.run(url, 50, 1, cpu=LOAD_CPU)
+        for name in TLS_PEERS:
+            if name not in a.proxies:
+                continue
+            try:
+                p, url = _tls_peer(name, ctx, cert, key)
+                procs[p.label] = (p, url)
+            except Exception as e:
+                log(f"tls: {name} not started: {str(e)[:300]}")
+        for _, url in procs.values():
+            wrk.run(url, 50, 1, cpu=LOAD_CPU)  # warm up
+        names = list(procs)
         for c in a.connections:
             for rep in range(a.reps):
-                for name, url in urls.items() if rep % 2 == 0 else list(urls.items())[::-1]:
-                    r = wrk.run(url, c, a.duration, cpu=LOAD_CPU)
-                    out["runs"].setdefault(name, {}).setdefault(str(c), []).append(r.to_dict())
-                    log(f"tls c={c} rep={rep} {name}: {r.rps:,.0f} req/s p99={r.p99_ms:.2f}ms err={r.errors}")
+                for name in names if rep % 2 == 0 else names[::-1]:
+                    p, url = procs[name]
+                    r = measure(p, url, c, a.duration)
+                    out["runs"].setdefault(name, {}).setdefault(str(c), []).append(r)
+                    log(f"tls c={c} rep={rep} {name}: {r['rps']:,.0f} req/s p99={r['p99_ms']:.2f}ms")
+        for rep in range(a.reps):
+            for name in names if rep % 2 == 0 else names[::-1]:
+                p, url = procs[name]
+                r = measure(p, url, 50, a.duration, headers={"Connection": "close"})
+                out["handshakes"].setdefault(name, []).append(r)
+                log(f"tls handshakes rep={rep} {name}: {r['rps']:,.0f} req/s")
         out["median"] = {n: {c: median_result(v) for c, v in per.items()} for n, per in out["runs"].items()}
+        out["handshakes_median"] = {n: median_result(v) for n, v in out["handshakes"].items()}
         if shutil.which("h2load"):
-            h2: dict[str, Any] = {}
-            for name, url in urls.items():
-                cmd = [
-                    "taskset",
-                    "-c",
-                    LOAD_CPU,
-                    "h2load",
-                    "-c",
-                    "50",
-                    "-m",
-                    "10",
-                    "-D",
-                    str(int(a.duration)),
-                    url,
-                ]
-                r2 = subprocess.run(cmd, capture_output=True, text=True, timeout=a.duration + 30, check=False)
-                h2[name] = report.parse_h2load(r2.stdout)
-                log(f"tls h2 {name}: {h2[name]}")
-            out["h2load"] = h2
+            for name, (_, url) in procs.items():
+                out["h2load"][name] = _h2load_new_connections(url, ctx, 200)
+                log(f"tls h2load --h1 200 new connections {name}: {out['h2load'][name]}")
         return out
     finally:
-        for p in procs:
+        for p, _ in procs.values():
             p.stop()
 
 

@@ -87,6 +87,7 @@ class ControlServer:
         self._read_timeout = read_timeout
         self._max_request = max_request
         self._server: asyncio.AbstractServer | None = None
+        self._inode = -1
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
@@ -104,6 +105,7 @@ class ControlServer:
         finally:
             os.umask(old_umask)
         os.chmod(self._path, 0o600)
+        self._inode = self._path.stat().st_ino
 
     async def close(self) -> None:
         if self._server is not None:
@@ -112,7 +114,8 @@ class ControlServer:
         for task in list(self._tasks):
             task.cancel()
         try:
-            self._path.unlink()
+            if self._path.stat().st_ino == self._inode:  # only our own socket, never a successor's
+                self._path.unlink()
         except FileNotFoundError:
             pass
 

@@ -1,4 +1,8 @@
-"""`run`: the daemon. Start-up order (kamal-proxy's): restore state → HTTP listener → control socket.
+"""`run`: the daemon. Start-up order (kamal-proxy's): restore state → HTTP + HTTPS listeners → control socket.
+
+Both listeners share one data plane: the HTTPS listener (``proxy/tls_listener.py``) chooses a
+certificate per handshake from the certificate store and hands the connection to the same
+``ClientConnection``, with its own ``Listener`` (scheme https, its port).
 
 SIGTERM / SIGINT: stop accepting, let requests in flight finish for up to SHUTDOWN_TIMEOUT, then
 close every connection and exit 0.
@@ -26,14 +30,21 @@ import uvloop
 
 from proxy import defaults
 from proxy.access_log import AccessLog
+from proxy.acme import AcmeIssuer
 from proxy.clock import BoundLoopClock
 from proxy.control import ControlServer, DaemonRunning, check_not_running
 from proxy.http.connection import ClientConnection
 from proxy.http.listener import Listener
 from proxy.http.parsers import ParserKind, make_request_parser, make_response_parser
+from proxy.lifecycle import ServiceMode
 from proxy.log import JsonLog
+from proxy.on_demand import OnDemand
 from proxy.router import ControlError, Router
+from proxy.service import Service
+from proxy.service_map import ServiceMap
 from proxy.state import StateFile
+from proxy.tls import CertificateStore
+from proxy.tls_listener import TlsListener
 
 RESPONSE_SWEEP = 0.1  # seconds between checks of --target-timeout
 IDLE_SWEEP = 1.0  # seconds between checks of header-read and idle timeouts (and of free descriptors)
@@ -102,7 +113,8 @@ class Daemon:
     def __init__(self, *, config: DaemonConfig, log: JsonLog) -> None:
         self.config = config
         self.log = log
-        self.router = Router(log=log, state=StateFile(path=config.state_path))
+        self.tls = CertificateStore(log=log, routes=self._routes)
+        self.router = Router(log=log, state=StateFile(path=config.state_path), tls=self.tls)
         self.errors = RateLimited(log=log)
         self._stopping = asyncio.Event()
 
@@ -115,27 +127,50 @@ class Daemon:
             exception=f"{type(exc).__name__}: {exc}" if exc is not None else None,
         )
 
+    def _routes(self) -> ServiceMap[Service]:
+        return self.router.routes
+
+    def _on_demand_target(self, name: str) -> str | None:
+        """A target of service ``name`` that would take a request now (for on-demand TLS checks)."""
+        for service in self.router.routes.owners.values():
+            if service.name == name:
+                if service.mode is not ServiceMode.RUNNING:
+                    return None
+                target = service.active.pick()
+                return target.address if target is not None else None
+        return None
+
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         self.log.attach(loop)
         loop.set_exception_handler(self._loop_error)
         config = self.config
+        on_demand = OnDemand(loop=loop, log=self.log, local=self._on_demand_target)
+        issuer = AcmeIssuer(loop=loop, log=self.log, store=self.tls, on_demand=on_demand)
+        self.tls.issuer = issuer
         self.router.restore()
         parser = config.http_parser
         max_head = defaults.MAX_HEAD_SIZE
-        ctx = Listener(
-            loop=loop,
-            clock=BoundLoopClock(loop),
-            log=self.log,
-            observers=(AccessLog(log=self.log),),
-            routes=self.router.current_routes,
-            request_parser=lambda: make_request_parser(parser, max_head_size=max_head),
-            response_parser=lambda: make_response_parser(parser, max_head_size=max_head),
-            port=config.http_port,
-            scheme="http",
-            read_header_timeout=config.read_header_timeout,
-            idle_timeout=config.idle_timeout,
-        )
+        clock = BoundLoopClock(loop)
+        observers = (AccessLog(log=self.log),)
+
+        def listener(*, port: int, scheme: str) -> Listener:
+            return Listener(
+                loop=loop,
+                clock=clock,
+                log=self.log,
+                observers=observers,
+                routes=self.router.current_routes,
+                request_parser=lambda: make_request_parser(parser, max_head_size=max_head),
+                response_parser=lambda: make_response_parser(parser, max_head_size=max_head),
+                port=port,
+                scheme=scheme,
+                read_header_timeout=config.read_header_timeout,
+                idle_timeout=config.idle_timeout,
+                challenge_tokens=self.tls.http_challenges,
+            )
+
+        ctx = listener(port=config.http_port, scheme="http")
         server = await loop.create_server(
             lambda: ClientConnection(ctx),
             host=config.bind,
@@ -145,6 +180,21 @@ class Daemon:
         )
         http_port = server.sockets[0].getsockname()[1]
         ctx.port = http_port if config.http_port == 0 else config.http_port
+        tls_ctx = listener(port=config.https_port, scheme="https")
+        tls_listener = TlsListener(
+            loop=loop,
+            store=self.tls,
+            protocol_factory=lambda: ClientConnection(tls_ctx),
+            log=self.log,
+            hello_timeout=min(config.read_header_timeout, defaults.TLS_HELLO_TIMEOUT),
+        )
+        try:
+            https_port = tls_listener.start(host=config.bind, port=config.https_port)
+        except OSError:
+            server.close()
+            raise
+        tls_ctx.port = https_port if config.https_port == 0 else config.https_port
+        listeners = (ctx, tls_ctx)
         control = ControlServer(
             path=config.socket_path, handler=self.router.handle, errors=(ControlError,), log=self.log
         )
@@ -152,43 +202,48 @@ class Daemon:
         self.router.start_monitoring()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stopping.set)
-        sweeper = loop.create_task(self._sweep(ctx))
-        self.log.info("Server started", http=http_port, https=config.https_port, parser=parser)
+        sweeper = loop.create_task(self._sweep(listeners))
+        self.log.info("Server started", http=http_port, https=https_port, parser=parser)
 
         await self._stopping.wait()
 
         server.close()
-        ctx.closing = True
+        tls_listener.close()
+        for each in listeners:
+            each.closing = True
         await control.close()
-        for conn in list(ctx.connections):
+        for conn in [c for each in listeners for c in each.connections]:
             conn.idle_timed_out()  # idle keep-alive connections go now; busy ones finish first
         deadline = loop.time() + defaults.SHUTDOWN_TIMEOUT
-        while any(c.busy for c in ctx.connections) and loop.time() < deadline:
+        while any(c.busy for each in listeners for c in each.connections) and loop.time() < deadline:
             await asyncio.sleep(0.05)
-        if ctx.connections:
+        if any(each.connections for each in listeners):
             self.log.info("Closing active connections")
-            for conn in list(ctx.connections):
+            for conn in [c for each in listeners for c in each.connections]:
                 if conn.transport is not None:
                     conn.transport.abort()
         sweeper.cancel()
+        issuer.close()
         await self.router.close()
         self.log.info("Server stopped")
 
-    async def _sweep(self, ctx: Listener) -> None:
+    async def _sweep(self, listeners: tuple[Listener, ...]) -> None:
         ticks_per_idle = max(1, round(IDLE_SWEEP / RESPONSE_SWEEP))
         tick = 0
         while True:
             await asyncio.sleep(RESPONSE_SWEEP)
-            ctx.sweep_responses()
+            for each in listeners:
+                each.sweep_responses()
             tick += 1
             if tick >= ticks_per_idle:
                 tick = 0
-                ctx.sweep_idle()
+                for each in listeners:
+                    each.sweep_idle()
                 if descriptors_exhausted():
                     self.errors.error(
                         asyncio.get_running_loop().time(),
                         "Unable to accept connections: too many open files",
-                        connections=len(ctx.connections),
+                        connections=sum(len(each.connections) for each in listeners),
                     )
 
 

@@ -32,6 +32,18 @@ STRIP_PATH_PREFIX = True
 TLS_REDIRECT = True
 ACME_CACHE_DIR = "certs"  # under the state dir
 
+# TLS
+TLS_HELLO_TIMEOUT = 10.0  # seconds a client may take to send its whole ClientHello
+TLS_HANDSHAKE_TIMEOUT = 10.0  # seconds for the rest of the handshake
+ACME_HANDSHAKE_WAIT = 45.0  # seconds a first handshake may wait for its certificate
+ACME_ORDER_TIMEOUT = 90.0  # seconds one ACME order may take (validation and finalization)
+ACME_RETRY_MIN = 10.0  # after a failed order, no new one for this host before this many seconds
+ACME_RETRY_MAX = 3600.0  # ... doubling per failure up to this
+ACME_RENEW_BEFORE = 30 * 86400.0  # renew this long before expiry (or at 2/3 of a shorter lifetime)
+ACME_RENEW_CHECK_MAX = 12 * 3600.0  # a renewal timer never sleeps longer than this
+ON_DEMAND_CHECK_TIMEOUT = 2.0
+ON_DEMAND_BODY_LOG = 256  # bytes of a denial's body put in the log
+
 # pause / stop
 MAX_PAUSE = 30.0
 

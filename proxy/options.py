@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from proxy import defaults
+from proxy.on_demand import OnDemandUrlError, check_on_demand_url
 from proxy.schema import (
     NANOS,
     STRICT,
@@ -20,8 +21,10 @@ from proxy.schema import (
     read_duration,
     read_header_names,
     read_host,
+    read_host_header,
     read_hosts,
     read_object,
+    read_optional_header_name,
     read_path,
     read_paths,
     read_port,
@@ -103,12 +106,14 @@ class ServiceOptions:
     canonical_host: str = _field("", read_host)
     acme_directory: str = _field("", read_string)
     acme_cache_path: str = _field("", read_string)
+    acme_eab_kid: str = _field("", read_string)  # extension: External Account Binding for ACME CAs
+    acme_eab_hmac_key: str = _field("", read_string)
     error_page_path: str = _field("", read_string)
     strip_prefix: bool = _field(defaults.STRIP_PATH_PREFIX, read_bool)
     writer_affinity_timeout: float = _duration_field(defaults.WRITER_AFFINITY_TIMEOUT)
     read_targets_accept_websockets: bool = _field(False, read_bool)
     exclude_metrics_paths: tuple[str, ...] = _field((), read_paths)
-    client_ip_header: str = _field("", read_string)
+    client_ip_header: str = _field("", read_optional_header_name)
 
     def normalized(self) -> ServiceOptions:
         return dataclasses.replace(
@@ -134,7 +139,7 @@ class HealthCheckConfig:
     port: int = _field(0, read_port)
     interval: float = _duration_field(defaults.HEALTH_CHECK_INTERVAL)
     timeout: float = _duration_field(defaults.HEALTH_CHECK_TIMEOUT)
-    host: str = _field("", read_string)
+    host: str = _field("", read_host_header)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -196,6 +201,10 @@ def validate_service_options(options: ServiceOptions) -> None:
                 raise OptionsError("cannot use a custom TLS certificate with a TLS on-demand URL")
             if options.canonical_host:
                 raise OptionsError("cannot set a canonical host when using a TLS on-demand URL")
+            try:
+                check_on_demand_url(options.tls_on_demand_url)
+            except OnDemandUrlError as exc:
+                raise OptionsError(str(exc)) from None
         elif "" in options.hosts:
             raise OptionsError("host must be set when using TLS")
         if any(p != "/" for p in options.path_prefixes):

@@ -30,13 +30,15 @@ from proxy.commands import (
 )
 from proxy.gotext import format_duration
 from proxy.health import Probe, probe
+from proxy.http.tls_rules import sync_entry_rules
 from proxy.lifecycle import ModeEvent, ServiceMode, next_mode
 from proxy.log import JsonLog
-from proxy.options import OptionsError, validate_service_options
+from proxy.options import OptionsError, ServiceOptions, validate_service_options
 from proxy.service import Service
 from proxy.service_map import ServiceMap
 from proxy.state import SavedService, StateFile
 from proxy.targets import InvalidTarget, TargetSet
+from proxy.tls import CertificateStore, ServiceTls, TlsConfigError, prepare_service_tls
 
 
 class ControlError(Exception):
@@ -45,12 +47,19 @@ class ControlError(Exception):
 
 class Router:
     def __init__(
-        self, *, log: JsonLog, state: StateFile, clock: Clock = LOOP_CLOCK, prober: Probe = probe
+        self,
+        *,
+        log: JsonLog,
+        state: StateFile,
+        clock: Clock = LOOP_CLOCK,
+        prober: Probe = probe,
+        tls: CertificateStore | None = None,
     ) -> None:
         self._log = log
         self._state = state
         self._clock = clock
         self._prober = prober
+        self._tls = tls
         self._services: dict[str, Service] = {}
         self._lock = asyncio.Lock()
         self._health_slots: asyncio.Semaphore | None = None
@@ -95,6 +104,7 @@ class Router:
             validate_service_options(options)
         except OptionsError as exc:
             raise ControlError(f"service options invalid: {exc}") from None
+        tls = await self._prepare_tls(cmd.service, options)
         try:
             target_set = self._target_set(cmd.service, cmd.targets, cmd.target_options)
         except InvalidTarget as exc:
@@ -153,6 +163,8 @@ class Router:
                 old = service.active
                 service.configure(options=options, target_options=cmd.target_options)
                 service.active = target_set
+            if self._tls is not None:
+                self._tls.set_service(tls, name=cmd.service)
             self._publish()
 
         self._log.info(
@@ -176,6 +188,8 @@ class Router:
             self._save(saved)
             del self._services[cmd.service]
             service.active.stop_health_checks()
+            if self._tls is not None:
+                self._tls.remove_service(cmd.service)
             self._publish()
         self._log.info("Removed", service=cmd.service)
 
@@ -289,6 +303,7 @@ class Router:
             self._log.error("Unable to restore service", path=path, service=entry.name, error=str(exc))
             return False
         target_set.mark_all_healthy()
+        self._restore_tls(entry.name, options)
         self._services[entry.name] = Service(
             name=entry.name,
             options=options,
@@ -308,6 +323,25 @@ class Router:
             self._log.error("Unable to keep a copy of the damaged state file", path=path, error=str(exc))
             return
         self._log.warn("Kept a copy of the damaged state file", path=path, copy=str(copy))
+
+    # ------------------------------------------------------------------ TLS
+    async def _prepare_tls(self, name: str, options: ServiceOptions) -> ServiceTls | None:
+        """Load and check the TLS settings (certificate files are read off the event loop)."""
+        if self._tls is None or not options.tls_enabled:
+            return None
+        try:
+            return await asyncio.to_thread(prepare_service_tls, name, options)
+        except TlsConfigError as exc:
+            self._log.error("Unable to configure TLS", service=name, error=str(exc))
+            raise ControlError(str(exc)) from None
+
+    def _restore_tls(self, name: str, options: ServiceOptions) -> None:
+        if self._tls is None or not options.tls_enabled:
+            return
+        try:
+            self._tls.set_service(prepare_service_tls(name, options), name=name)
+        except TlsConfigError as exc:
+            self._log.error("Unable to configure TLS", service=name, error=str(exc))
 
     def start_monitoring(self) -> None:
         """Restored multi-target services keep checking their targets' health."""
@@ -339,9 +373,11 @@ class Router:
 
     # ------------------------------------------------------------------ routing snapshot
     def _publish(self) -> None:
-        self.routes = ServiceMap(
+        routes = ServiceMap(
             (host, prefix, service)
             for service in self._services.values()
             for host in service.options.hosts
             for prefix in service.options.path_prefixes
         )
+        sync_entry_rules(self._services.values(), routes)
+        self.routes = routes

@@ -37,7 +37,8 @@ MAX_NAME = 255  # service names, host names
 TARGET_PATTERN = re.compile(r"^\w[-_.\w+]+(:\d+)?$", re.ASCII)
 # A host a service is bound to: a DNS name, optionally `*.`-prefixed; an empty string is the catch-all.
 HOST_PATTERN = re.compile(
-    r"^(\*\.)?[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?(\.[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?)*\.?$"
+    r"(\*\.)?[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?(\.[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?)*\.?"
+    r"|\[[0-9A-Fa-f:.]+\]"  # an IPv6 literal
 )
 HEADER_NAME_PATTERN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 SERVICE_NAME_PATTERN = re.compile(r"^[^\x00-\x20\x7f/]+$")
@@ -198,6 +199,15 @@ read_header_name = _matching(HEADER_NAME_PATTERN, "an HTTP header name", limit=M
 read_service_name = _matching(
     SERVICE_NAME_PATTERN, "a service name (no spaces, slashes or control characters)", limit=MAX_NAME
 )
+
+
+HOST_HEADER_PATTERN = re.compile(r"[^\x00-\x20\x7f]*")
+read_host_header = _matching(HOST_HEADER_PATTERN, "a Host header value (no spaces or control characters)")
+
+
+def read_optional_header_name(value: Any, where: str) -> str:
+    """A header name, or "" for none."""
+    return "" if value == "" else read_header_name(value, where)
 
 
 def read_strings(value: Any, where: str) -> tuple[str, ...]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from proxy import defaults
+from proxy.http.tls_rules import EntryRules
 from proxy.lifecycle import ModeEvent, ServiceMode, next_mode
 from proxy.log import quote
 from proxy.options import ServiceOptions, TargetOptions
@@ -29,6 +30,7 @@ class Service:
         "buffer_memory",
         "buffer_requests",
         "buffer_responses",
+        "entry",
         "forward_headers",
         "health_path",
         "held",
@@ -67,6 +69,7 @@ class Service:
         self.held: set[Held] = set()  # requests waiting for the service to resume
         self.options = options
         self.target_options = target_options
+        self.entry: EntryRules | None = None  # TLS / canonical-host rules; set when routes are published
         self.configure(options=options, target_options=target_options)
 
     def configure(self, *, options: ServiceOptions, target_options: TargetOptions) -> None:

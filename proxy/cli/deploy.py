@@ -17,6 +17,7 @@ from proxy.options import (
     TargetOptions,
     validate_service_options,
 )
+from proxy.tls import LETS_ENCRYPT_STAGING_DIRECTORY
 
 
 def _acme_cache_default() -> str:
@@ -45,6 +46,19 @@ FLAGS = [
     Flag("tls-certificate-path", "string", "", "Configure custom TLS certificate path (PEM format)"),
     Flag("tls-private-key-path", "string", "", "Configure custom TLS private key path (PEM format)"),
     Flag("tls-acme-cache-path", "string", "", "Directory to cache ACME certificates"),
+    Flag(
+        "tls-acme-directory",
+        "string",
+        "",
+        "ACME directory URL of the CA to use (default: Let's Encrypt); extension of kamal-proxy",
+    ),
+    Flag("tls-acme-eab-kid", "string", "", "ACME External Account Binding key ID; extension of kamal-proxy"),
+    Flag(
+        "tls-acme-eab-hmac-key",
+        "string",
+        "",
+        "ACME External Account Binding HMAC key (base64url); extension of kamal-proxy",
+    ),
     Flag(
         "tls-redirect", "bool", defaults.TLS_REDIRECT, "Redirect HTTP traffic to HTTPS (when TLS is enabled)"
     ),
@@ -153,6 +167,13 @@ def build(argv: list[str]) -> DeployCommand | None:
             f"they must all be set; missing [{missing}]"
         )
     tls = bool(v["tls"])
+    if v["tls-staging"] and v["tls-acme-directory"]:
+        raise FlagError("tls-staging and tls-acme-directory cannot be used together")
+    if bool(v["tls-acme-eab-kid"]) != bool(v["tls-acme-eab-hmac-key"]):
+        raise FlagError("tls-acme-eab-kid and tls-acme-eab-hmac-key must be set together")
+    acme_directory = str(v["tls-acme-directory"]) or (
+        LETS_ENCRYPT_STAGING_DIRECTORY if v["tls-staging"] else ""
+    )
     forward_headers = bool(v["forward-headers"]) if "forward-headers" in changed else not tls
     service_options = ServiceOptions(
         hosts=tuple(_strings(v["host"])),
@@ -163,7 +184,9 @@ def build(argv: list[str]) -> DeployCommand | None:
         tls_on_demand_url=str(v["tls-on-demand-url"]),
         tls_redirect=bool(v["tls-redirect"]),
         canonical_host=str(v["canonical-host"]),
-        acme_directory="https://acme-staging-v02.api.letsencrypt.org/directory" if v["tls-staging"] else "",
+        acme_directory=acme_directory,
+        acme_eab_kid=str(v["tls-acme-eab-kid"]),
+        acme_eab_hmac_key=str(v["tls-acme-eab-hmac-key"]),
         acme_cache_path=str(v["tls-acme-cache-path"]) or _acme_cache_default(),
         error_page_path=str(v["error-pages"]),
         strip_prefix=bool(v["strip-path-prefix"]),

@@ -222,18 +222,25 @@ class ClientConnection(asyncio.Protocol):
             exchange.reject(error.status)
 
     # ------------------------------------------------------------------ ClientSide
-    def respond(self, status: int, body: bytes, *, content_type: str, head_only: bool) -> None:
+    def respond(
+        self, status: int, body: bytes, *, content_type: str, head_only: bool, location: str = ""
+    ) -> None:
         exchange = self.exchange
         assert exchange is not None
         head = exchange.head
         if self.receiving and (head.content_length != 0 or head.chunked):
             # Unread body: answer now, close after (kamal-proxy's net/http does the same).
             self.keep_alive = False
-        if self.listener.closing:
+        if self.listener.closing or location:  # kamal-proxy's redirects say Connection: close
             self.keep_alive = False
         self._write(
             response_bytes(
-                status, body=body, keep_alive=self.keep_alive, head=head_only, content_type=content_type
+                status,
+                body=body,
+                keep_alive=self.keep_alive,
+                head=head_only,
+                content_type=content_type,
+                location=location,
             )
         )
         self._response_complete()

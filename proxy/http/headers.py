@@ -8,8 +8,8 @@ as kamal-proxy keeps one small middleware per rule:
 - ``add_request_id``: ``X-Request-Id`` is kept, or one is made;
 - ``add_request_start``: ``X-Request-Start: t=<ms>`` unless the client sent one;
 - ``add_upgrade``: an upgrade request keeps ``Connection: Upgrade`` and its ``Upgrade``;
-- ``add_forwarded``: ``X-Forwarded-For/Host/Proto`` are rebuilt from the connection and, with
-  forward-headers on, extend what the client sent;
+- ``add_forwarded``: ``X-Forwarded-For/Host/Proto`` (and ``-Port``, ours) are rebuilt from the
+  connection and, with forward-headers on, extend what the client sent;
 - ``add_kamal_target``: ``X-Kamal-Target`` names the target (extended likewise).
 
 Everything works on raw byte pairs as the parser delivered them; the kept fields are field lines
@@ -98,6 +98,7 @@ class RequestFields:
         "xff",
         "xfh",
         "xfp",
+        "xfport",
     )
 
     def __init__(
@@ -107,7 +108,15 @@ class RequestFields:
         user_agent: bytes = b"",
         content_type: bytes = b"",
         upgrade: bytes = b"",
-        forwarding: tuple[bytes, bytes, bytes, bytes, bytes, bool] = (b"", b"", b"", b"", b"", False),
+        forwarding: tuple[bytes, bytes, bytes, bytes, bytes, bool, bytes] = (
+            b"",
+            b"",
+            b"",
+            b"",
+            b"",
+            False,
+            b"",
+        ),
     ) -> None:
         # positional: one of these is made per request, and a keyword call of a class costs a dict
         self.lines = lines
@@ -115,12 +124,20 @@ class RequestFields:
         self.user_agent = user_agent
         self.content_type = content_type
         self.upgrade = upgrade
-        # X-Forwarded-For (the client's values, joined), -Host, -Proto, X-Kamal-Target, X-Request-Id
-        # and whether X-Request-Start was sent
-        self.xff, self.xfh, self.xfp, self.kamal_target, self.request_id, self.has_request_start = forwarding
+        # X-Forwarded-For (the client's values, joined), -Host, -Proto, X-Kamal-Target, X-Request-Id,
+        # whether X-Request-Start was sent, and X-Forwarded-Port
+        (
+            self.xff,
+            self.xfh,
+            self.xfp,
+            self.kamal_target,
+            self.request_id,
+            self.has_request_start,
+            self.xfport,
+        ) = forwarding
 
 
-_NO_FORWARDING = (b"", b"", b"", b"", b"", False)
+_NO_FORWARDING = (b"", b"", b"", b"", b"", False, b"")
 
 
 def scan_request(headers: Headers) -> RequestFields:
@@ -158,12 +175,16 @@ def scan_request(headers: Headers) -> RequestFields:
     return RequestFields(kept, host, user_agent, content_type, upgrade, forwarding)
 
 
-_REBUILT = frozenset({b"x-forwarded-for", b"x-forwarded-host", b"x-forwarded-proto", b"x-kamal-target"})
+_REBUILT = frozenset(
+    {b"x-forwarded-for", b"x-forwarded-host", b"x-forwarded-proto", b"x-forwarded-port", b"x-kamal-target"}
+)
 
 
-def _forwarding(x_fields: list[tuple[bytes, bytes]]) -> tuple[bytes, bytes, bytes, bytes, bytes, bool]:
+def _forwarding(
+    x_fields: list[tuple[bytes, bytes]],
+) -> tuple[bytes, bytes, bytes, bytes, bytes, bool, bytes]:
     """What the ``x-`` fields of a request say for the forwarding rules."""
-    xff = xfh = xfp = kamal_target = request_id = b""
+    xff = xfh = xfp = kamal_target = request_id = xfport = b""
     has_request_start = False
     for lname, value in x_fields:
         if lname == b"x-forwarded-for":
@@ -172,13 +193,15 @@ def _forwarding(x_fields: list[tuple[bytes, bytes]]) -> tuple[bytes, bytes, byte
             xfh = value
         elif lname == b"x-forwarded-proto":
             xfp = value
+        elif lname == b"x-forwarded-port":
+            xfport = value
         elif lname == b"x-kamal-target":
             kamal_target = value
         elif lname == b"x-request-id":
             request_id = value
         elif lname == b"x-request-start":
             has_request_start = True
-    return xff, xfh, xfp, kamal_target, request_id, has_request_start
+    return xff, xfh, xfp, kamal_target, request_id, has_request_start, xfport
 
 
 def add_request_id(fields: RequestFields) -> str:
@@ -201,18 +224,27 @@ def add_upgrade(fields: RequestFields) -> None:
     fields.lines.append(b"Connection: Upgrade\r\nUpgrade: " + fields.upgrade)
 
 
-def add_forwarded(fields: RequestFields, *, peer: bytes, scheme: bytes, trust_client: bool) -> None:
-    """X-Forwarded-For / -Host / -Proto: extended from the client's (trust_client) or replaced."""
+def add_forwarded(
+    fields: RequestFields, *, peer: bytes, scheme: bytes, port: bytes = b"", trust_client: bool
+) -> None:
+    """X-Forwarded-For / -Host / -Proto / -Port: extended from the client's (trust_client) or replaced.
+
+    X-Forwarded-Port (the listener's port; not sent by kamal-proxy) goes out when ``port`` is given.
+    """
     append = fields.lines.append
     if trust_client:
         xff = fields.xff
         append(b"X-Forwarded-For: " + (xff + b", " + peer if xff else peer))
         append(b"X-Forwarded-Host: " + (fields.xfh or fields.host))
         append(b"X-Forwarded-Proto: " + (fields.xfp or scheme))
+        if port:
+            append(b"X-Forwarded-Port: " + (fields.xfport or port))
     else:
         append(b"X-Forwarded-For: " + peer)
         append(b"X-Forwarded-Host: " + fields.host)
         append(b"X-Forwarded-Proto: " + scheme)
+        if port:
+            append(b"X-Forwarded-Port: " + port)
 
 
 def add_kamal_target(fields: RequestFields, target: bytes, *, trust_client: bool) -> None:

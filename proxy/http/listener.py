@@ -1,13 +1,13 @@
 """What every connection and exchange of one listener shares: routes, parsers, clock, timeouts, observers.
 
-Read on the hot path, never awaited. The daemon makes one per listening socket (plain HTTP today,
-HTTPS next: ``scheme`` is all the data plane needs to know about TLS) and calls the two sweeps.
+Read on the hot path, never awaited. The daemon makes one per listening socket (plain HTTP
+and HTTPS: ``scheme`` is all the data plane needs to know about TLS) and calls the two sweeps.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING
 
 from proxy import defaults
@@ -47,6 +47,7 @@ class Listener:
         idle_timeout: float = defaults.IDLE_TIMEOUT,
         connect_timeout: float = defaults.UPSTREAM_CONNECT_TIMEOUT,
         connect: Connector | None = None,
+        challenge_tokens: Mapping[str, str] | None = None,
     ) -> None:
         self.loop = loop
         self.clock = clock
@@ -56,10 +57,12 @@ class Listener:
         self.routes = routes
         self.request_parser = request_parser
         self.response_parser = response_parser
-        self.port = port
+        self.port = port  # (the property also sets port_b)
         self.scheme = scheme
         self.scheme_b = scheme.encode()
         self.is_tls = scheme == "https"
+        # ACME HTTP-01 answers by token: the certificate store's, read by the exchanges
+        self.challenge_tokens: Mapping[str, str] = challenge_tokens if challenge_tokens is not None else {}
         self.read_header_timeout = read_header_timeout
         self.idle_timeout = idle_timeout
         self.connect_timeout = connect_timeout
@@ -69,6 +72,17 @@ class Listener:
             set()
         )  # exchanges with a deadline: held, or waiting for a response head
         self.closing = False
+
+    @property
+    def port(self) -> int:
+        """The port clients use (the configured one), for the access log and X-Forwarded-Port."""
+        return self.client_port
+
+    @port.setter
+    def port(self, port: int) -> None:
+        # plain attributes for the hot path (a property read per request costs a call)
+        self.client_port = port
+        self.port_b = b"%d" % port
 
     def sweep_responses(self) -> None:
         """Time out exchanges past their deadline: --max-pause, the connect timeout, --target-timeout."""

@@ -307,7 +307,13 @@ def _body_allowed(status: int) -> bool:
 
 
 def response_bytes(
-    status: int, *, body: bytes, keep_alive: bool, head: bool = False, content_type: str = CONTENT_TYPE
+    status: int,
+    *,
+    body: bytes,
+    keep_alive: bool,
+    head: bool = False,
+    content_type: str = CONTENT_TYPE,
+    location: str = "",
 ) -> bytes:
     """A complete HTTP/1.1 response carrying ``body`` (an HTML page unless ``content_type`` says otherwise).
 
@@ -316,6 +322,8 @@ def response_bytes(
     """
     reason = status_text(status) or f"status code {status}"
     lines = []
+    if location:
+        lines.append(b"Location: " + location.encode("latin-1"))
     if content_type:
         lines.append(b"Content-Type: " + content_type.encode("latin-1"))
     allowed = _body_allowed(status)

@@ -56,6 +56,7 @@ class ProxyProcess:
         self.state_path = self.home / ".config" / "kamal-proxy" / "kamal-proxy.state"
         self.proc: subprocess.Popen[bytes] | None = None
         self.port = 0
+        self.https_port = 0
         self._log_offset = 0
 
     def start(self) -> ProxyProcess:
@@ -68,6 +69,8 @@ class ProxyProcess:
                     "proxy.cli.main",
                     "run",
                     "--http-port",
+                    "0",
+                    "--https-port",
                     "0",
                     "--bind",
                     "127.0.0.1",
@@ -86,6 +89,7 @@ class ProxyProcess:
             for entry in self.logs():
                 if entry.get("msg") == "Server started":
                     self.port = int(entry["http"])
+                    self.https_port = int(entry["https"])
                     return self
             if self.proc.poll() is not None:
                 raise RuntimeError(f"proxy exited: {self.log_path.read_text()}")

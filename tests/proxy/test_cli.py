@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.proxy.backend import Backend
+from tests.proxy.certs import CA
 from tests.proxy.conftest import ROOT, ProxyProcess, clean_env
 
 
@@ -216,11 +217,16 @@ def test_bad_control_request_leaves_config_intact(control_proxy: ProxyProcess, b
 def test_kamal_tls_and_error_pages_lines_are_accepted_and_stored(
     control_proxy: ProxyProcess, backend: Backend
 ) -> None:
+    tls_dir = control_proxy.tmp / "apps-config" / "tls" / "web"  # the certificate must load now
+    tls_dir.mkdir(parents=True)
+    CA.create().write_leaf(tls_dir, "app.example.com", stem="cert")
+    (tls_dir / "cert.crt").rename(tls_dir / "cert.pem")
+    (tls_dir / "cert.key").rename(tls_dir / "key.pem")
     result = bash(
         control_proxy,
         f'kamal-proxy deploy app-web --target="{backend.address}" --host="app.example.com" --tls '
-        '--tls-certificate-path="/home/kamal-proxy/.apps-config/app/tls/web/cert.pem" '
-        '--tls-private-key-path="/home/kamal-proxy/.apps-config/app/tls/web/key.pem" '
+        f'--tls-certificate-path="{tls_dir}/cert.pem" '
+        f'--tls-private-key-path="{tls_dir}/key.pem" '
         '--deploy-timeout="30s" --drain-timeout="30s" --health-check-path="/up" --tls-redirect="false" '
         '--buffer-requests --buffer-responses --max-request-body="40000000" '
         '--error-pages="/home/kamal-proxy/.apps-config/app/error_pages/abc123"',

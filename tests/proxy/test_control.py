@@ -48,6 +48,11 @@ BAD_REQUESTS: list[tuple[dict[str, Any], str]] = [
     (with_field("service_options", "path_prefixes", ["/a?b"]), "a URL path"),
     (with_field("service_options", "tls_certificate_path", "a\x00b"), "NUL"),
     (with_field("service_options", "hostz", ["a.test"]), "unknown field: service_options.hostz"),
+    (with_field("service_options", "client_ip_header", "X Real IP"), "an HTTP header name"),
+    (
+        with_field("target_options", "health_check_config", {"host": "a.test\r\nX-Evil: 1"}),
+        "target_options.health_check_config.host: must be a Host header value",
+    ),
     (with_field("", "extra", 1), "unknown field: extra"),
     (with_field("", "targets", []), "at least one target"),
     (with_field("", "targets", "web-1:3000"), "targets: must be a list"),
@@ -217,5 +222,22 @@ def test_a_client_that_never_finishes_its_request_is_answered_and_dropped(tmp_pa
         assert await reader.read() == b""
         writer.close()
         await server.close()
+
+    run(scenario())
+
+
+def test_closing_removes_the_socket_only_while_it_is_still_ours(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        path = tmp_path / "c.sock"
+        first = ControlServer(path=path, handler=lambda c: asyncio.sleep(0), errors=())
+        await first.start()
+        await first.close()
+        assert not path.exists()
+        await first.start()
+        other = tmp_path / "other"
+        other.write_bytes(b"")  # made while the socket exists: another inode
+        other.replace(path)  # someone else's file at the path now
+        await first.close()
+        assert path.exists()
 
     run(scenario())

@@ -100,6 +100,8 @@ WRONG: dict[Callable[..., Any], Strategy] = {
     schema.read_paths: bad_list(bad_path),
     schema.read_header_names: bad_list(bad_header),
     schema.read_strings: bad_list(bad_string),
+    schema.read_host_header: texts("a b", "a\r\nX: 1", "a\x00", "\t"),
+    schema.read_optional_header_name: bad_header.filter(lambda v: v != ""),
 }
 
 SECTIONS: dict[str, type] = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import resource
 import socket
@@ -12,8 +13,10 @@ from pathlib import Path
 
 import httpx
 
+from proxy.daemon import Daemon, DaemonConfig, RateLimited
 from tests.proxy.backend import Backend
 from tests.proxy.conftest import ProxyProcess, clean_env
+from tests.proxy.control_plane import CapturedLog
 
 
 def entry(name: str, target: str, host: str, **overrides: object) -> dict[str, object]:
@@ -174,3 +177,77 @@ def test_running_out_of_file_descriptors_is_logged_and_recovers(tmp_path: Path, 
         for client in clients:
             client.close()
         proxy.stop()
+
+
+def test_recurring_errors_are_logged_once_per_interval_with_a_repeat_count() -> None:
+    log = CapturedLog()
+    limited = RateLimited(log=log, interval=10.0)
+    assert limited.error(100.0, "Unable to accept connections: too many open files", connections=5)
+    for now in (101.0, 105.0, 109.9):
+        assert not limited.error(now, "Unable to accept connections: too many open files", connections=5)
+    assert limited.error(101.0, "Another problem")  # each message has its own limit
+    assert limited.error(110.0, "Unable to accept connections: too many open files", connections=7)
+    entries = log.entries("Unable to accept connections: too many open files")
+    assert [(e["level"], e["connections"], e.get("repeated")) for e in entries] == [
+        ("ERROR", 5, None),
+        ("ERROR", 7, 3),
+    ]
+    log.close()
+
+
+def test_event_loop_error_reports_go_to_the_json_log(tmp_path: Path) -> None:
+    """asyncio reports a failed accept (EMFILE) through the loop's exception handler."""
+    log = CapturedLog()
+    daemon = Daemon(config=DaemonConfig(socket_path=tmp_path / "s", state_path=tmp_path / "state"), log=log)
+    loop = asyncio.new_event_loop()
+    try:
+        context = {
+            "message": "socket.accept() out of system resource",
+            "exception": OSError(24, "Too many open files"),
+        }
+        daemon._loop_error(loop, context)
+        daemon._loop_error(loop, context)
+    finally:
+        loop.close()
+    entries = log.entries("Event loop error")
+    assert len(entries) == 1
+    assert entries[0]["error"] == "socket.accept() out of system resource"
+    assert entries[0]["exception"] == "OSError: [Errno 24] Too many open files"
+    log.close()
+
+
+ISSUE_REQUESTS = [
+    b'{"command":"deploy","args":{"service":"app","targets":["web:80"],"service_options":{"hosts":"a.test"}}}',
+    b'{"command":"deploy","args":{"service":"app","targets":["web:80"],"service_options":"x"}}',
+    b'{"command":"deploy","args":{"service":"app","targets":["web:80"],"target_options":{"buffer_requests":"no"}}}',
+    b'{"command":"deploy","args":{"service":"app","targets":["web:80"],'
+    b'"target_options":{"max_request_body_size":"100"}}}',
+    b'{"command":"deploy","args":{"service":"app","targets":["web:80"],"deployment_options":{"drain_timeout":NaN}}}',
+    b'{"command":"deploy","args":{"service":"app","targets":["web:80"],"target_options":{"response_timeout":1e400}}}',
+    b'{"command":"list"',
+    b"x" * 2_000_000,
+]
+
+
+def test_the_issues_bad_commands_over_the_real_socket_change_nothing(
+    control_proxy: ProxyProcess, backend: Backend
+) -> None:
+    proxy = control_proxy
+    proxy.deploy("app", backend.address, args=("--host=app.test",))
+    state, listing = proxy.state_path.read_bytes(), proxy.ctl("list", "--json").stdout
+    for raw in ISSUE_REQUESTS:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(10)
+            sock.connect(str(proxy.socket))
+            try:
+                sock.sendall(raw + b"\n")
+            except OSError:
+                pass  # the daemon answered and closed before the oversized request was all sent
+            reply = json.loads(sock.makefile("rb").readline())
+        assert reply["ok"] is False and reply["error"], raw[:80]
+        assert proxy.state_path.read_bytes() == state
+        assert proxy.ctl("list", "--json").stdout == listing
+    assert (
+        httpx.post(proxy.url("/echo"), headers={"Host": "app.test"}, content=b"x" * 1000).status_code == 200
+    )
+    proxy.deploy("other", backend.address, args=("--host=other.test",))  # the control plane still works

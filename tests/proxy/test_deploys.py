@@ -125,8 +125,10 @@ def test_no_healthy_target_is_503_until_one_recovers(
 
 
 def test_host_routing_exact_wildcard_and_catch_all(
-    proxy: ProxyProcess, backend: Backend, backend2: Backend
+    control_proxy: ProxyProcess, backend: Backend, backend2: Backend
 ) -> None:
+    # The lookup rules are ServiceMap's (test_service_map.py); this is them through the real daemon.
+    proxy = control_proxy
     third = Backend("three")
     try:
         proxy.deploy("exact", backend.address, args=("--host=app.example.com,www.example.com",))

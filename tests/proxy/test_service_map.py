@@ -39,3 +39,12 @@ def test_service_map_lookup_is_one_dict_access_for_many_hosts() -> None:
     m: ServiceMap[int] = ServiceMap((f"s{i}.example.com", "/", i) for i in range(10_000))
     assert m.lookup("s9999.example.com", "/x") == (9999, "/")
     assert len(m) == 10_000
+
+
+def test_conflicts_are_bindings_another_service_owns() -> None:
+    m: ServiceMap[str] = ServiceMap([("a.test", "/", "one"), ("a.test", "/api", "two"), ("", "/", "default")])
+    assert m.conflicts(None, ["a.test"], ["/"])  # a new service may not take one's binding
+    assert not m.conflicts("one", ["a.test"], ["/"])  # its own: a redeploy
+    assert m.conflicts("one", ["a.test"], ["/", "/api"])
+    assert not m.conflicts(None, ["*.a.test", "b.test"], ["/"])  # wildcard vs exact: distinct bindings
+    assert m.conflicts(None, [""], ["/"]) and not m.conflicts(None, [""], ["/x"])
