@@ -76,7 +76,7 @@ class Fields:
         self.transfer_encoding = transfer_encoding
         self.expect = expect
         self.connection = connection
-        self.upgrade = upgrade  # an Upgrade field is present
+        self.upgrade = upgrade  # a non-empty Upgrade field is present
 
     @classmethod
     def of(cls, headers: Iterable[tuple[bytes, bytes]]) -> Fields:
@@ -98,7 +98,7 @@ class Fields:
                 expect.append(value)
             elif lname == b"connection":
                 connection.append(value)
-            elif lname == b"upgrade":
+            elif lname == b"upgrade" and value:  # (an empty one names no protocol: llhttp)
                 upgrade = True
         return cls(
             hosts=hosts,

@@ -81,7 +81,7 @@ def _other_field(f: Fields, kind: int, value: bytes) -> None:
         f.content_length = (*f.content_length, value)
     elif kind == _EXPECT:
         f.expect = (*f.expect, value)
-    else:
+    elif value:  # Upgrade (an empty one names no protocol; llhttp ignores it too)
         f.upgrade = True
 
 
