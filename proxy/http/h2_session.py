@@ -37,6 +37,9 @@ from hyperframe.frame import GoAwayFrame
 MAX_CONCURRENT_STREAMS = 100  # Go's http2 server default
 MAX_HEADER_LIST_SIZE = 64 * 1024  # the HTTP/1 head limit, for the same request
 INITIAL_WINDOW_SIZE = 256 * 1024  # per stream: how much request body a client may send ahead
+# The connection's window: what all streams together may send ahead. Larger than one stream's, so a
+# stream whose upstream is slow (its bytes not yet acknowledged) does not stop the others.
+CONNECTION_WINDOW_SIZE = 16 * INITIAL_WINDOW_SIZE
 RAPID_RESET_FLOOR = 200  # resets a connection may always make
 CONTROL_FRAME_BURST = 200  # SETTINGS + PING frames allowed in a burst...
 CONTROL_FRAMES_PER_SECOND = 50.0  # ...and refilled at this rate
@@ -150,8 +153,11 @@ class H2Session:
     # -- input -------------------------------------------------------------------------------
 
     def initiate(self) -> None:
-        """Queue the server preface (our SETTINGS)."""
+        """Queue the server preface (our SETTINGS and the connection window)."""
         self._conn.initiate_connection()
+        self._conn.increment_flow_control_window(
+            CONNECTION_WINDOW_SIZE - self._conn.inbound_flow_control_window
+        )
 
     def receive_data(self, data: bytes) -> list[H2Event]:
         if self.ended is not None:
@@ -207,7 +213,7 @@ class H2Session:
     def _request(self, event: h2.events.RequestReceived) -> StreamHead | None:
         assert event.stream_id is not None and event.headers is not None
         method = target = scheme = authority = b""
-        host = b""
+        host = length = b""
         cookies: list[bytes] = []
         headers: list[tuple[bytes, bytes]] = []
         for name, value in _as_bytes(event.headers):
@@ -227,6 +233,13 @@ class H2Session:
                 cookies.append(value)
             elif name == b"host":
                 host = value
+            elif name == b"content-length":
+                if not value.isdigit() or (length and value != length):
+                    self._refuse(event.stream_id)  # smuggling: one decimal length, or none
+                    return None
+                if not length:
+                    length = value
+                    headers.append((name, value))
             else:
                 headers.append((name, value))
         host = authority or host
@@ -331,6 +344,10 @@ class H2Session:
             frame.last_stream_id = self._last_stream_id
             frame.error_code = 0
             self._goaway = frame.serialize()
+
+    def queued(self, stream_id: int) -> bool:
+        """Response bytes of this stream still wait for the client's window."""
+        return stream_id in self._pending
 
     @property
     def open_streams(self) -> int:
