@@ -408,7 +408,6 @@ class H2Connection(asyncio.Protocol):
     def _ended(self, event: ConnectionEnded) -> None:
         if event.error_code:
             self.listener.log.info("HTTP/2 connection ended", client_addr=self.peer_ip, reason=event.reason)
-        self.flush()
         self._close()
 
     def eof_received(self) -> bool:
@@ -439,7 +438,6 @@ class H2Connection(asyncio.Protocol):
             del self.streams[stream.stream_id]
         if not self.streams:
             if self.going_away or self.listener.closing:
-                self.flush()
                 self._close()
             else:
                 self.deadline = self.listener.now() + self.listener.idle_timeout
@@ -472,6 +470,9 @@ class H2Connection(asyncio.Protocol):
             transport.write(data)
 
     def _close(self) -> None:
+        """Close after what is queued (a GOAWAY included) went out."""
+        self.corked = False
+        self.flush()
         self.closed = True
         transport = self.transport
         if transport is not None:

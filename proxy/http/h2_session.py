@@ -276,7 +276,8 @@ class H2Session:
     def _end(self, reason: str, code: int) -> ConnectionEnded:
         if self.ended is None:
             self.ended = ConnectionEnded(reason, code)
-            self._conn.close_connection(error_code=code)
+            if self._conn.state_machine.state is not h2.connection.ConnectionState.CLOSED:
+                self._conn.close_connection(error_code=code)  # (h2 sent its own on a protocol error)
         return self.ended
 
     # -- output ------------------------------------------------------------------------------
