@@ -55,7 +55,7 @@ class AccessLog:
             f'"request_id":{conn.request_id_json or quote(conn.request_id)},"status":{conn.status or 200},'
             f'"service":{service.name_json if service is not None else chr(34) * 2},'
             f'"target":{target.address_json if target is not None else chr(34) * 2},'
-            f'"duration":{int((now - conn.started) * 1e9)},"method":{_method(conn.method)},'
+            f'"duration":{int((now - conn.started) * 1e9)},"method":{_METHODS.get(conn.method) or _method(conn.method)},'
             f'"req_content_length":{req_length},"req_content_type":{quote(conn.req_content_type)},'
             f'"resp_content_length":{conn.resp_bytes},"resp_content_type":{quote(conn.resp_content_type)},'
             f"{conn.client_json},"

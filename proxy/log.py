@@ -59,6 +59,7 @@ class JsonLog:
         self._lock = threading.Lock()
         self._queue: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
         self._clock = _Clock()
+        self.timestamp: Callable[[float], str] = self._clock.stamp  # RFC 3339, from time.time()
         self._thread = threading.Thread(target=self._writer, name="log-writer", daemon=True)
         self._thread.start()
 
@@ -116,9 +117,6 @@ class JsonLog:
     def debug(self, msg: str, **attrs: Any) -> None:
         if self.debug_enabled:
             self.emit("DEBUG", msg, **attrs)
-
-    def timestamp(self, now: float) -> str:
-        return self._clock.stamp(now)
 
     def flush(self) -> None:
         if not self._lines:

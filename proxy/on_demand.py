@@ -79,11 +79,11 @@ class OnDemand:
         self._loop = loop
         self._log = log
         self._local = local
-        self._approved: dict[str, set[str]] = {}
+        self._approved: dict[tuple[str, str], set[str]] = {}  # (service, URL) → approved hosts
 
     async def approve(self, service: str, url: str, host: str) -> None:
         """Return when ``host`` may get a certificate; raise ``Denied`` otherwise."""
-        approved = self._approved.setdefault(service, set())
+        approved = self._approved.setdefault((service, url), set())  # a new URL asks again
         if host in approved:
             return
         target = check_url(url, host)
@@ -104,9 +104,6 @@ class OnDemand:
             self._log.warn("TLS on-demand check denied host", host=host, status=status, body=text)
             raise Denied(f"{host} is not allowed to get a certificate (status: {status}, body: {text!r})")
         approved.add(host)
-
-    def forget(self, service: str) -> None:
-        self._approved.pop(service, None)
 
 
 def ask_external(url: str) -> tuple[int, bytes]:

@@ -13,6 +13,7 @@ bounded by ``MAX_HELLO_BYTES``.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 RECORD_HEADER = 5
@@ -24,6 +25,7 @@ EXT_SERVER_NAME = 0
 EXT_ALPN = 16
 HOST_NAME = 0
 MAX_NAME = 253
+_HOST_NAME = re.compile(rb"[A-Za-z0-9\-._*]+")  # what a DNS name (or a wildcard) may hold
 
 
 class HelloError(ValueError):
@@ -78,100 +80,103 @@ def _handshake_bytes(data: bytes) -> bytes | Incomplete:
             return bytes(out[4:total])
 
 
-class _Reader:
-    __slots__ = ("data", "pos")
-
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-        self.pos = 0
-
-    def take(self, n: int) -> bytes:
-        end = self.pos + n
-        if end > len(self.data):
-            raise HelloError("truncated ClientHello")
-        out = self.data[self.pos : end]
-        self.pos = end
-        return out
-
-    def u8(self) -> int:
-        return self.take(1)[0]
-
-    def u16(self) -> int:
-        return int.from_bytes(self.take(2), "big")
-
-    def vector8(self) -> bytes:
-        return self.take(self.u8())
-
-    def vector16(self) -> bytes:
-        return self.take(self.u16())
-
-    @property
-    def done(self) -> bool:
-        return self.pos >= len(self.data)
-
-
 def _parse_body(body: bytes) -> ClientHello:
-    r = _Reader(body)
-    r.take(2 + 32)  # legacy_version, random
-    r.vector8()  # legacy_session_id
-    if r.u16() % 2:
-        raise HelloError("odd cipher suite list")
-    r.pos -= 2
-    r.vector16()  # cipher_suites
-    r.vector8()  # legacy_compression_methods
+    """Walk the hello with plain index arithmetic (this runs once per TLS connection)."""
+    span = _extensions(body)
+    if span is None:
+        return ClientHello(server_name="", alpn=())  # no extensions at all (TLS 1.2 allows it)
+    pos, end = span
     name = ""
     alpn: tuple[str, ...] = ()
-    if r.done:
-        return ClientHello(server_name=name, alpn=alpn)  # no extensions at all (TLS 1.2 allows it)
-    extensions = _Reader(r.vector16())
-    if not r.done:
-        raise HelloError("trailing bytes after extensions")
     seen: set[int] = set()
-    while not extensions.done:
-        kind = extensions.u16()
-        data = extensions.vector16()
+    while pos < end:
+        if pos + 4 > end:
+            raise HelloError("truncated ClientHello")
+        kind = (body[pos] << 8) | body[pos + 1]
+        size = (body[pos + 2] << 8) | body[pos + 3]
+        pos += 4
+        if pos + size > end:
+            raise HelloError("truncated ClientHello")
         if kind in seen:
             raise HelloError("duplicate extension")
         seen.add(kind)
         if kind == EXT_SERVER_NAME:
-            name = _server_name(data)
+            name = _server_name(body[pos : pos + size])
         elif kind == EXT_ALPN:
-            alpn = _alpn(data)
+            alpn = _alpn(body[pos : pos + size])
+        pos += size
     return ClientHello(server_name=name, alpn=alpn)
 
 
+def _extensions(body: bytes) -> tuple[int, int] | None:
+    """Where the extensions block starts and ends, past the fixed fields; None when there is none."""
+    n = len(body)
+    pos = 2 + 32  # legacy_version, random
+    if pos >= n:
+        raise HelloError("truncated ClientHello")
+    pos += 1 + body[pos]  # legacy_session_id
+    if pos + 2 > n:
+        raise HelloError("truncated ClientHello")
+    suites = (body[pos] << 8) | body[pos + 1]
+    if suites % 2:
+        raise HelloError("odd cipher suite list")
+    pos += 2 + suites  # cipher_suites
+    if pos >= n:
+        raise HelloError("truncated ClientHello")
+    pos += 1 + body[pos]  # legacy_compression_methods
+    if pos == n:
+        return None
+    if pos + 2 > n:
+        raise HelloError("truncated ClientHello")
+    end = pos + 2 + ((body[pos] << 8) | body[pos + 1])
+    if end > n:
+        raise HelloError("truncated ClientHello")
+    if end != n:
+        raise HelloError("trailing bytes after extensions")
+    return pos + 2, end
+
+
+def _list(data: bytes, what: str) -> bytes:
+    """The one 16-bit-length list an extension's data must consist of."""
+    if len(data) < 2 or 2 + ((data[0] << 8) | data[1]) != len(data):
+        raise HelloError(f"bad {what} extension")
+    return data[2:]
+
+
 def _server_name(data: bytes) -> str:
-    outer = _Reader(data)
-    names = _Reader(outer.vector16())
-    if not outer.done:
-        raise HelloError("bad server_name extension")
+    names = _list(data, "server_name")
+    pos, n = 0, len(names)
     found = ""
-    while not names.done:
-        kind = names.u8()
-        value = names.vector16()
+    while pos < n:
+        if pos + 3 > n:
+            raise HelloError("truncated ClientHello")
+        kind = names[pos]
+        size = (names[pos + 1] << 8) | names[pos + 2]
+        value = names[pos + 3 : pos + 3 + size]
+        pos += 3 + size
+        if pos > n:
+            raise HelloError("truncated ClientHello")
         if kind != HOST_NAME or found:
             continue
         if not value or len(value) > MAX_NAME + 1:
             raise HelloError("bad server name length")
-        try:
-            text = value.decode("ascii")
-        except UnicodeDecodeError:
-            raise HelloError("server name is not ASCII") from None
-        if not all(c.isalnum() or c in "-._*" for c in text):
+        if _HOST_NAME.fullmatch(value) is None:
             raise HelloError("bad character in server name")
-        found = text.lower().rstrip(".")
+        found = value.decode("ascii").lower().rstrip(".")
     return found
 
 
 def _alpn(data: bytes) -> tuple[str, ...]:
-    outer = _Reader(data)
-    protocols = _Reader(outer.vector16())
-    if not outer.done:
-        raise HelloError("bad ALPN extension")
+    protocols = _list(data, "ALPN")
+    pos, n = 0, len(protocols)
     out = []
-    while not protocols.done:
-        proto = protocols.vector8()
-        if not proto:
+    while pos < n:
+        size = protocols[pos]
+        if not size:
             raise HelloError("empty ALPN protocol name")
-        out.append(proto.decode("latin-1"))
+        end = pos + 1 + size
+        if end > n:
+            raise HelloError("truncated ClientHello")
+        out.append(protocols[pos + 1 : end].decode("latin-1"))
+        pos = end
     return tuple(out)

@@ -171,64 +171,74 @@ def refuse(conn: socket.socket, size: int) -> None:
 class _PendingHello:
     """One accepted connection until its ClientHello is complete."""
 
-    __slots__ = ("conn", "fd", "listener", "timer", "wakeups")
+    __slots__ = ("conn", "fd", "listener", "lowat", "timer", "wakeups", "watching")
 
     def __init__(self, listener: TlsListener, conn: socket.socket) -> None:
         self.listener = listener
         self.conn = conn
         self.fd = conn.fileno()
         self.wakeups = 0
+        self.lowat = False  # SO_RCVLOWAT raised while waiting for the rest of the hello
+        self.watching = False  # a reader and a timer are registered
         self.timer: asyncio.TimerHandle | None = None
 
     def start(self) -> None:
+        if self._peek():  # the hello has usually arrived with the connection: no reader, no timer
+            return
         loop = self.listener.loop
         self.timer = loop.call_later(self.listener.hello_timeout, self._timed_out)
         loop.add_reader(self.fd, self._readable)
+        self.watching = True
 
     def _readable(self) -> None:
         self.wakeups += 1
+        self._peek()
+
+    def _peek(self) -> bool:
+        """Look at what the kernel holds; True once the connection was handed over or refused."""
         try:
             data = self.conn.recv(MAX_HELLO_BYTES, socket.MSG_PEEK)
         except (BlockingIOError, InterruptedError):
-            return
+            return False
         except OSError as exc:
-            self._fail(f"read error: {exc}")
-            return
+            return self._fail(f"read error: {exc}")
         if not data:
-            self._fail("closed before the ClientHello")
-            return
+            return self._fail("closed before the ClientHello")
         try:
             result = parse_client_hello(data)
         except HelloError as exc:
-            self._fail(str(exc))
-            return
+            return self._fail(str(exc))
         if isinstance(result, Incomplete):
             if result.need > MAX_HELLO_BYTES or self.wakeups > MAX_WAKEUPS:
-                self._fail("ClientHello too large or too slow")
-                return
+                return self._fail("ClientHello too large or too slow")
             # wake up only once the kernel holds what is still missing
             self.conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, result.need)
-            return
+            self.lowat = True
+            return False
         self._stop_watching()
-        if self.wakeups > 1:
+        if self.lowat:
             self.conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, 1)
         self.listener.forget(self)
         self.listener.chosen(self.conn, result, len(data))
+        return True
 
     def _timed_out(self) -> None:
         self.timer = None
         self._fail("ClientHello timeout")
 
     def _stop_watching(self) -> None:
-        self.listener.loop.remove_reader(self.fd)
+        if self.watching:
+            self.watching = False
+            self.listener.loop.remove_reader(self.fd)
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
 
-    def _fail(self, reason: str) -> None:
+    def _fail(self, reason: str) -> bool:
         self._stop_watching()
         self.conn.close()
         self.listener.refused(self, reason)
+        return True
 
     def close(self) -> None:
         self._stop_watching()

@@ -102,8 +102,12 @@ TRANSITIONS: dict[tuple[ExchangeState, ExchangeEvent], ExchangeState] = {
 
 
 # Enum members as module constants: reading ``ExchangeState.X`` goes through the enum class each time,
-# which costs more than the rest of a state check. The common path's moves are looked up in
-# TRANSITIONS inline (an illegal move raises KeyError there).
+# which costs more than the rest of a state check. The common path's moves are looked up inline in
+# _MOVES, the same table indexed by state then event (an illegal move raises KeyError there).
+_MOVES: dict[ExchangeState, dict[ExchangeEvent, ExchangeState]] = {state: {} for state in _S}
+for (_state, _event), _next in TRANSITIONS.items():
+    _MOVES[_state][_event] = _next
+
 _SEND, _RESPONSE_HEAD, _ANSWER, _FINISH = _E.SEND, _E.RESPONSE_HEAD, _E.ANSWER, _E.FINISH
 _ROUTING, _HELD, _BUFFERING, _WAITING = _S.ROUTING, _S.HELD, _S.BUFFERING, _S.WAITING
 _STREAMING, _TUNNEL, _ANSWERED, _DONE = _S.STREAMING, _S.TUNNEL, _S.ANSWERED, _S.DONE
@@ -170,23 +174,39 @@ class ClientSide(Protocol):
         ...
 
 
+class Connecting:
+    """A new upstream connection on its way, and what waits for it."""
+
+    __slots__ = ("deadline", "pending", "pending_bytes", "response_deadline", "task")
+
+    def __init__(
+        self,
+        *,
+        task: asyncio.Future[tuple[asyncio.BaseTransport, UpstreamConnection]],
+        pending: list[bytes],
+        deadline: float,
+        response_deadline: float,
+    ) -> None:
+        self.task = task
+        self.pending = pending  # bytes for the upstream (the head first), written once connected
+        self.pending_bytes = 0  # body bytes among them: past the high-water mark the client is paused
+        self.deadline = deadline  # the connect timeout
+        self.response_deadline = response_deadline  # --target-timeout, which applies once connected
+
+
 # ---------------------------------------------------------------------------------- the exchange
 class Exchange(ExchangeRecord):
     __slots__ = (
         "client",
-        "connect_deadline",
         "connecting",
         "deadline",
         "fields",
         "listener",
-        "pending",
-        "pending_bytes",
         "raw_path",
         "raw_query",
         "request_buffer",
         "request_complete",
         "response_buffer",
-        "response_deadline",
         "response_lines",
         "retried",
         "state",
@@ -200,7 +220,7 @@ class Exchange(ExchangeRecord):
         self.head = head
         self.method = head.method
         self.client_json = client.client_json
-        self.port = listener.port
+        self.port = listener.client_port
         self.scheme = listener.scheme
         self.started = time.time()
         self.path = self.query = self.host = self.request_id = self.request_id_json = ""
@@ -217,17 +237,13 @@ class Exchange(ExchangeRecord):
         self.fields: rules.RequestFields | None = None
         self.raw_path = self.raw_query = self.upstream_head = b""
         self.upstream: UpstreamConnection | None = None
-        self.pending: list[bytes] | None = None  # bytes for the upstream while it connects
-        self.pending_bytes = 0
-        self.connecting: asyncio.Future[tuple[asyncio.BaseTransport, UpstreamConnection]] | None = None
+        self.connecting: Connecting | None = None  # a new upstream connection on its way
         self.request_complete = False  # the whole request went upstream
         self.response_lines: list[bytes] = []  # a buffered response's head, until its end
         self.request_buffer: SpoolBuffer | None = None
         self.response_buffer: SpoolBuffer | None = None
         self.retried = False
         self.deadline = 0.0  # while in listener.awaiting: when timed_out is due (clock time)
-        self.response_deadline = 0.0  # --target-timeout after the head went out
-        self.connect_deadline = 0.0
 
     def _to(self, event: ExchangeEvent) -> None:
         self.state = next_exchange_state(self.state, event)
@@ -271,7 +287,7 @@ class Exchange(ExchangeRecord):
             return
         service, prefix = found
         self.service = service
-        if self._answered_for_tls(service, raw_path):
+        if (service.entry is not None or self.listener.is_tls) and self._answered_for_tls(service, raw_path):
             return
         if prefix != "/" and service.strip_prefix:
             raw_path = raw_path[len(prefix) :] or b"/"
@@ -337,7 +353,7 @@ class Exchange(ExchangeRecord):
 
     def finish(self) -> None:
         """Over: report it to the observers and let go of everything it held."""
-        self.state = TRANSITIONS[self.state, _FINISH]
+        self.state = _MOVES[self.state][_FINISH]
         self.listener.awaiting.discard(self)
         target = self.target
         if target is not None:
@@ -347,7 +363,6 @@ class Exchange(ExchangeRecord):
         if self.request_buffer is not None or self.response_buffer is not None:
             self._drop_buffers()
         self.fields = None
-        self.pending = None
 
     # ------------------------------------------------------------------ mode gate
     def _gate(self, service: Service) -> None:
@@ -415,45 +430,50 @@ class Exchange(ExchangeRecord):
     def _send_head(self) -> None:
         target = self.target
         assert target is not None
-        self.state = TRANSITIONS[self.state, _SEND]
+        self.state = _MOVES[self.state][_SEND]
         listener = self.listener
         timeout = self.service.response_timeout if self.service is not None else defaults.TARGET_TIMEOUT
-        self.deadline = self.response_deadline = listener.now() + timeout
+        self.deadline = listener.now() + timeout
         listener.awaiting.add(self)
         conn = target.take_idle()
         if conn is not None:
-            self._use(conn)
+            self.upstream = conn
+            conn.bind(self, method=self.head.method, upgrade=self.head.upgrade)
             conn.write(self.upstream_head)
         else:
-            self.pending = [self.upstream_head]
-            self.pending_bytes = 0
-            self._connect(target, self.pending)
+            self._connect(target)
 
     def _use(self, conn: UpstreamConnection) -> None:
         self.upstream = conn
         conn.bind(self, method=self.head.method, upgrade=self.head.upgrade)
 
-    def _connect(self, target: Target, pending: list[bytes]) -> None:
+    def _connect(self, target: Target) -> None:
+        """Open a new connection to ``target``; the request head (and body) wait in ``pending``."""
         listener = self.listener
 
         def factory() -> UpstreamConnection:
             return UpstreamConnection(target=target, parser=listener.response_parser())
 
         def connected(task: asyncio.Future[tuple[asyncio.BaseTransport, UpstreamConnection]]) -> None:
-            self._connected(task, pending)
+            self._connected(task, connecting)
 
-        self.connect_deadline = deadline = listener.now() + listener.connect_timeout
-        if deadline < self.deadline:
-            self.deadline = deadline
-        task = self.connecting = asyncio.ensure_future(
+        task = asyncio.ensure_future(
             listener.connect(factory, target.connect_host, target.port), loop=listener.loop
         )
+        connecting = self.connecting = Connecting(
+            task=task,
+            pending=[self.upstream_head],
+            deadline=listener.now() + listener.connect_timeout,
+            response_deadline=self.deadline,
+        )
+        if connecting.deadline < self.deadline:
+            self.deadline = connecting.deadline
         task.add_done_callback(connected)
 
     def _connected(
-        self, task: asyncio.Future[tuple[asyncio.BaseTransport, UpstreamConnection]], pending: list[bytes]
+        self, task: asyncio.Future[tuple[asyncio.BaseTransport, UpstreamConnection]], connecting: Connecting
     ) -> None:
-        if self.pending is not pending:  # that exchange is over, or timed out
+        if self.connecting is not connecting:  # that exchange is over, or timed out
             if not task.cancelled() and task.exception() is None:
                 task.result()[1].release()  # still a good connection: keep it for the next request
             return
@@ -461,7 +481,6 @@ class Exchange(ExchangeRecord):
         exc = None if task.cancelled() else task.exception()
         target = self.target
         if exc is not None or task.cancelled():
-            self.pending = None
             if target is not None:
                 target.forget_address()
             self._upstream_error(str(exc) if exc else "connect cancelled")
@@ -469,20 +488,21 @@ class Exchange(ExchangeRecord):
         transport, conn = task.result()
         if target is not None:
             target.remember_address(transport.get_extra_info("peername"))
-        self.deadline = self.response_deadline  # the connect deadline no longer applies
-        self.pending = None
+        self.deadline = connecting.response_deadline  # the connect deadline no longer applies
         self._use(conn)
-        conn.write_lines(pending)
+        conn.write_lines(connecting.pending)
         self.client.resume_reading(CONNECTING)
 
     def _to_upstream(self, data: bytes) -> None:
         upstream = self.upstream
         if upstream is not None:
             upstream.write(data)
-        elif self.pending is not None:
-            self.pending.append(data)
-            self.pending_bytes += len(data)
-            if self.pending_bytes > defaults.WRITE_HIGH_WATER:
+            return
+        connecting = self.connecting
+        if connecting is not None:
+            connecting.pending.append(data)
+            connecting.pending_bytes += len(data)
+            if connecting.pending_bytes > defaults.WRITE_HIGH_WATER:
                 self.client.pause_reading(CONNECTING)
 
     def upstream_pause_writing(self) -> None:
@@ -539,8 +559,7 @@ class Exchange(ExchangeRecord):
             # A pooled connection the target had closed: safe to try once on a fresh one.
             assert self.target is not None
             self.retried = True
-            self.pending = [self.upstream_head]
-            self._connect(self.target, self.pending)
+            self._connect(self.target)
             return
         self._upstream_error("connection closed by target")
 
@@ -577,7 +596,7 @@ class Exchange(ExchangeRecord):
             self.response_buffer = SpoolBuffer(memory=service.buffer_memory, limit=service.max_response_body)
             self.response_lines = lines  # held until the whole body is here
             return
-        self.state = TRANSITIONS[self.state, _RESPONSE_HEAD]
+        self.state = _MOVES[self.state][_RESPONSE_HEAD]
         self.client.send_head(status, head.reason, lines, length=head.content_length)
 
     def _response_body(self, data: bytes) -> None:
@@ -615,7 +634,7 @@ class Exchange(ExchangeRecord):
                 self.resp_bytes += len(piece)
                 client.send_body(piece)
             buffer.close()
-        self.state = TRANSITIONS[self.state, _ANSWER]
+        self.state = _MOVES[self.state][_ANSWER]
         client.end()
 
     # ------------------------------------------------------------------ errors and timeouts
@@ -642,11 +661,10 @@ class Exchange(ExchangeRecord):
     def _drop_upstream(self) -> None:
         upstream = self.upstream
         self.upstream = None
-        self.pending = None
         connecting = self.connecting
         if connecting is not None:
             self.connecting = None
-            connecting.cancel()
+            connecting.task.cancel()
         if upstream is not None:
             upstream.close()
 
@@ -663,7 +681,7 @@ class Exchange(ExchangeRecord):
             return
         if state is not _WAITING:
             return
-        if self.connecting is not None and self.connect_deadline <= now and self.target is not None:
+        if self.connecting is not None and self.connecting.deadline <= now and self.target is not None:
             self.target.forget_address()  # the next connect looks the name up again
         self._upstream_failed_response(504)
 
@@ -686,10 +704,11 @@ class Exchange(ExchangeRecord):
         self._upstream_failed_response(status)
 
     def _answered_for_tls(self, service: Service, raw_path: bytes) -> bool:
-        """ACME HTTP-01 answers, 503 for https to a service without TLS, redirects (``tls_rules``)."""
+        """ACME HTTP-01 answers, 503 for https to a service without TLS, redirects (``tls_rules``).
+
+        Called only when TLS matters: on the TLS listener, or for a service with TLS settings.
+        """
         listener = self.listener
-        if service.entry is None and not listener.is_tls:
-            return False
         answer = entry_answer(
             service.entry,
             is_tls=listener.is_tls,

@@ -45,6 +45,3 @@ class FlowControl:
         self.paused = now = was & ~reason
         if not now and self.transport is not None:
             self.transport.resume_reading()
-
-    def holds(self, reason: int) -> bool:
-        return bool(self.paused & reason)

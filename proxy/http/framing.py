@@ -51,8 +51,6 @@ METHODS: Final = frozenset(
     b"UNSUBSCRIBE PATCH PURGE MKCALENDAR LINK UNLINK SOURCE QUERY".split()
 )
 
-_DIGITS = frozenset(b"0123456789")
-
 
 class Fields:
     """What the framing and connection rules need from a header section.
@@ -124,11 +122,20 @@ def connection_options(values: Sequence[bytes]) -> set[bytes]:
 _NO_TOKENS: frozenset[bytes] = frozenset()
 
 
+# The tokens of the usual single Connection values, by their spelling on the wire.
+_KNOWN_TOKENS: dict[bytes, tuple[bytes]] = {
+    spelling: (spelling.lower(),)
+    for spelling in (b"keep-alive", b"Keep-Alive", b"close", b"Close", b"upgrade", b"Upgrade")
+}
+
+
 def _tokens(values: Sequence[bytes]) -> Collection[bytes]:
     if not values:
         return _NO_TOKENS
-    if len(values) == 1 and values[0].find(b",") < 0:  # the usual `keep-alive` or `close`
-        return (values[0].lower(),)
+    if len(values) == 1:
+        known = _KNOWN_TOKENS.get(values[0])
+        if known is not None:
+            return known
     return connection_options(values)
 
 
@@ -141,8 +148,6 @@ def keep_alive(version: bytes, tokens: Collection[bytes]) -> bool:
 
 def _body_framing(f: Fields) -> int | ParseError:
     """Content length of a message from its fields: UNKNOWN_LENGTH when chunked."""
-    if not f.transfer_encoding and not f.content_length:
-        return 0
     if f.transfer_encoding:
         if f.content_length:
             return ParseError(400, "Content-Length together with Transfer-Encoding")
@@ -153,7 +158,7 @@ def _body_framing(f: Fields) -> int | ParseError:
         if len(f.content_length) != 1:
             return ParseError(400, "more than one Content-Length")
         cl = f.content_length[0]
-        if not cl or len(cl) > 18 or not _DIGITS.issuperset(cl):
+        if not cl.isdigit() or len(cl) > 18:  # (ASCII digits only; below 2**63, as Go)
             return ParseError(400, "invalid Content-Length")
         return int(cl)
     return 0
@@ -207,13 +212,7 @@ def request_head(
             return content_length
     else:
         content_length = 0
-    conn = f.connection  # (_tokens, inlined on the hot path)
-    if not conn:
-        tokens: Collection[bytes] = _NO_TOKENS
-    elif len(conn) == 1 and conn[0].find(b",") < 0:
-        tokens = (conn[0].lower(),)
-    else:
-        tokens = connection_options(conn)
+    tokens = _tokens(f.connection)
     upgrade = f.upgrade and b"upgrade" in tokens
     if method == b"CONNECT":
         return ParseError(400, "CONNECT is not supported")

@@ -58,8 +58,9 @@ def _error(exc: h11.RemoteProtocolError) -> ParseError:
 
 
 _FIELD_CTL = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-_LIST_LENGTH = re.compile(rb"\ncontent-length:[^\r\n]*,", re.IGNORECASE)
-_TE_TAB = re.compile(rb"\ntransfer-encoding:[^\r\n]*\t *\r", re.IGNORECASE)  # llhttp: not chunked
+# (searched in the lower-cased head)
+_LIST_LENGTH = re.compile(rb"\ncontent-length:[^\r\n]*,")
+_TE_TAB = re.compile(rb"\ntransfer-encoding:[^\r\n]*\t *\r")  # llhttp: not chunked
 
 _TOKEN = rb"[-!#$%&'*+.^_`|~0-9a-zA-Z]"
 _QUOTED = rb'"(?:[\t !#-\[\]-~\x80-\xff]|\\[\t -~\x80-\xff])*"'
@@ -73,22 +74,24 @@ _TRAILER_LINE = re.compile(rb"(%b+):[ \t]*((?:[^\x00-\x08\x0a-\x1f\x7f])*?)[ \t]
 _MAX_CHUNK = (1 << 64) - 1
 
 
-_BARE_CR_LF = re.compile(rb"\r(?!\n)|(?<!\r)\n")
-
-
 def _raw_head_problem(raw: bytes, *, complete: bool = True) -> str | None:
     """What llhttp rejects in a head that h11 lets through (or, in an incomplete head, waits on)."""
     if not complete and raw[-1:] == b"\r":
         raw = raw[:-1]  # its LF may come next
-    if _BARE_CR_LF.search(raw):
+    crlf = raw.count(b"\r\n")
+    if raw.count(b"\r") != crlf or raw.count(b"\n") != crlf:
         return "line not ended by CRLF"
     if raw.find(b"\n ") >= 0 or raw.find(b"\n\t") >= 0:
         return "obsolete line folding"
     if _FIELD_CTL.search(raw, raw.find(b"\n") + 1):
         return "invalid header value character"
-    if _LIST_LENGTH.search(raw):
-        return "invalid Content-Length"
-    if _TE_TAB.search(raw):
+    low = raw.lower()
+    if low.find(b"\ncontent-length:") >= 0:
+        if _LIST_LENGTH.search(low):
+            return "invalid Content-Length"
+        if low.count(b"\ncontent-length:") > 1:  # h11 merges equal ones; llhttp refuses them
+            return "more than one Content-Length"
+    if low.find(b"\ntransfer-encoding:") >= 0 and _TE_TAB.search(low):
         return "unsupported Transfer-Encoding"
     return None
 

@@ -69,8 +69,7 @@ _FRAMING = {
     b"connection": _CONNECTION,
     b"upgrade": _UPGRADE,
 }
-_REQUEST_LENGTHS = frozenset(len(name) for name in _FRAMING)
-_RESPONSE_LENGTHS = frozenset(len(name) for name in _FRAMING if name not in (b"host", b"expect"))
+_LENGTHS = frozenset(len(name) for name in _FRAMING)
 _NONE: tuple[bytes, ...] = ()
 _VERSIONS = {"1.1": b"1.1", "1.0": b"1.0", "0.9": b"0.9"}
 
@@ -109,7 +108,6 @@ class _HttptoolsParser(ParserBase):
         "_state",
     )
     _what = "message"
-    _lengths: frozenset[int]  # of the names of the fields framing looks at
     _parser: Any
     _events: list[Any]
     _error: ParseError | None
@@ -220,23 +218,23 @@ class _HttptoolsParser(ParserBase):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         # Header fields of the head, or trailer fields (collected after the head was handed out).
-        raw_value = value
-        value = value.rstrip(b" \t")  # llhttp already skipped the leading whitespace
-        if len(name) in self._lengths:
+        if len(name) in _LENGTHS:
             kind = _FRAMING.get(name.lower())
             if kind is not None:
                 f = self._f
                 if kind == _HOST:
                     f.hosts += 1
                 elif kind == _CONNECTION:
-                    f.connection = (*f.connection, value)
+                    f.connection = (*f.connection, value.rstrip(b" \t"))
                 elif kind == _TE:
-                    value = value.lower()  # coding names are case-insensitive: as h11 does
-                    # (llhttp does not see "chunked" in "chunked<TAB>": framing must not either)
-                    f.transfer_encoding = (*f.transfer_encoding, raw_value.rstrip(b" ").lower())
+                    # lower-cased, as h11 does; and llhttp does not see "chunked" in
+                    # "chunked<TAB>" (it trims spaces only), so framing must not either
+                    f.transfer_encoding = (*f.transfer_encoding, value.rstrip(b" ").lower())
+                    value = value.lower()
                 else:
-                    _other_field(f, kind, value)
-        self._headers.append((name, value))
+                    _other_field(f, kind, value.rstrip(b" \t"))
+        # llhttp skipped the leading whitespace, not the trailing
+        self._headers.append((name, value.rstrip(b" \t")))
 
     def on_body(self, body: bytes) -> None:
         self._body_seen = True
@@ -247,7 +245,6 @@ class HttptoolsRequestParser(_HttptoolsParser, RequestParserBase):
     """Parses the requests a client sends (pipelined ones included) with httptools."""
 
     _what = "request"
-    _lengths = _REQUEST_LENGTHS
     __slots__ = ("_bare", "_ended", "_keep_alive", "_line", "_upgrading", "_url")
 
     def __init__(self, *, max_head_size: int) -> None:
@@ -394,7 +391,6 @@ class HttptoolsResponseParser(_HttptoolsParser, ResponseParserBase):
     """
 
     _what = "response"
-    _lengths = _RESPONSE_LENGTHS
     __slots__ = ("_head_buf", "_head_fed", "_keep_alive", "_reason", "_status", "_until_eof")
 
     def __init__(self, *, max_head_size: int) -> None:
@@ -545,3 +541,5 @@ class HttptoolsResponseParser(_HttptoolsParser, ResponseParserBase):
         self._events.append(END_OF_MESSAGE)
         if status >= 200:
             self._response_done(self._keep_alive)
+            if self._mode == DONE:  # stop llhttp here: nothing after this response is read
+                raise _Abort("connection closes after this response")

@@ -77,11 +77,12 @@ class Listener:
     @property
     def port(self) -> int:
         """The port clients use (the configured one), for the access log and X-Forwarded-Port."""
-        return self._port
+        return self.client_port
 
     @port.setter
     def port(self, port: int) -> None:
-        self._port = port
+        # plain attributes for the hot path (a property read per request costs a call)
+        self.client_port = port
         self.port_b = b"%d" % port
 
     def sweep_responses(self) -> None:

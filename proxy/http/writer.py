@@ -3,7 +3,7 @@
 A head is given as its field lines (``Name: value``, no CRLF), the shape the header rules in
 ``headers.py`` produce, so the whole head is built with one join. Bodies are framed by the
 ``Framing`` the head announced: a Content-Length body and a close-delimited body go out as they are,
-a chunked body as chunks and a last chunk. Nothing here owns a socket.
+a chunked body as ``chunk()`` pieces and ``LAST_CHUNK``. Nothing here owns a socket.
 """
 
 from __future__ import annotations
@@ -24,10 +24,6 @@ class Framing(IntEnum):
     LENGTH = 0  # Content-Length (also: no body)
     CHUNKED = 1  # Transfer-Encoding: chunked
     CLOSE = 2  # until the connection closes (HTTP/1.0 clients, responses only)
-
-
-def field_line(name: bytes, value: bytes) -> bytes:
-    return name + COLON + value
 
 
 def request_head(method: bytes, path: bytes, query: bytes, lines: Lines) -> bytes:
@@ -70,15 +66,3 @@ def interim_response(status: int, reason: bytes, headers: list[tuple[bytes, byte
 def chunk(data: bytes) -> bytes:
     """One chunk of a chunked body. Empty data would end the body, so callers skip it."""
     return b"%x\r\n%b\r\n" % (len(data), data)
-
-
-def body(framing: Framing, data: bytes) -> bytes:
-    """A body piece framed for the wire (empty in, empty out)."""
-    if framing is Framing.CHUNKED and data:
-        return chunk(data)
-    return data
-
-
-def end_of_body(framing: Framing) -> bytes:
-    """What ends a body: the last chunk, or nothing (the length or the close says it)."""
-    return LAST_CHUNK if framing is Framing.CHUNKED else b""

@@ -249,11 +249,11 @@ def status_of(response: bytes) -> int:
     return int(response.split(b" ", 2)[1])
 
 
-def run(parser: str, scenario: Callable[[Harness], Awaitable[None]]) -> None:
+def run(parser: str, scenario: Callable[[Harness], Awaitable[None]], *, scheme: str = "http") -> None:
     """Run ``scenario`` on a fresh event loop with a fresh harness for ``parser``."""
 
     async def main() -> None:
-        harness = Harness(parser=cast(ParserKind, parser))
+        harness = Harness(parser=cast(ParserKind, parser), scheme=scheme)
         try:
             await scenario(harness)
         finally:

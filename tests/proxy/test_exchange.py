@@ -360,6 +360,23 @@ def test_connect_that_hangs_is_504_after_the_connect_timeout(parser: str) -> Non
     run(parser, scenario)
 
 
+def test_once_connected_the_target_timeout_runs_from_the_request_not_the_connect_deadline(
+    parser: str,
+) -> None:
+    async def scenario(h: Harness) -> None:
+        h.deploy("app", response_timeout=30.0)
+        conn, client = h.client()
+        conn.data_received(get())
+        await settle()
+        assert h.targets.connections  # connected at once
+        await h.advance(h.listener.connect_timeout + 1)
+        assert client.take() == b""  # the connect deadline no longer applies
+        await h.advance(30 - h.listener.connect_timeout)
+        assert status_of(client.take()) == 504
+
+    run(parser, scenario)
+
+
 def test_refused_connect_is_502_and_logged(parser: str) -> None:
     async def scenario(h: Harness) -> None:
         h.deploy("app", "app:3000")
@@ -536,6 +553,22 @@ def test_full_upstream_pauses_reading_the_client_and_a_full_client_pauses_the_up
         assert upstream_transport.reading_changes == ["pause"]
         conn.resume_writing()
         assert upstream_transport.reading_changes == ["pause", "resume"]
+
+    run(parser, scenario)
+
+
+def test_body_arriving_while_the_upstream_connects_is_held_then_sent_and_bounded(parser: str) -> None:
+    async def scenario(h: Harness) -> None:
+        h.deploy("app")
+        conn, client = h.client()
+        big = 300 * 1024
+        conn.data_received(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n" % big + b"x" * big)
+        assert h.targets.connections == [] and not client.reading  # over the mark while connecting
+        await settle()
+        upstream, _ = h.targets.last()
+        sent = upstream.take()
+        assert sent.startswith(b"POST / HTTP/1.1\r\n") and sent.endswith(b"x" * big)
+        assert client.reading
 
     run(parser, scenario)
 

@@ -66,3 +66,9 @@ def test_done_is_final_and_every_other_state_but_routing_can_finish() -> None:
     assert not any(s is S.DONE for s, _ in TRANSITIONS)
     finishing = {s for s, e in TRANSITIONS if e is E.FINISH}
     assert finishing == set(S) - {S.ROUTING, S.DONE}
+
+
+def test_the_inline_move_table_is_the_transition_table() -> None:
+    from proxy.http.exchange import _MOVES
+
+    assert {(s, e): n for s, moves in _MOVES.items() for e, n in moves.items()} == TRANSITIONS

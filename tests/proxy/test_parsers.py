@@ -500,6 +500,11 @@ REQUEST_TABLE: list[tuple[str, bytes, list[Event]]] = [
         b"GET http://other.test/ HTTP/1.0\r\n\r\n",
         [req(b"/", [(b"Host", b"other.test")], version=b"1.0", keep_alive=False), EOM],
     ),
+    (
+        "two equal Content-Length fields",
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\ncontent-length: 1\r\n\r\nx",
+        [E400],
+    ),
     ("HTTP/0.9 request line: 400 at once", b"GET /\r\n", [E400]),
     (
         "HTTP/0.9 request line after a request",

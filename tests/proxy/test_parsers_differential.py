@@ -19,6 +19,7 @@ import os
 import re
 from collections.abc import Sequence
 
+import pytest
 from hypothesis import HealthCheck, assume, given, seed, settings
 from hypothesis import strategies as st
 
@@ -38,8 +39,11 @@ MAX_HEAD = 65536
 EXAMPLES = int(os.environ.get("PARSER_FUZZ_EXAMPLES", "0"))
 LONG = EXAMPLES > 0
 
+# a long run is bounded by its example count, not by the suite's per-test timeout
+pytestmark = pytest.mark.timeout(0 if LONG else 120)
+
 CI_SETTINGS = settings(
-    max_examples=EXAMPLES or 400,
+    max_examples=EXAMPLES or 300,
     derandomize=not LONG,
     deadline=None,
     database=None,

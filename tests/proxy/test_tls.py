@@ -7,6 +7,7 @@ import signal
 import socket
 import ssl
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from cryptography import x509
 
 from tests.proxy.backend import Backend
 from tests.proxy.certs import CA
-from tests.proxy.conftest import ProxyProcess, raw_request, read_response, status_of
+from tests.proxy.conftest import ProxyProcess, clean_env, raw_request, read_response, status_of
 
 HOST = "app.example.com"
 
@@ -470,3 +471,36 @@ def test_static_certificate_is_served_again_after_a_restart(
     proxy.start()
     assert served_serial(proxy, ca) == serial
     assert status_of(https_request(proxy, client_context(ca, proxy.tmp))) == 200
+
+
+def test_https_port_in_use_stops_the_start_with_exit_1(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        env = clean_env(HOME=str(tmp_path), KAMAL_PROXY_SOCKET=str(tmp_path / "s.sock"))
+        result = subprocess.run(
+            [sys.executable, "-m", "proxy.cli.main", "run", "--bind", "127.0.0.1", "--http-port", "0",
+             "--https-port", str(port)],
+            env=env, capture_output=True, text=True, timeout=20, cwd=tmp_path,
+        )  # fmt: skip
+    assert result.returncode == 1
+    assert "Unable to start server" in result.stdout
+
+
+def test_httpx_client_gets_the_page_and_a_redirect_over_both_schemes(
+    proxy: ProxyProcess, backend: Backend, ca: CA
+) -> None:
+    import httpx
+
+    deploy_static(proxy, ca, backend, HOST)
+    ctx = client_context(ca, proxy.tmp)
+    with httpx.Client(verify=ctx, follow_redirects=False) as client:
+        secure = client.get(
+            f"https://127.0.0.1:{proxy.https_port}/echo",
+            headers={"Host": HOST},
+            extensions={"sni_hostname": HOST},
+        )
+        assert secure.status_code == 200 and secure.headers["x-backend"] == "one"
+        plain = client.get(f"http://127.0.0.1:{proxy.port}/a?b", headers={"Host": HOST})
+        assert plain.status_code == 301 and plain.headers["location"] == f"https://{HOST}/a?b"

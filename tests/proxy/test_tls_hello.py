@@ -123,3 +123,20 @@ def test_hello_longer_than_the_bound_is_refused_before_it_is_buffered() -> None:
     with pytest.raises(HelloError):
         parse_client_hello(data + b"\x16\x03\x01\x10\x00")
     assert len(hello) < MAX_HELLO_BYTES
+
+
+def test_mutated_hellos_only_ever_parse_ask_for_more_or_raise_hello_error() -> None:
+    import random
+
+    rng = random.Random(8)
+    hello = real_hello("mutate.example.com", ["h2", "http/1.1"])
+    for _ in range(3000):
+        data = bytearray(hello)
+        for _ in range(rng.randint(1, 4)):
+            data[rng.randrange(len(data))] = rng.randrange(256)
+        cut = rng.randint(0, len(data))
+        try:
+            result = parse_client_hello(bytes(data[:cut]))
+        except HelloError:
+            continue
+        assert isinstance(result, ClientHello | Incomplete)

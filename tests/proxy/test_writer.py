@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from proxy.http import writer
-from proxy.http.writer import Framing
 
 
 @pytest.mark.parametrize(
@@ -69,25 +68,19 @@ def test_continue_is_a_bare_100() -> None:
 
 
 @pytest.mark.parametrize(
-    ("framing", "data", "expected"),
+    ("data", "expected"),
     [
-        (Framing.CHUNKED, b"hello", b"5\r\nhello\r\n"),
-        (Framing.CHUNKED, b"x" * 26, b"1a\r\n" + b"x" * 26 + b"\r\n"),
-        (Framing.CHUNKED, b"", b""),  # an empty chunk would end the body
-        (Framing.LENGTH, b"hello", b"hello"),
-        (Framing.CLOSE, b"hello", b"hello"),
+        (b"hello", b"5\r\nhello\r\n"),
+        (b"x" * 26, b"1a\r\n" + b"x" * 26 + b"\r\n"),
+        (b"\r\n", b"2\r\n\r\n\r\n"),
     ],
 )
-def test_body_pieces_are_framed(framing: Framing, data: bytes, expected: bytes) -> None:
-    assert writer.body(framing, data) == expected
+def test_chunks_carry_their_hex_size(data: bytes, expected: bytes) -> None:
+    assert writer.chunk(data) == expected
 
 
-@pytest.mark.parametrize(
-    ("framing", "expected"),
-    [(Framing.CHUNKED, b"0\r\n\r\n"), (Framing.LENGTH, b""), (Framing.CLOSE, b"")],
-)
-def test_end_of_body(framing: Framing, expected: bytes) -> None:
-    assert writer.end_of_body(framing) == expected
+def test_last_chunk_ends_a_chunked_body() -> None:
+    assert writer.LAST_CHUNK == b"0\r\n\r\n"
 
 
 def test_written_request_parses_back_to_the_same_head() -> None:
@@ -95,7 +88,7 @@ def test_written_request_parses_back_to_the_same_head() -> None:
     from proxy.http.parser import Data, EndOfMessage, RequestHead
 
     wire = writer.request_head(b"POST", b"/x", b"?y", [b"Host: h", b"Transfer-Encoding: chunked"])
-    wire += writer.body(Framing.CHUNKED, b"abc") + writer.end_of_body(Framing.CHUNKED)
+    wire += writer.chunk(b"abc") + writer.LAST_CHUNK
     events = H11RequestParser(max_head_size=65536).feed(wire)
     head = events[0]
     assert isinstance(head, RequestHead)
