@@ -724,7 +724,7 @@ def _tls_peer(name: str, ctx: Ctx, cert: Path, key: Path, *, h2: bool = False) -
             "ssl backlog", f"ssl{listen_h2} backlog"
         )
     elif name == "haproxy":
-        pem = ctx.workdir / "tls" / "haproxy.pem"
+        pem = cert.parent / "haproxy.pem"
         pem.write_bytes(cert.read_bytes() + key.read_bytes())
         p = peers.HAProxy(workdir, ctx.addrs, PROXY_CPU)
         p.extra = HAPROXY_TLS_FRONTEND.format(port=port, pem=pem, alpn="h2,http/1.1" if h2 else "http/1.1")

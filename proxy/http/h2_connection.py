@@ -251,10 +251,10 @@ class H2Stream:
         self.abort()  # only tunnels are closed this way, and a stream never becomes one
 
     def cork(self) -> bool:
-        return self.conn.cork()
+        return False  # the connection writes once per event-loop turn anyway (H2Connection.flush)
 
     def uncork(self) -> None:
-        self.conn.uncork()
+        pass
 
     def pause_reading(self, reason: int) -> None:
         self.flow.pause(reason)
@@ -339,7 +339,7 @@ class H2Connection(asyncio.Protocol):
         self.peer_b = b""
         self.client_json = '"client_addr":"","client_port":"0"'
         self.deadline = 0.0  # read-header (until the first request) or idle deadline, 0 = none
-        self.corked = False
+        self.flush_scheduled = False
         self.write_paused = False
         self.closed = False
         self.going_away = False
@@ -366,12 +366,8 @@ class H2Connection(asyncio.Protocol):
         self.flush()
 
     def data_received(self, data: bytes) -> None:
-        self.corked = True
-        try:
-            for event in self.session.receive_data(data):
-                self._event(event)
-        finally:
-            self.corked = False
+        for event in self.session.receive_data(data):
+            self._event(event)
         self.flush()
 
     def _event(self, event: object) -> None:
@@ -451,19 +447,15 @@ class H2Connection(asyncio.Protocol):
             self._close()
 
     # ------------------------------------------------------------------ writing
-    def cork(self) -> bool:
-        if self.corked:
-            return False
-        self.corked = True
-        return True
-
-    def uncork(self) -> None:
-        self.corked = False
-        self.flush()
-
     def flush(self) -> None:
-        if self.corked:
-            return
+        """Write what the session queued, once per event-loop turn: everything the streams of this
+        connection send in one turn (many responses, under load) goes out in one TLS write."""
+        if not self.flush_scheduled and not self.closed:
+            self.flush_scheduled = True
+            self.listener.loop.call_soon(self._write_out)
+
+    def _write_out(self) -> None:
+        self.flush_scheduled = False
         data = self.session.data_to_send()
         transport = self.transport
         if data and transport is not None and not self.closed:
@@ -471,8 +463,7 @@ class H2Connection(asyncio.Protocol):
 
     def _close(self) -> None:
         """Close after what is queued (a GOAWAY included) went out."""
-        self.corked = False
-        self.flush()
+        self._write_out()
         self.closed = True
         transport = self.transport
         if transport is not None:
