@@ -94,6 +94,7 @@ class H2Stream:
         "peer_ip",
         "receiving",
         "stream_id",
+        "tail",
     )
 
     def __init__(self, conn: H2Connection, stream_id: int) -> None:
@@ -110,6 +111,7 @@ class H2Stream:
         self.owed = 0  # request-body bytes received but not yet acknowledged to the client
         self.held: list[StreamData | StreamEnd] | None = None  # body events while the exchange is held
         self.blocked = 0  # why the upstream is not read (WINDOW_FULL | TRANSPORT_FULL)
+        self.tail = b""  # the latest response-body piece, not yet given to the session
 
     # ------------------------------------------------------------------ from the client
     def start(self, head: StreamHead) -> None:
@@ -164,6 +166,7 @@ class H2Stream:
     def reset_by_client(self) -> None:
         """RST_STREAM from the client: its request is cancelled (499)."""
         self.receiving = False
+        self.tail = b""
         exchange = self.exchange
         if exchange is not None and not self.finished:
             exchange.client_lost()
@@ -225,21 +228,40 @@ class H2Stream:
         self.conn.flush()
 
     def send_body(self, data: bytes) -> None:
+        # The latest piece is held until the next one, the end (then it carries END_STREAM: one
+        # DATA frame fewer per response) or the connection's write in this loop turn.
+        tail = self.tail
+        self.tail = data
+        if tail:
+            self._send(tail)
+        else:
+            self.conn.tails.append(self)
+            self.conn.flush()
+
+    def release_tail(self) -> None:
+        tail = self.tail
+        if tail:
+            self.tail = b""
+            self._send(tail)
+
+    def _send(self, data: bytes) -> None:
         conn = self.conn
         if not conn.session.send_body(self.stream_id, data):
             self._block(WINDOW_FULL)
         if conn.write_paused:
             self._block(TRANSPORT_FULL)
-        conn.flush()
 
     def end(self) -> None:
-        self.conn.session.send_body(self.stream_id, b"", end=True)
+        tail = self.tail
+        self.tail = b""
+        self.conn.session.send_body(self.stream_id, tail, end=True)
         self._response_complete()
 
     def abort(self) -> None:
         """The response cannot be completed: reset the stream (the connection and other streams go on)."""
         if self.ended:
             return
+        self.tail = b""
         self.conn.session.reset(self.stream_id, code=INTERNAL_ERROR)
         self.receiving = False
         self.ended = True
@@ -340,6 +362,7 @@ class H2Connection(asyncio.Protocol):
         self.client_json = '"client_addr":"","client_port":"0"'
         self.deadline = 0.0  # read-header (until the first request) or idle deadline, 0 = none
         self.flush_scheduled = False
+        self.tails: list[H2Stream] = []  # streams holding a response-body piece until the write
         self.write_paused = False
         self.closed = False
         self.going_away = False
@@ -456,6 +479,11 @@ class H2Connection(asyncio.Protocol):
 
     def _write_out(self) -> None:
         self.flush_scheduled = False
+        tails = self.tails
+        if tails:
+            self.tails = []
+            for stream in tails:
+                stream.release_tail()
         data = self.session.data_to_send()
         transport = self.transport
         if data and transport is not None and not self.closed:

@@ -28,6 +28,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import h2.config
 import h2.connection
@@ -35,6 +36,7 @@ import h2.errors
 import h2.events
 import h2.exceptions
 import h2.settings
+import hpack
 from hyperframe.frame import GoAwayFrame
 
 MAX_CONCURRENT_STREAMS = 100  # Go's http2 server default
@@ -144,6 +146,7 @@ class H2Session:
             validate_inbound_headers=False,  # request_head() validates, as stream errors
         )
         self._conn = h2.connection.H2Connection(config=config)
+        self._conn.encoder = _Encoder()
         self._conn.local_settings = h2.settings.Settings(
             client=False,
             initial_values={
@@ -327,6 +330,15 @@ class H2Session:
 
 
 _CALM = int(h2.errors.ErrorCodes.ENHANCE_YOUR_CALM)
+
+
+class _Encoder(hpack.Encoder):
+    """HPACK without Huffman coding for response heads: pure-Python Huffman costs more CPU per
+    response than the bytes it saves on the wire (repeated fields are indexed either way)."""
+
+    def encode(self, headers: Any, huffman: bool = False) -> bytes:
+        return super().encode(headers, huffman=False)
+
 
 # Request validation (h2's own inbound validation is off: it makes every bad field a connection
 # error, and costs more than this single pass). RFC 9113 §8.2: lower-case token names, no NUL / CR /
