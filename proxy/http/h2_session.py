@@ -157,6 +157,7 @@ class H2Session:
             },
         )
         self._pending: dict[int, list[tuple[memoryview, bool]]] = {}
+        self._writable: list[StreamWritable] = []  # made by the current event, handed out after it
         self._control = _RateLimit(burst=CONTROL_FRAME_BURST, rate=CONTROL_FRAMES_PER_SECOND, clock=clock)
         self.streams_opened = 0
         self.resets_by_peer = 0
@@ -185,6 +186,9 @@ class H2Session:
             translated = self._translate(event)
             if translated is not None:
                 events.append(translated)
+            if self._writable:
+                events += self._writable
+                self._writable = []
             if self.ended is not None:
                 events.append(self.ended)
                 break
@@ -212,10 +216,13 @@ class H2Session:
                     self._end("rapid reset: the client cancels most streams it opens", _CALM)
             return StreamReset(event.stream_id, int(event.error_code or 0))
         if isinstance(event, h2.events.WindowUpdated):
-            return self._window_opened(event.stream_id or 0)
+            self._window_opened(event.stream_id or 0)
+            return None
         if isinstance(event, h2.events.RemoteSettingsChanged | h2.events.PingReceived):
             if not self._control.take():
                 self._end("SETTINGS/PING flood", _CALM)
+            elif self._pending and isinstance(event, h2.events.RemoteSettingsChanged):
+                self._window_opened(0)  # a larger SETTINGS_INITIAL_WINDOW_SIZE opens every stream
             return None
         if isinstance(event, h2.events.ConnectionTerminated):
             self.ended = ConnectionEnded("the client sent GOAWAY", int(event.error_code or 0))
@@ -236,16 +243,13 @@ class H2Session:
     def _refuse(self, stream_id: int, code: int = h2.errors.ErrorCodes.PROTOCOL_ERROR) -> None:
         self._conn.reset_stream(stream_id, code)
 
-    def _window_opened(self, stream_id: int) -> StreamWritable | None:
-        """Flush what waited for the window; one stream, or all of them for the connection window."""
+    def _window_opened(self, stream_id: int) -> None:
+        """Flush what waited for the window: one stream's, or (the connection's window, or a new
+        initial window in SETTINGS) every stream's; each stream whose queue emptied is writable."""
         ids = list(self._pending) if stream_id == 0 else [stream_id]
-        writable = None
         for sid in ids:
             if sid in self._pending and self._flush(sid):
-                writable = StreamWritable(sid)
-                if stream_id != 0:
-                    return writable
-        return writable
+                self._writable.append(StreamWritable(sid))
 
     def _end(self, reason: str, code: int) -> ConnectionEnded:
         if self.ended is None:
