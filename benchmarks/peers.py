@@ -403,8 +403,13 @@ PEERS: dict[str, type[Proxy]] = {"direct": Direct, "nginx": Nginx, "haproxy": HA
 
 
 def make(name: str, workdir: Path, backends: list[str], cpu: str | None = "0") -> Proxy:
-    """name: direct | nginx | haproxy | caddy | ours-httptools | ours-h11"""
+    """name: direct | nginx | haproxy | caddy | ours-httptools | ours-h11 | ours-httptools-metrics
+    (the last: `run --metrics-port`, the Prometheus endpoint on, scraped by nobody)"""
     if name.startswith("ours"):
-        parser = name.split("-", 1)[1] if "-" in name else "httptools"
-        return Ours(workdir, backends, cpu, parser=parser)
+        parts = name.split("-")
+        parser = parts[1] if len(parts) > 1 else "httptools"
+        extra = ["--metrics-port", str(free_port())] if parts[2:] == ["metrics"] else []
+        ours = Ours(workdir, backends, cpu, parser=parser, extra_args=extra)
+        ours.label = name
+        return ours
     return PEERS[name](workdir, backends, cpu)

@@ -356,6 +356,7 @@ COLORS = {
     "caddy": "#6c3fb5",
     "ours-httptools": "#e4572e",
     "ours-h11": "#f3a712",
+    "ours-httptools-metrics": "#b83b1e",
 }
 
 

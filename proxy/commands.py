@@ -20,12 +20,15 @@ from typing import Any, ClassVar
 
 from proxy import defaults
 from proxy.options import DeploymentOptions, ServiceOptions, TargetOptions
+from proxy.rollout import MAX_ALLOWLIST, PERCENT_LIMIT
 from proxy.schema import (
     NANOS,
     STRICT,
     InvalidTarget,
     SchemaError,
     read_duration,
+    read_int,
+    read_list,
     read_object,
     read_service_name,
     read_string,
@@ -191,6 +194,82 @@ class ListCommand(ControlCommand):
     @classmethod
     def decode(cls, data: dict[str, Any]) -> ListCommand:
         return cls()
+
+
+@dataclass(frozen=True, kw_only=True)
+class RolloutDeployCommand(ControlCommand):
+    """Install rollout targets (writers and readers) on an existing service, health-gated."""
+
+    name: ClassVar[str] = "rollout_deploy"
+    keys: ClassVar[tuple[str, ...]] = ("service", "targets", "read_targets", "deployment_options")
+    service: str
+    targets: tuple[str, ...]
+    read_targets: tuple[str, ...] = ()
+    deployment_options: DeploymentOptions = field(default_factory=DeploymentOptions)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "service": self.service,
+            "targets": list(self.targets),
+            "read_targets": list(self.read_targets),
+            "deployment_options": self.deployment_options.to_json(),
+        }
+
+    @classmethod
+    def decode(cls, data: dict[str, Any]) -> RolloutDeployCommand:
+        targets = read_targets(data.get("targets"), "targets")
+        if not targets:
+            raise SchemaError("targets: at least one target is required")
+        return cls(
+            service=_service(data),
+            targets=targets,
+            read_targets=read_targets(data.get("read_targets"), "read_targets"),
+            deployment_options=DeploymentOptions.from_json(
+                data.get("deployment_options"), where="deployment_options"
+            ),
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class RolloutSetCommand(ControlCommand):
+    """Split traffic: ``percentage`` of cookie values, plus the ``allowlist`` values, go to rollout."""
+
+    name: ClassVar[str] = "rollout_set"
+    keys: ClassVar[tuple[str, ...]] = ("service", "percentage", "allowlist")
+    service: str
+    percentage: int = 0
+    allowlist: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"service": self.service, "percentage": self.percentage, "allowlist": list(self.allowlist)}
+
+    @classmethod
+    def decode(cls, data: dict[str, Any]) -> RolloutSetCommand:
+        allowlist = read_list(data.get("allowlist"), "allowlist", read_string)
+        if len(allowlist) > MAX_ALLOWLIST:
+            raise SchemaError(f"allowlist: more than {MAX_ALLOWLIST} values")
+        limit = PERCENT_LIMIT
+        return cls(
+            service=_service(data),
+            percentage=read_int(data.get("percentage", 0), "percentage", low=-limit, high=limit),
+            allowlist=allowlist,
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class RolloutStopCommand(ControlCommand):
+    """Remove the split: all traffic to the active targets (the rollout targets stay deployed)."""
+
+    name: ClassVar[str] = "rollout_stop"
+    keys: ClassVar[tuple[str, ...]] = ("service",)
+    service: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"service": self.service}
+
+    @classmethod
+    def decode(cls, data: dict[str, Any]) -> RolloutStopCommand:
+        return cls(service=_service(data))
 
 
 def encode_request(command: ControlCommand) -> dict[str, Any]:

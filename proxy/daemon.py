@@ -22,6 +22,7 @@ import errno
 import os
 import resource
 import signal
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,8 +38,17 @@ from proxy.http.connection import ClientConnection
 from proxy.http.h2_connection import negotiated
 from proxy.http.listener import Listener
 from proxy.http.parsers import ParserKind, make_request_parser, make_response_parser
-from proxy.lifecycle import ServiceMode
+from proxy.http.record import ExchangeObserver
+from proxy.lifecycle import ServiceMode, TargetState
 from proxy.log import JsonLog
+from proxy.metrics import (
+    MetricsObserver,
+    MetricsServerProtocol,
+    ProxyCollector,
+    ProxyGauges,
+    RequestMetrics,
+    make_registry,
+)
 from proxy.on_demand import OnDemand
 from proxy.router import ControlError, Router
 from proxy.service import Service
@@ -153,7 +163,13 @@ class Daemon:
         parser = config.http_parser
         max_head = defaults.MAX_HEAD_SIZE
         clock = BoundLoopClock(loop)
-        observers = (AccessLog(log=self.log),)
+        observers: tuple[ExchangeObserver, ...] = (AccessLog(log=self.log),)
+        metrics: RequestMetrics | None = None  # one table for every listener
+        metrics_server: asyncio.Server | None = None
+        if config.metrics_port:
+            metrics = RequestMetrics()
+            observers += (MetricsObserver(table=metrics, clock=time.time),)
+            metrics_server = await self._serve_metrics(metrics)
 
         def listener(*, port: int, scheme: str) -> Listener:
             return Listener(
@@ -161,6 +177,7 @@ class Daemon:
                 clock=clock,
                 log=self.log,
                 observers=observers,
+                metrics=metrics,
                 routes=self.router.current_routes,
                 request_parser=lambda: make_request_parser(parser, max_head_size=max_head),
                 response_parser=lambda: make_response_parser(parser, max_head_size=max_head),
@@ -212,9 +229,21 @@ class Daemon:
         tls_listener.close()
         for each in listeners:
             each.closing = True
+        if metrics_server is not None:
+            metrics_server.close()
         await control.close()
+        await self._close_connections(loop, listeners)
+        sweeper.cancel()
+        issuer.close()
+        await self.router.close()
+        self.log.info("Server stopped")
+
+    async def _close_connections(
+        self, loop: asyncio.AbstractEventLoop, listeners: tuple[Listener, ...]
+    ) -> None:
+        """Idle keep-alive connections go now; busy ones may finish within SHUTDOWN_TIMEOUT."""
         for conn in [c for each in listeners for c in each.connections]:
-            conn.idle_timed_out()  # idle keep-alive connections go now; busy ones finish first
+            conn.idle_timed_out()
         deadline = loop.time() + defaults.SHUTDOWN_TIMEOUT
         while any(c.busy for each in listeners for c in each.connections) and loop.time() < deadline:
             await asyncio.sleep(0.05)
@@ -223,10 +252,40 @@ class Daemon:
             for conn in [c for each in listeners for c in each.connections]:
                 if conn.transport is not None:
                     conn.transport.abort()
-        sweeper.cancel()
-        issuer.close()
-        await self.router.close()
-        self.log.info("Server stopped")
+
+    async def _serve_metrics(self, table: RequestMetrics) -> asyncio.Server:
+        """The Prometheus listener (every path serves the exposition), before the HTTP listener."""
+        registry = make_registry(ProxyCollector(tables=lambda: (table,), gauges=lambda: self.gauges(table)))
+        server = await asyncio.get_running_loop().create_server(
+            lambda: MetricsServerProtocol(registry),
+            host=self.config.bind,
+            port=self.config.metrics_port,
+            reuse_address=True,
+        )
+        port = server.sockets[0].getsockname()[1]
+        self.log.info("Metrics enabled", address=f"{self.config.bind or ''}:{port}")
+        return server
+
+    def gauges(self, table: RequestMetrics) -> ProxyGauges:
+        """What the Router's services and targets look like now (at scrape time)."""
+        targets: dict[tuple[str, str], int] = {}
+        held: dict[str, int] = {}
+        idle: dict[str, int] = {}
+        for name, service in self.router.services().items():
+            for state in (TargetState.ADDING, TargetState.HEALTHY, TargetState.UNHEALTHY):
+                targets[(name, state.value)] = 0
+            for target_set in service.target_sets():
+                for target in target_set.targets:
+                    key = (name, target.state.value)
+                    targets[key] = targets.get(key, 0) + 1
+                    idle[name] = idle.get(name, 0) + len(target.idle)
+            held[name] = len(service.held)
+        return ProxyGauges(
+            targets=targets,
+            held_requests=held,
+            idle_upstream_connections=idle,
+            upstream_connect_errors=dict(table.connect_errors),
+        )
 
     async def _sweep(self, listeners: tuple[Listener, ...]) -> None:
         ticks_per_idle = max(1, round(IDLE_SWEEP / RESPONSE_SWEEP))

@@ -16,14 +16,18 @@ import asyncio
 import bisect
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
+if TYPE_CHECKING:
+    from proxy.http.record import ExchangeRecord
+
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)  # Go client defaults
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "CONNECT", "OPTIONS", "TRACE"})
+_METHOD_NAMES = {m.encode(): m for m in METHODS}  # a request's method bytes -> its label
 SCRAPE_HEAD_LIMIT = 8192
 SCRAPE_TIMEOUT = 10.0
 
@@ -44,11 +48,12 @@ class _Series:
 class RequestMetrics:
     """One process's request counters: requests, durations and in-flight requests per service."""
 
-    __slots__ = ("excluded_paths", "in_flight", "series")
+    __slots__ = ("connect_errors", "excluded_paths", "in_flight", "series")
 
     def __init__(self, *, excluded_paths: frozenset[str] = frozenset()) -> None:
         self.series: dict[SeriesKey, _Series] = {}
         self.in_flight: dict[str, int] = {}
+        self.connect_errors: dict[str, int] = {}  # service -> failed connects to its targets
         self.excluded_paths = excluded_paths
 
     def counts(self, path: str) -> bool:
@@ -59,7 +64,15 @@ class RequestMetrics:
         self.in_flight[service] = self.in_flight.get(service, 0) + 1
 
     def finished(self, service: str, method: str, status: int, seconds: float) -> None:
+        """A request counted by ``started`` is over."""
         self.in_flight[service] = self.in_flight.get(service, 1) - 1
+        self.counted(service, method, status, seconds)
+
+    def connect_failed(self, service: str) -> None:
+        self.connect_errors[service] = self.connect_errors.get(service, 0) + 1
+
+    def counted(self, service: str, method: str, status: int, seconds: float) -> None:
+        """A finished request that was never in flight for a service (unrouted: ``service=""``)."""
         key = (service, method if method in METHODS else "OTHER", status)
         series = self.series.get(key)
         if series is None:
@@ -77,6 +90,7 @@ class RequestMetrics:
                 [s, m, st, v.count, v.total_seconds, v.buckets] for (s, m, st), v in self.series.items()
             ],
             "in_flight": dict(self.in_flight),
+            "connect_errors": dict(self.connect_errors),
         }
 
     def merge(self, snapshot: dict[str, Any]) -> None:
@@ -88,6 +102,29 @@ class RequestMetrics:
             series.buckets = [a + b for a, b in zip(series.buckets, buckets, strict=True)]
         for service, n in snapshot["in_flight"].items():
             self.in_flight[service] = self.in_flight.get(service, 0) + n
+        for service, n in snapshot.get("connect_errors", {}).items():
+            self.connect_errors[service] = self.connect_errors.get(service, 0) + n
+
+
+class MetricsObserver:
+    """The exchange observer that counts finished requests into a ``RequestMetrics`` table."""
+
+    __slots__ = ("_clock", "table")
+
+    def __init__(self, *, table: RequestMetrics, clock: Callable[[], float]) -> None:
+        self.table = table
+        self._clock = clock  # wall clock, as ExchangeRecord.started
+
+    def exchange_finished(self, record: ExchangeRecord) -> None:
+        service = record.service
+        if record.metered:
+            assert service is not None
+            seconds = self._clock() - record.started
+            method = _METHOD_NAMES.get(record.method, "OTHER")
+            self.table.finished(service.name, method, record.status or 200, seconds)
+        elif service is None:  # unrouted (404): counted under service="", never in flight
+            seconds = self._clock() - record.started
+            self.table.counted("", _METHOD_NAMES.get(record.method, "OTHER"), record.status or 200, seconds)
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,9 +230,9 @@ class MetricsServerProtocol(asyncio.Protocol):
         self._answered = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
-        self._timer = asyncio.get_running_loop().call_later(SCRAPE_TIMEOUT, transport.abort)
+        # (uvloop's transports are not asyncio.Transport subclasses, so no isinstance check here)
+        self._transport = cast(asyncio.Transport, transport)
+        self._timer = asyncio.get_running_loop().call_later(SCRAPE_TIMEOUT, self._transport.abort)
 
     def data_received(self, data: bytes) -> None:
         assert self._transport is not None

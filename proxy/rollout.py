@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 MAX_ALLOWLIST = 1000
+PERCENT_LIMIT = 1 << 31  # kamal-proxy does not range-check the percentage (a Go int); bounded here
 _FNV_OFFSET = 0x811C9DC5
 _FNV_PRIME = 0x01000193
 

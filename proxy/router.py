@@ -14,6 +14,7 @@ Each command in ``proxy/commands.py`` is carried out by the method of the same n
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from typing import Any
 
 from proxy import defaults
@@ -26,14 +27,19 @@ from proxy.commands import (
     PauseCommand,
     RemoveCommand,
     ResumeCommand,
+    RolloutDeployCommand,
+    RolloutSetCommand,
+    RolloutStopCommand,
     StopCommand,
 )
+from proxy.error_pages import ErrorPages, TemplateError, load_error_pages
 from proxy.gotext import format_duration
 from proxy.health import Probe, probe
 from proxy.http.tls_rules import sync_entry_rules
-from proxy.lifecycle import ModeEvent, ServiceMode, next_mode
+from proxy.lifecycle import ModeEvent, next_mode
 from proxy.log import JsonLog
-from proxy.options import OptionsError, ServiceOptions, validate_service_options
+from proxy.options import DeploymentOptions, OptionsError, ServiceOptions, validate_service_options
+from proxy.rollout import RolloutSplit
 from proxy.service import Service
 from proxy.service_map import ServiceMap
 from proxy.state import SavedService, StateFile
@@ -71,6 +77,10 @@ class Router:
     def current_routes(self) -> ServiceMap[Service]:
         return self.routes
 
+    def services(self) -> dict[str, Service]:
+        """The services by name (read-only use: metrics gauges)."""
+        return dict(self._services)
+
     @property
     def health_slots(self) -> asyncio.Semaphore:
         """Bounds how many health checks run at once, whatever the number of targets."""
@@ -80,7 +90,8 @@ class Router:
 
     async def close(self) -> None:
         for service in self._services.values():
-            service.active.stop_health_checks()
+            for targets in service.target_sets():
+                targets.stop_health_checks()
 
     # ------------------------------------------------------------------ commands
     async def handle(self, command: ControlCommand) -> Any:
@@ -88,9 +99,12 @@ class Router:
         result = await getattr(self, command.name)(command)
         return True if result is None else result
 
-    def _target_set(self, name: str, addresses: tuple[str, ...], options: Any) -> TargetSet:
+    def _target_set(
+        self, name: str, addresses: tuple[str, ...], options: Any, readers: tuple[str, ...] = ()
+    ) -> TargetSet:
         return TargetSet(
             addresses=addresses,
+            readers=readers,
             health=options.health_check_config,
             log=self._log,
             service=name,
@@ -106,9 +120,10 @@ class Router:
             raise ControlError(f"service options invalid: {exc}") from None
         tls = await self._prepare_tls(cmd.service, options)
         try:
-            target_set = self._target_set(cmd.service, cmd.targets, cmd.target_options)
+            target_set = self._target_set(cmd.service, cmd.targets, cmd.target_options, cmd.read_targets)
         except InvalidTarget as exc:
             raise ControlError(str(exc)) from None
+        error_pages = self._error_pages(cmd.service, options.error_page_path)
 
         self._log.info(
             "Deploying",
@@ -119,18 +134,7 @@ class Router:
             tls=options.tls_enabled,
         )
         # Prepare outside the lock: health checks may take up to the deploy timeout.
-        timeout = cmd.deployment_options.deploy_timeout
-        if cmd.deployment_options.force:
-            target_set.mark_all_healthy()
-            if len(cmd.targets) > 1:
-                target_set.start_health_checks(slots=self.health_slots)
-        else:
-            target_set.start_health_checks(slots=self.health_slots)
-            if not await target_set.wait_healthy(timeout):
-                target_set.stop_health_checks()
-                raise ControlError(
-                    f"target failed to become healthy within configured timeout ({format_duration(timeout)})"
-                )
+        await self._become_healthy(target_set, cmd.deployment_options)
 
         async with self._lock:  # no awaits inside: the swap is atomic for the data plane
             service = self._services.get(cmd.service)
@@ -139,15 +143,23 @@ class Router:
                 self._log.error("Host settings conflict with another service", service=cmd.service)
                 raise ControlError("host settings conflict with another service")
             saved = self._saved_all()
-            saved[cmd.service] = SavedService(
+            entry = SavedService(
                 name=cmd.service,
                 options=options,
                 target_options=cmd.target_options,
                 active_targets=cmd.targets,
-                mode=service.mode if service is not None else ServiceMode.RUNNING,
-                stop_message=service.stop_message if service is not None else "",
-                pause_timeout=service.pause_timeout if service is not None else defaults.MAX_PAUSE,
+                active_readers=cmd.read_targets,
+                pause_timeout=defaults.MAX_PAUSE,
             )
+            if service is not None:  # mode and rollout slot are kept across deploys
+                entry = dataclasses.replace(
+                    self._saved(service),
+                    options=options,
+                    target_options=cmd.target_options,
+                    active_targets=cmd.targets,
+                    active_readers=cmd.read_targets,
+                )
+            saved[cmd.service] = entry
             try:
                 self._save(saved)
             except ControlError:
@@ -156,13 +168,17 @@ class Router:
             old = None
             if service is None:
                 service = Service(
-                    name=cmd.service, options=options, target_options=cmd.target_options, active=target_set
+                    name=cmd.service,
+                    options=options,
+                    target_options=cmd.target_options,
+                    active=target_set,
+                    error_pages=error_pages,
                 )
                 self._services[cmd.service] = service
             else:
                 old = service.active
-                service.configure(options=options, target_options=cmd.target_options)
                 service.active = target_set
+                service.configure(options=options, target_options=cmd.target_options, error_pages=error_pages)
             if self._tls is not None:
                 self._tls.set_service(tls, name=cmd.service)
             self._publish()
@@ -178,6 +194,93 @@ class Router:
         if old is not None:
             await old.drain(cmd.deployment_options.drain_timeout)
 
+    def _error_pages(self, name: str, directory: str) -> ErrorPages | None:
+        """The service's --error-pages, parsed; a deploy whose pages do not load fails here."""
+        if not directory:
+            return None
+        try:
+            return load_error_pages(directory)
+        except TemplateError as exc:
+            self._log.error(
+                "Unable to parse custom error pages", service=name, path=directory, error=str(exc)
+            )
+            raise ControlError("unable to load error pages") from None
+
+    async def _become_healthy(self, target_set: TargetSet, deployment: DeploymentOptions) -> None:
+        """Start the new targets' health checks and wait until all passed (unless --force)."""
+        timeout = deployment.deploy_timeout
+        if deployment.force:
+            target_set.mark_all_healthy()
+            if len(target_set.targets) > 1:
+                target_set.start_health_checks(slots=self.health_slots)
+            return
+        target_set.start_health_checks(slots=self.health_slots)
+        if not await target_set.wait_healthy(timeout):
+            target_set.stop_health_checks()
+            raise ControlError(
+                f"target failed to become healthy within configured timeout ({format_duration(timeout)})"
+            )
+
+    # ------------------------------------------------------------------ rollout
+    async def rollout_deploy(self, cmd: RolloutDeployCommand) -> None:
+        """Health-check and install a rollout target set on an existing service (its options)."""
+        service = self._services.get(cmd.service)
+        if service is None:
+            raise ControlError("service not found")
+        try:
+            target_set = self._target_set(cmd.service, cmd.targets, service.target_options, cmd.read_targets)
+        except InvalidTarget as exc:
+            raise ControlError(str(exc)) from None
+        self._log.info("Deploying for rollout", service=cmd.service, targets=list(cmd.targets))
+        await self._become_healthy(target_set, cmd.deployment_options)
+        async with self._lock:
+            if self._services.get(cmd.service) is not service:
+                target_set.stop_health_checks()
+                raise ControlError("service not found")
+            saved = self._saved_all()
+            saved[cmd.service] = dataclasses.replace(
+                saved[cmd.service], rollout_targets=cmd.targets, rollout_readers=cmd.read_targets
+            )
+            try:
+                self._save(saved)
+            except ControlError:
+                target_set.stop_health_checks()
+                raise
+            old = service.rollout
+            service.rollout = target_set
+            service.update_routing()
+        self._log.info("Deployed for rollout", service=cmd.service, targets=list(cmd.targets))
+        if old is not None:
+            await old.drain(cmd.deployment_options.drain_timeout)
+
+    async def rollout_set(self, cmd: RolloutSetCommand) -> None:
+        async with self._lock:
+            service = self._services.get(cmd.service)
+            if service is None:
+                raise ControlError("service not found")
+            if service.rollout is None:
+                raise ControlError("rollout target not set")
+            split = RolloutSplit(percent=cmd.percentage, allowlist=cmd.allowlist)
+            self._set_split(service, split)
+        self._log.info(
+            "Set rollout split", service=cmd.service, percentage=cmd.percentage, allowlist=list(cmd.allowlist)
+        )
+
+    async def rollout_stop(self, cmd: RolloutStopCommand) -> None:
+        async with self._lock:
+            service = self._services.get(cmd.service)
+            if service is None:
+                raise ControlError("service not found")
+            self._set_split(service, None)
+        self._log.info("Stopped rollout", service=cmd.service)
+
+    def _set_split(self, service: Service, split: RolloutSplit | None) -> None:
+        saved = self._saved_all()
+        saved[service.name] = dataclasses.replace(saved[service.name], rollout_split=split)
+        self._save(saved)
+        service.rollout_split = split
+        service.update_routing()
+
     async def remove(self, cmd: RemoveCommand) -> None:
         async with self._lock:
             service = self._services.get(cmd.service)
@@ -187,7 +290,8 @@ class Router:
             del saved[cmd.service]
             self._save(saved)
             del self._services[cmd.service]
-            service.active.stop_health_checks()
+            for targets in service.target_sets():
+                targets.stop_health_checks()
             if self._tls is not None:
                 self._tls.remove_service(cmd.service)
             self._publish()
@@ -221,12 +325,8 @@ class Router:
             if service is None:
                 raise ControlError("service not found")
             saved = self._saved_all()
-            entry = saved[name]
-            saved[name] = SavedService(
-                name=name,
-                options=entry.options,
-                target_options=entry.target_options,
-                active_targets=entry.active_targets,
+            saved[name] = dataclasses.replace(
+                saved[name],
                 mode=next_mode(service.mode, event),
                 stop_message=message if event is ModeEvent.STOP else service.stop_message,
                 pause_timeout=pause_timeout if event is ModeEvent.PAUSE else service.pause_timeout,
@@ -236,7 +336,7 @@ class Router:
         verb = {ModeEvent.PAUSE: "paused", ModeEvent.STOP: "stopped", ModeEvent.RESUME: "resumed"}[event]
         self._log.info(f"Service {verb}", service=name)
         if event is not ModeEvent.RESUME:
-            await service.active.settle(drain_timeout)
+            await asyncio.gather(*(targets.settle(drain_timeout) for targets in service.target_sets()))
             self._log.info("Service drained", service=name)
 
     async def list(self, cmd: ListCommand | None = None) -> dict[str, Any]:
@@ -247,12 +347,14 @@ class Router:
             services[name] = {
                 "host": ",".join(h or "*" for h in options.hosts) if any(options.hosts) else "*",
                 "path": ",".join(options.path_prefixes),
-                "target": ",".join(service.active.addresses),
+                "target": ",".join(service.active.addresses + service.active.reader_addresses),
                 "state": service.mode.label,
                 "tls": options.tls_enabled,
                 "hosts": [h for h in options.hosts if h],
                 "path_prefixes": list(options.path_prefixes),
-                "targets": [{"address": t.address, "state": t.state.value} for t in service.active.targets],
+                "targets": _targets_json(service.active),
+                "readers": [t.address for t in service.active.readers],
+                "rollout": _rollout_json(service),
                 "options": options.to_json(),
                 "target_options": service.target_options.to_json(),
             }
@@ -298,11 +400,26 @@ class Router:
             )
             return False
         try:
-            target_set = self._target_set(entry.name, entry.active_targets, entry.target_options)
+            target_set = self._target_set(
+                entry.name, entry.active_targets, entry.target_options, entry.active_readers
+            )
+            rollout = (
+                self._target_set(
+                    entry.name, entry.rollout_targets, entry.target_options, entry.rollout_readers
+                )
+                if entry.rollout_targets
+                else None
+            )
         except InvalidTarget as exc:
             self._log.error("Unable to restore service", path=path, service=entry.name, error=str(exc))
             return False
         target_set.mark_all_healthy()
+        if rollout is not None:
+            rollout.mark_all_healthy()
+        try:
+            pages = self._error_pages(entry.name, options.error_page_path)
+        except ControlError:
+            pages = None  # served with the built-in pages rather than not at all (logged above)
         self._restore_tls(entry.name, options)
         self._services[entry.name] = Service(
             name=entry.name,
@@ -312,6 +429,9 @@ class Router:
             mode=entry.mode,
             stop_message=entry.stop_message,
             pause_timeout=entry.pause_timeout or defaults.MAX_PAUSE,
+            rollout=rollout,
+            rollout_split=entry.rollout_split,
+            error_pages=pages,
         )
         self._publish()  # the next entry's conflict check sees this one
         return True
@@ -346,8 +466,9 @@ class Router:
     def start_monitoring(self) -> None:
         """Restored multi-target services keep checking their targets' health."""
         for service in self._services.values():
-            if len(service.active.targets) > 1:
-                service.active.start_health_checks(slots=self.health_slots, stagger=True)
+            for targets in service.target_sets():
+                if len(targets.targets) > 1:
+                    targets.start_health_checks(slots=self.health_slots, stagger=True)
 
     def _saved_all(self) -> dict[str, SavedService]:
         return {name: self._saved(s) for name, s in self._services.items()}
@@ -366,9 +487,13 @@ class Router:
             options=service.options,
             target_options=service.target_options,
             active_targets=tuple(service.active.addresses),
+            active_readers=tuple(service.active.reader_addresses),
             mode=service.mode,
             stop_message=service.stop_message,
             pause_timeout=service.pause_timeout,
+            rollout_targets=tuple(service.rollout.addresses) if service.rollout is not None else (),
+            rollout_readers=tuple(service.rollout.reader_addresses) if service.rollout is not None else (),
+            rollout_split=service.rollout_split,
         )
 
     # ------------------------------------------------------------------ routing snapshot
@@ -381,3 +506,22 @@ class Router:
         )
         sync_entry_rules(self._services.values(), routes)
         self.routes = routes
+
+
+def _targets_json(targets: TargetSet) -> list[dict[str, Any]]:
+    return [{"address": t.address, "state": t.state.value} for t in targets.targets]
+
+
+def _rollout_json(service: Service) -> dict[str, Any] | None:
+    """The rollout slot for ``list``: its targets and the split (None: no split, all go to active)."""
+    rollout = service.rollout
+    if rollout is None:
+        return None
+    split = service.rollout_split
+    return {
+        "targets": _targets_json(rollout),
+        "target": ",".join(rollout.addresses + rollout.reader_addresses),
+        "readers": [t.address for t in rollout.readers],
+        "percentage": split.percent if split is not None else None,
+        "allowlist": list(split.allowlist) if split is not None else [],
+    }

@@ -37,6 +37,10 @@ class Binding(Generic[S]):
             return self.root, ROOT
         return None
 
+    def owner(self) -> S:
+        """The service of the root prefix, else of the shortest one."""
+        return self.root if self.root is not None else self.prefixes[-1][2]
+
 
 def strip_port(host: str) -> str:
     if not host:
@@ -75,6 +79,19 @@ class ServiceMap(Generic[S]):
                     if binding is None:
                         return None
         return binding.match(path)
+
+    def host_owner(self, host: str) -> S | None:
+        """For a request no prefix matched: a service bound under the host that lookup consulted
+        (its error pages answer the 404), or None when no binding applies."""
+        name = strip_port(host)
+        binding = self._hosts.get(name)
+        if binding is None:
+            dot = name.find(".")
+            if dot > 0:
+                binding = self._hosts.get("*" + name[dot:])
+            if binding is None:
+                binding = self._catch_all
+        return binding.owner() if binding is not None else None
 
     def conflicts(self, service: S | None, hosts: Iterable[str], prefixes: Iterable[str]) -> bool:
         """Would binding ``service`` (None: a new one) to these (host, prefix) pairs take one from

@@ -27,6 +27,7 @@ from typing import Any
 from proxy import defaults
 from proxy.lifecycle import ServiceMode
 from proxy.options import ServiceOptions, TargetOptions
+from proxy.rollout import MAX_ALLOWLIST, PERCENT_LIMIT, RolloutSplit
 from proxy.schema import (
     NANOS,
     Decoding,
@@ -34,6 +35,7 @@ from proxy.schema import (
     loads,
     read_duration,
     read_int,
+    read_list,
     read_object,
     read_service_name,
     read_string,
@@ -58,7 +60,9 @@ class SavedService:
     mode: ServiceMode = ServiceMode.RUNNING
     stop_message: str = ""
     pause_timeout: float = 0.0
-    extra: dict[str, Any] = field(default_factory=dict)  # rollout fields, kept as they were
+    rollout_targets: tuple[str, ...] = ()  # none: no rollout deployed
+    rollout_readers: tuple[str, ...] = ()
+    rollout_split: RolloutSplit | None = None  # kamal-proxy's rollout_controller
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -67,14 +71,14 @@ class SavedService:
             "target_options": self.target_options.to_json(),
             "active_targets": list(self.active_targets),
             "active_readers": list(self.active_readers),
-            "rollout_targets": self.extra.get("rollout_targets"),
-            "rollout_readers": self.extra.get("rollout_readers"),
+            "rollout_targets": list(self.rollout_targets) if self.rollout_targets else None,
+            "rollout_readers": list(self.rollout_readers) if self.rollout_targets else None,
             "pause_controller": {
                 "state": self.mode.value,
                 "stop_message": self.stop_message,
                 "fail_after": round(self.pause_timeout * NANOS),
             },
-            "rollout_controller": self.extra.get("rollout_controller"),
+            "rollout_controller": split_json(self.rollout_split),
         }
 
     @classmethod
@@ -96,9 +100,9 @@ class SavedService:
             targets = (read_target(entry["active_target"], "active_target"),)
         if not targets:
             raise SchemaError("active_targets: no target")
-        rollout = entry.get("rollout_targets")
-        if rollout is None and entry.get("rollout_target"):
-            rollout = [read_target(entry["rollout_target"], "rollout_target")]
+        rollout = read_targets(entry.get("rollout_targets"), "rollout_targets")
+        if not rollout and entry.get("rollout_target"):
+            rollout = (read_target(entry["rollout_target"], "rollout_target"),)
         pause = read_object(entry.get("pause_controller"), "pause_controller")
         state = read_int(pause.get("state", 0), "pause_controller.state", high=len(ServiceMode) - 1)
         return cls(
@@ -112,16 +116,36 @@ class SavedService:
             mode=ServiceMode(state),
             stop_message=read_string(pause.get("stop_message") or "", "pause_controller.stop_message"),
             pause_timeout=read_duration(pause.get("fail_after") or 0, "pause_controller.fail_after"),
-            extra={
-                key: value
-                for key, value in (
-                    ("rollout_targets", rollout),
-                    ("rollout_readers", entry.get("rollout_readers")),
-                    ("rollout_controller", entry.get("rollout_controller")),
-                )
-                if value is not None
-            },
+            rollout_targets=rollout,
+            rollout_readers=read_targets(entry.get("rollout_readers"), "rollout_readers") if rollout else (),
+            rollout_split=read_split(entry.get("rollout_controller"), "rollout_controller"),
         )
+
+
+def split_json(split: RolloutSplit | None) -> dict[str, Any] | None:
+    """kamal-proxy's rollout_controller object (its split point is derived, written for its reader)."""
+    if split is None:
+        return None
+    return {
+        "percentage": split.percent,
+        "percentage_split_point": split.split_point,
+        "allowlist": list(split.allowlist),
+    }
+
+
+def read_split(value: Any, where: str) -> RolloutSplit | None:
+    """A rollout_controller object (``null``: no split). The split point is recomputed from the
+    percentage, so a hand-edited file cannot disagree with itself."""
+    if value is None:
+        return None
+    obj = read_object(value, where)
+    percent = read_int(
+        obj.get("percentage", 0), f"{where}.percentage", low=-PERCENT_LIMIT, high=PERCENT_LIMIT
+    )
+    allowlist = read_list(obj.get("allowlist") or [], f"{where}.allowlist", read_string)
+    if len(allowlist) > MAX_ALLOWLIST:
+        raise SchemaError(f"{where}.allowlist: more than {MAX_ALLOWLIST} values")
+    return RolloutSplit(percent=percent, allowlist=allowlist)
 
 
 @dataclass(frozen=True, kw_only=True)

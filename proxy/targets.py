@@ -162,12 +162,14 @@ class Target:
 
 
 class TargetSet:
-    """The targets one deploy installed, round-robin over the healthy ones."""
+    """The targets one deploy installed: writers (``--target``) and readers (``--read-target``),
+    round-robin over the healthy ones of each."""
 
     def __init__(
         self,
         *,
         addresses: tuple[str, ...],
+        readers: tuple[str, ...] = (),
         health: HealthCheckConfig,
         log: JsonLog,
         service: str,
@@ -176,8 +178,13 @@ class TargetSet:
     ) -> None:
         if not addresses:
             raise InvalidTarget("at least one target is required")
-        self.targets = [Target(address=a) for a in addresses]
-        self.healthy: list[Target] = []
+        self.writers = [Target(address=a) for a in addresses]
+        self.readers = [Target(address=a) for a in readers]
+        self.targets = self.writers + self.readers
+        self.has_readers = bool(self.readers)
+        self.healthy: list[Target] = []  # healthy writers
+        self.healthy_readers: list[Target] = []
+        self._next_reader = 0
         self._health = health
         self._log = log
         self._service = service
@@ -191,7 +198,12 @@ class TargetSet:
 
     @property
     def addresses(self) -> list[str]:
-        return [t.address for t in self.targets]
+        """The writers' addresses."""
+        return [t.address for t in self.writers]
+
+    @property
+    def reader_addresses(self) -> list[str]:
+        return [t.address for t in self.readers]
 
     def pick(self) -> Target | None:
         healthy = self.healthy
@@ -205,6 +217,18 @@ class TargetSet:
             i = 0
         self._next = i
         return healthy[i]
+
+    def pick_reader(self) -> Target | None:
+        """A healthy reader, round robin; a healthy writer when no reader is healthy."""
+        readers = self.healthy_readers
+        n = len(readers)
+        if n == 0:
+            return self.pick()
+        i = self._next_reader + 1
+        if i >= n:
+            i = 0
+        self._next_reader = i
+        return readers[i]
 
     # --- health ------------------------------------------------------------------------------
     def start_health_checks(self, *, slots: asyncio.Semaphore, stagger: bool = False) -> None:
@@ -261,7 +285,8 @@ class TargetSet:
         return report
 
     def _target_changed(self, target: Target, was: TargetState) -> None:
-        self.healthy = [t for t in self.targets if t.state is TargetState.HEALTHY]
+        self.healthy = [t for t in self.writers if t.state is TargetState.HEALTHY]
+        self.healthy_readers = [t for t in self.readers if t.state is TargetState.HEALTHY]
         if target.state is TargetState.HEALTHY or target.state is TargetState.UNHEALTHY:
             self._log.info(
                 "Target health updated",

@@ -28,8 +28,10 @@ class Usage:
         flags: list[Flag],
         nargs: int | None,
         aliases: tuple[str, ...] = (),
+        parent: str = "",
     ) -> None:
         self.name = name
+        self.command_path = f"kamal-proxy {parent} {name}" if parent else f"kamal-proxy {name}"
         self.aliases = aliases
         self.use = use
         self.short = short
@@ -47,7 +49,7 @@ class Usage:
         return parsed
 
     def help(self) -> str:
-        return help_text(f"kamal-proxy {self.name}", self.use, self.flags, description=self.short)
+        return help_text(self.command_path, self.use, self.flags, description=self.short)
 
 
 def send(command: Command) -> Any:

@@ -39,12 +39,31 @@ def use_colour(stream: TextIO, environ: Mapping[str, str]) -> bool:
         return False
 
 
+def rollout_cell(rollout: dict[str, Any] | None) -> str:
+    """The Rollout column: the rollout targets and the split (kamal-proxy's newer `list` has one too)."""
+    if not rollout:
+        return ""
+    percentage = rollout.get("percentage")
+    if percentage is None:
+        return f"{rollout['target']} (no split)"
+    allowlist = rollout.get("allowlist") or []
+    listed = f", list: {','.join(allowlist)}" if allowlist else ""
+    return f"{rollout['target']} ({percentage}%{listed})"
+
+
 def table(services: dict[str, Any], *, colour: bool = True) -> str:
+    """kamal-proxy's table; a Rollout column is added only while some service has rollout targets,
+    so the table without rollouts is exactly the reference version's."""
     rows = [
         [name, s["host"], s["path"], s["target"], s["state"], "yes" if s["tls"] else "no"]
         for name, s in sorted(services.items())
     ]
-    widths = [max(len(c), *(len(r[i]) for r in rows)) if rows else len(c) for i, c in enumerate(COLUMNS)]
+    columns: tuple[str, ...] = COLUMNS
+    if any(s.get("rollout") for s in services.values()):
+        columns += ("Rollout",)
+        for row, (_, s) in zip(rows, sorted(services.items()), strict=True):
+            row.append(rollout_cell(s.get("rollout")))
+    widths = [max(len(c), *(len(r[i]) for r in rows)) if rows else len(c) for i, c in enumerate(columns)]
 
     def line(cells: list[str] | tuple[str, ...], styles: list[str]) -> str:
         if not colour:
@@ -53,9 +72,9 @@ def table(services: dict[str, Any], *, colour: bool = True) -> str:
             f"{style}{cell.ljust(w)}{RESET}  " for cell, w, style in zip(cells, widths, styles, strict=True)
         ).rstrip(" ")
 
-    out = [line(COLUMNS, [HEADER_STYLE] * len(COLUMNS))]
+    out = [line(columns, [HEADER_STYLE] * len(columns))]
     for row in rows:
-        out.append(line(row, [NAME_STYLE] + [CELL_STYLE] * (len(COLUMNS) - 1)))
+        out.append(line(row, [NAME_STYLE] + [CELL_STYLE] * (len(columns) - 1)))
     return "\n".join(out) + "\n"
 
 

@@ -29,12 +29,12 @@ Use "kamal-proxy [command] --help" for more information about a command.
 NAME_PADDING = 11  # cobra's minimum
 
 
-def subcommands() -> dict[str, ModuleType]:
-    """Every module of ``proxy/cli/`` with a ``USAGE`` is a subcommand: adding one is adding the
-    module. Keys are names and aliases."""
+def subcommands(package: ModuleType = cli) -> dict[str, ModuleType]:
+    """Every module of ``package`` (``proxy/cli/``) with a ``USAGE`` is a subcommand: adding one is
+    adding the module (a package groups subcommands, as ``rollout``). Keys are names and aliases."""
     found: dict[str, ModuleType] = {}
-    for info in pkgutil.iter_modules(cli.__path__):
-        module = importlib.import_module(f"{cli.__name__}.{info.name}")
+    for info in pkgutil.iter_modules(package.__path__):
+        module = importlib.import_module(f"{package.__name__}.{info.name}")
         usage = getattr(module, "USAGE", None)
         if isinstance(usage, Usage):
             for name in (usage.name, *usage.aliases):

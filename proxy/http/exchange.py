@@ -22,6 +22,7 @@ from proxy import defaults
 from proxy.http import headers as rules
 from proxy.http import writer
 from proxy.http.buffering import SpoolBuffer
+from proxy.http.cookies import writer_affinity_cookie
 from proxy.http.flow_control import CONNECTING, UPSTREAM_FULL
 from proxy.http.pages import error_page
 from proxy.http.parser import (
@@ -38,9 +39,11 @@ from proxy.http.record import ExchangeRecord
 from proxy.http.tls_rules import entry_answer
 from proxy.http.upstream import UpstreamConnection
 from proxy.lifecycle import IllegalTransition, ServiceMode, TargetState
+from proxy.service_map import strip_port
 
 if TYPE_CHECKING:
     from proxy.http.listener import Listener
+    from proxy.metrics import RequestMetrics
     from proxy.service import Service
     from proxy.targets import Target
 
@@ -197,11 +200,13 @@ class Connecting:
 # ---------------------------------------------------------------------------------- the exchange
 class Exchange(ExchangeRecord):
     __slots__ = (
+        "affinity",
         "client",
         "connecting",
         "deadline",
         "fields",
         "listener",
+        "prefix",
         "raw_path",
         "raw_query",
         "request_buffer",
@@ -230,12 +235,15 @@ class Exchange(ExchangeRecord):
         self.status = 0
         self.response_head: ResponseHead | None = None
         self.resp_bytes = 0
+        self.metered = False
 
         self.listener = listener
         self.client = client
         self.state = _ROUTING
         self.fields: rules.RequestFields | None = None
         self.raw_path = self.raw_query = self.upstream_head = b""
+        self.prefix = ""  # the matched path prefix, when it was stripped
+        self.affinity = False  # the response gets the writer-affinity cookie
         self.upstream: UpstreamConnection | None = None
         self.connecting: Connecting | None = None  # a new upstream connection on its way
         self.request_complete = False  # the whole request went upstream
@@ -281,21 +289,53 @@ class Exchange(ExchangeRecord):
         if head.upgrade:
             rules.add_upgrade(fields)
 
-        found = self.listener.routes().lookup(host, path)
+        routes = self.listener.routes()
+        found = routes.lookup(host, path)
         if found is None:
-            self.respond_error(404)
+            self._not_found(routes.host_owner(host))
             return
         service, prefix = found
         self.service = service
+        if prefix != "/" and service.strip_prefix:
+            self.raw_path = raw_path[len(prefix) :] or b"/"
+            self.prefix = prefix
+        else:
+            self.raw_path = raw_path
+        # kamal-proxy's order: in flight for the metrics, the client-IP header, then the TLS rules
+        metrics = self.listener.metrics
+        if metrics is not None:
+            self._meter(metrics, service)
+        if service.client_ip_header:
+            self._client_ip(service.client_ip_header, fields)
+        # (ACME challenges see the unstripped path)
         if (service.entry is not None or self.listener.is_tls) and self._answered_for_tls(service, raw_path):
             return
-        if prefix != "/" and service.strip_prefix:
-            raw_path = raw_path[len(prefix) :] or b"/"
-        self.raw_path = raw_path
         if service.mode is not _RUNNING:
             self._gate(service)
             return
         self._admit(service)
+
+    def _not_found(self, owner: Service | None) -> None:
+        """No service for the request: 404, with the page of a service bound under its host if any."""
+        pages = owner.error_pages if owner is not None else None
+        body = pages.render(404) if pages is not None else None
+        self._respond(404, body if body is not None else error_page(404))
+
+    def _meter(self, metrics: RequestMetrics, service: Service) -> None:
+        """In flight for the metrics, unless its (stripped) path is excluded (--exclude-metrics-path)."""
+        excluded = service.excluded_metrics_paths
+        if not excluded or self.raw_path.decode("latin-1") not in excluded:
+            metrics.started(service.name)
+            self.metered = True
+
+    def _client_ip(self, header: bytes, fields: rules.RequestFields) -> None:
+        """--client-ip-header: that header's value, when sent, replaces the client's X-Forwarded-For."""
+        for name, value in self.head.headers:
+            if name.lower() == header:
+                if value:
+                    fields.xff = value
+                    self.remote_addr = value.decode("latin-1")
+                return
 
     def request_body(self, data: bytes) -> None:
         if not data:
@@ -304,7 +344,7 @@ class Exchange(ExchangeRecord):
             if not self.request_buffer.write(data):
                 self.respond_error(413)  # the rest of the body is not read: the connection closes
             return
-        if self.target is None:
+        if self.target is None or self.state is _ANSWERED:
             return  # answered already (error page); the body is read and dropped
         self._to_upstream(writer.chunk(data) if self.head.chunked else data)
 
@@ -394,7 +434,10 @@ class Exchange(ExchangeRecord):
     # ------------------------------------------------------------------ to the upstream
     def _admit(self, service: Service) -> None:
         """Pick a target and send the request head (or start buffering the body)."""
-        target = service.active.pick()
+        if service.plain:
+            target = service.active.pick()
+        else:
+            target, self.affinity = service.choose(self.head, self.started)
         if target is None or target.state is _DRAINING:
             self.respond_error(503)
             return
@@ -483,6 +526,7 @@ class Exchange(ExchangeRecord):
         if exc is not None or task.cancelled():
             if target is not None:
                 target.forget_address()
+            self._count_connect_error()
             self._upstream_error(str(exc) if exc else "connect cancelled")
             return
         transport, conn = task.result()
@@ -591,6 +635,8 @@ class Exchange(ExchangeRecord):
         if content_type:
             self.resp_content_type = content_type.decode("latin-1")
         service = self.service
+        if service is not None and service.rewrites_response:
+            lines = self._rewrite_response(lines, service)
         if service is not None and service.buffer_responses and not content_type.startswith(EVENT_STREAM):
             self._to(ExchangeEvent.BUFFER_RESPONSE)
             self.response_buffer = SpoolBuffer(memory=service.buffer_memory, limit=service.max_response_body)
@@ -598,6 +644,20 @@ class Exchange(ExchangeRecord):
             return
         self.state = _MOVES[self.state][_RESPONSE_HEAD]
         self.client.send_head(status, head.reason, lines, length=head.content_length)
+
+    def _rewrite_response(self, lines: list[bytes], service: Service) -> list[bytes]:
+        """--scope-cookie-paths, and writer affinity for a service with readers."""
+        if service.scope_cookie_paths and self.prefix:
+            host = self.host
+            lines = rules.scope_cookie_paths(lines, prefix=self.prefix, host=strip_port(host))
+        if service.affinity_enabled:
+            cookie = (
+                writer_affinity_cookie(now=time.time(), timeout=service.affinity_timeout)
+                if self.affinity
+                else None
+            )
+            lines = rules.writer_affinity(lines, cookie)
+        return lines
 
     def _response_body(self, data: bytes) -> None:
         if not data:
@@ -683,7 +743,13 @@ class Exchange(ExchangeRecord):
             return
         if self.connecting is not None and self.connecting.deadline <= now and self.target is not None:
             self.target.forget_address()  # the next connect looks the name up again
+            self._count_connect_error()
         self._upstream_failed_response(504)
+
+    def _count_connect_error(self) -> None:
+        metrics = self.listener.metrics
+        if metrics is not None and self.service is not None:
+            metrics.connect_failed(self.service.name)
 
     @property
     def is_tunnel(self) -> bool:
@@ -729,8 +795,12 @@ class Exchange(ExchangeRecord):
         return True
 
     def respond_error(self, status: int, *, message: str = "") -> None:
-        """Answer with a proxy error page."""
-        self._respond(status, error_page(status, message=message))
+        """Answer with a proxy error page: the service's own (--error-pages) if it has one for
+        ``status``, else the built-in one."""
+        service = self.service
+        pages = service.error_pages if service is not None else None
+        body = pages.render(status, message=message) if pages is not None else None
+        self._respond(status, body if body is not None else error_page(status, message=message))
 
     def _respond(
         self, status: int, body: bytes, *, content_type: str = "text/html; charset=utf-8", location: str = ""
@@ -745,8 +815,7 @@ class Exchange(ExchangeRecord):
         self.resp_content_type = content_type
         target = self.target
         if target is not None:
-            target.request_done(self)
-            self.target = None
+            target.request_done(self)  # still named in the access log: it was picked
         self.client.respond(status, body, content_type=content_type, head_only=is_head, location=location)
 
     def _drop_buffers(self) -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import random
 
+from proxy.http.cookies import WRITER_AFFINITY_OPT_OUT, scope_cookie_path
 from proxy.http.parser import Headers
 from proxy.http.writer import COLON, Lines
 
@@ -282,3 +283,36 @@ def scan_response(headers: Headers) -> tuple[Lines, bytes]:
 def all_lines(headers: Headers) -> Lines:
     """Every field as it came (a 101 response: its Connection and Upgrade go to the client)."""
     return [name + COLON + value for name, value in headers]
+
+
+_SET_COOKIE = b"set-cookie"
+_OPT_OUT = WRITER_AFFINITY_OPT_OUT.encode()
+
+
+def scope_cookie_paths(lines: Lines, *, prefix: str, host: str) -> Lines:
+    """--scope-cookie-paths: each Set-Cookie for ``host`` (or no domain) gets its Path under ``prefix``."""
+    out = []
+    for line in lines:
+        colon = line.find(b":")
+        if colon > 0 and line[:colon].lower() == _SET_COOKIE:
+            value = line[colon + 1 :].strip().decode("latin-1")
+            scoped = scope_cookie_path(value, prefix=prefix, host=host)
+            line = line[: colon + 1] + b" " + scoped.encode("latin-1")
+        out.append(line)
+    return out
+
+
+def writer_affinity(lines: Lines, cookie: str | None) -> Lines:
+    """Writer affinity on a response: ``X-Writer-Affinity`` is removed, and ``cookie`` (the
+    ``kamal-writer`` Set-Cookie, for a write) is added unless the target sent ``X-Writer-Affinity: false``."""
+    out = []
+    opted_out = False
+    for line in lines:
+        colon = line.find(b":")
+        if colon > 0 and line[:colon].lower() == _OPT_OUT:
+            opted_out = opted_out or line[colon + 1 :].strip() == b"false"
+            continue
+        out.append(line)
+    if cookie is not None and not opted_out:
+        out.append(b"Set-Cookie: " + cookie.encode("latin-1"))
+    return out

@@ -15,6 +15,7 @@ from proxy.http.parser import RequestParser, ResponseParser
 from proxy.http.record import ExchangeObserver
 from proxy.http.upstream import UpstreamConnection
 from proxy.log import JsonLog
+from proxy.metrics import RequestMetrics
 
 if TYPE_CHECKING:
     from proxy.clock import Clock
@@ -48,6 +49,7 @@ class Listener:
         idle_timeout: float = defaults.IDLE_TIMEOUT,
         connect_timeout: float = defaults.UPSTREAM_CONNECT_TIMEOUT,
         connect: Connector | None = None,
+        metrics: RequestMetrics | None = None,
         challenge_tokens: Mapping[str, str] | None = None,
     ) -> None:
         self.loop = loop
@@ -73,6 +75,9 @@ class Listener:
             set()
         )  # exchanges with a deadline: held, or waiting for a response head
         self.closing = False
+        # --metrics-port: this process's request table; None when metrics are off (the data plane
+        # then only tests this attribute)
+        self.metrics = metrics
 
     @property
     def port(self) -> int:

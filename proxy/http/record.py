@@ -19,6 +19,7 @@ class ExchangeRecord:
         "client_json",
         "head",
         "host",
+        "metered",
         "method",
         "path",
         "port",
@@ -61,6 +62,7 @@ class ExchangeRecord:
         self.response_head: ResponseHead | None = None
         self.resp_bytes = 0
         self.resp_content_type = ""
+        self.metered = False  # counted in flight by the metrics (routed, path not excluded)
 
 
 class ExchangeObserver(Protocol):

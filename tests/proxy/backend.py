@@ -11,6 +11,7 @@ Behaviour by path (query parameters in brackets):
   /close [size]            a close-delimited body
   /ws                      101 Switching Protocols, then echoes every byte back
   /sink                    reads the body at [rate] bytes per 10 ms, answers its size
+  /headers [name=value…]   200 "headers", each query parameter a response header (repeats kept)
 Every response carries `X-Backend: <name>`. ``connections`` counts accepted TCP connections and
 ``requests`` the requests seen, so the tests can check keep-alive reuse.
 """
@@ -24,7 +25,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, parse_qsl, urlsplit
 
 
 @dataclass
@@ -202,6 +203,9 @@ class Backend:
         if path.startswith("/status/"):
             status = int(path.rsplit("/", 1)[1])
             return status, f"status {status}".encode(), ""
+        if path == "/headers":
+            lines = "".join(f"{name}: {value}\r\n" for name, value in parse_qsl(req.raw_query))
+            return 200, b"headers", lines
         if path == "/big":
             return 200, b"x" * int(query.get("size", "1048576")), ""
         return 404, b"backend 404", ""

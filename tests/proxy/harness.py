@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 from proxy.access_log import AccessLog
+from proxy.error_pages import ErrorPages
 from proxy.http.connection import ClientConnection
 from proxy.http.listener import Listener
 from proxy.http.parsers import PARSER_KINDS, ParserKind, make_request_parser, make_response_parser
@@ -23,6 +25,7 @@ from proxy.http.record import ExchangeRecord
 from proxy.http.upstream import UpstreamConnection
 from proxy.lifecycle import ModeEvent
 from proxy.log import JsonLog
+from proxy.metrics import MetricsObserver, RequestMetrics
 from proxy.options import HealthCheckConfig, ServiceOptions, TargetOptions
 from proxy.service import Service
 from proxy.service_map import ServiceMap
@@ -169,18 +172,26 @@ class Recorder:
 
 
 class Harness:
-    def __init__(self, *, parser: ParserKind = "httptools", scheme: str = "http") -> None:
+    def __init__(
+        self, *, parser: ParserKind = "httptools", scheme: str = "http", metrics: bool = False
+    ) -> None:
         self.clock = ManualClock()
         self.log = CapturedLog()
         self.recorder = Recorder()
         self.targets = MockTargets()
         self.services: list[tuple[str, str, Service]] = []
         self._routes: ServiceMap[Service] = ServiceMap()
+        # --metrics-port: the table the data plane counts into (None: metrics off, as by default)
+        self.metrics = RequestMetrics() if metrics else None
+        observers: tuple[Any, ...] = (self.recorder, AccessLog(log=self.log))
+        if self.metrics is not None:
+            observers += (MetricsObserver(table=self.metrics, clock=time.time),)
         self.listener = Listener(
             loop=asyncio.get_running_loop(),
             clock=self.clock,
             log=self.log,
-            observers=(self.recorder, AccessLog(log=self.log)),
+            observers=observers,
+            metrics=self.metrics,
             routes=lambda: self._routes,
             request_parser=lambda: make_request_parser(parser, max_head_size=65536),
             response_parser=lambda: make_response_parser(parser, max_head_size=65536),
@@ -196,22 +207,31 @@ class Harness:
         *addresses: str,
         hosts: tuple[str, ...] = ("",),
         prefixes: tuple[str, ...] = ("/",),
+        readers: tuple[str, ...] = (),
+        service_options: dict[str, Any] | None = None,
+        error_pages: ErrorPages | None = None,
         **target_options: Any,
     ) -> Service:
         """A running service whose targets are healthy at once (no health checks run)."""
-        active = TargetSet(
-            addresses=addresses or ("app:3000",), health=HealthCheckConfig(), log=self.log, service=name
-        )
-        active.mark_all_healthy()
+        active = self.target_set(name, addresses or ("app:3000",), readers)
         service = Service(
             name=name,
-            options=ServiceOptions(hosts=hosts, path_prefixes=prefixes),
+            options=ServiceOptions(hosts=hosts, path_prefixes=prefixes, **(service_options or {})),
             target_options=TargetOptions(**target_options),
             active=active,
+            error_pages=error_pages,
         )
         self.services += [(h, p, service) for h in hosts for p in prefixes]
         self._routes = ServiceMap(self.services)
         return service
+
+    def target_set(self, name: str, addresses: tuple[str, ...], readers: tuple[str, ...] = ()) -> TargetSet:
+        """Targets (writers and readers) that are healthy at once."""
+        targets = TargetSet(
+            addresses=addresses, readers=readers, health=HealthCheckConfig(), log=self.log, service=name
+        )
+        targets.mark_all_healthy()
+        return targets
 
     def pause(self, service: Service, *, max_pause: float = 30.0) -> None:
         service.change_mode(ModeEvent.PAUSE, pause_timeout=max_pause)
@@ -249,11 +269,17 @@ def status_of(response: bytes) -> int:
     return int(response.split(b" ", 2)[1])
 
 
-def run(parser: str, scenario: Callable[[Harness], Awaitable[None]], *, scheme: str = "http") -> None:
+def run(
+    parser: str,
+    scenario: Callable[[Harness], Awaitable[None]],
+    *,
+    scheme: str = "http",
+    metrics: bool = False,
+) -> None:
     """Run ``scenario`` on a fresh event loop with a fresh harness for ``parser``."""
 
     async def main() -> None:
-        harness = Harness(parser=cast(ParserKind, parser), scheme=scheme)
+        harness = Harness(parser=cast(ParserKind, parser), scheme=scheme, metrics=metrics)
         try:
             await scenario(harness)
         finally:

@@ -217,6 +217,9 @@ def test_bad_control_request_leaves_config_intact(control_proxy: ProxyProcess, b
 def test_kamal_tls_and_error_pages_lines_are_accepted_and_stored(
     control_proxy: ProxyProcess, backend: Backend
 ) -> None:
+    pages = control_proxy.tmp / "apps-config" / "app" / "error_pages" / "abc123"
+    pages.mkdir(parents=True)
+    (pages / "503.html").write_text("<p>{{ .Message }}</p>")
     tls_dir = control_proxy.tmp / "apps-config" / "tls" / "web"  # the certificate must load now
     tls_dir.mkdir(parents=True)
     CA.create().write_leaf(tls_dir, "app.example.com", stem="cert")
@@ -229,14 +232,14 @@ def test_kamal_tls_and_error_pages_lines_are_accepted_and_stored(
         f'--tls-private-key-path="{tls_dir}/key.pem" '
         '--deploy-timeout="30s" --drain-timeout="30s" --health-check-path="/up" --tls-redirect="false" '
         '--buffer-requests --buffer-responses --max-request-body="40000000" '
-        '--error-pages="/home/kamal-proxy/.apps-config/app/error_pages/abc123"',
+        f'--error-pages="{pages}"',
     )
     assert result.returncode == 0, result.stderr
     options = service(control_proxy, "app-web")["options"]
     assert isinstance(options, dict)
     assert options["tls_enabled"] is True and options["tls_redirect"] is False
     assert options["tls_certificate_path"].endswith("/tls/web/cert.pem")
-    assert options["error_page_path"].endswith("/error_pages/abc123")
+    assert options["error_page_path"] == str(pages)
     target_options = service(control_proxy, "app-web")["target_options"]
     assert isinstance(target_options, dict)
     assert target_options["forward_headers"] is False  # default !tls

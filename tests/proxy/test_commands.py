@@ -15,6 +15,9 @@ from proxy.commands import (
     PauseCommand,
     RemoveCommand,
     ResumeCommand,
+    RolloutDeployCommand,
+    RolloutSetCommand,
+    RolloutStopCommand,
     StopCommand,
     decode_request,
     encode_request,
@@ -43,11 +46,48 @@ def test_every_command_round_trips_and_defining_one_registers_it() -> None:
         StopCommand(service="app", drain_timeout=0, message="back at 5"),
         ResumeCommand(service="app"),
         ListCommand(),
+        RolloutDeployCommand(
+            service="app",
+            targets=("canary:3000",),
+            read_targets=("canary-replica:3000",),
+            deployment_options=DeploymentOptions(deploy_timeout=5),
+        ),
+        RolloutSetCommand(service="app", percentage=20, allowlist=("staff",)),
+        RolloutStopCommand(service="app"),
     ]
     for command in commands:
         assert decode_request(json.loads(json.dumps(encode_request(command)))) == command
-    assert set(COMMANDS) == {"deploy", "remove", "pause", "stop", "resume", "list"}
+    assert set(COMMANDS) == {
+        "deploy",
+        "remove",
+        "pause",
+        "stop",
+        "resume",
+        "list",
+        "rollout_deploy",
+        "rollout_set",
+        "rollout_stop",
+    }
     with pytest.raises(TypeError, match="defined twice"):
 
         class Again(ControlCommand):
             name = "list"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        {"service": "app", "percentage": "20"},
+        {"service": "app", "percentage": 1 << 40},
+        {"service": "app", "allowlist": "staff"},
+        {"service": "app", "allowlist": [f"v{i}" for i in range(1001)]},
+    ],
+)
+def test_rollout_set_with_bad_arguments_is_refused(args: dict[str, object]) -> None:
+    with pytest.raises(CommandError):
+        decode_request({"command": "rollout_set", "args": args})
+
+
+def test_rollout_deploy_needs_a_target() -> None:
+    with pytest.raises(CommandError, match="at least one target"):
+        decode_request({"command": "rollout_deploy", "args": {"service": "app", "targets": []}})

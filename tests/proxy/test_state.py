@@ -36,6 +36,47 @@ def test_state_file_round_trip_and_atomic_replace(tmp_path: Path) -> None:
     assert sorted(p.name for p in state.path.parent.iterdir()) == ["kamal-proxy.state"]
 
 
+def test_rollout_slot_and_readers_round_trip_in_kamal_proxys_keys(tmp_path: Path) -> None:
+    from proxy.rollout import RolloutSplit
+
+    state = StateFile(path=tmp_path / "kamal-proxy.state")
+    saved = SavedService(
+        name="app",
+        options=ServiceOptions(),
+        target_options=TargetOptions(),
+        active_targets=("web:3000",),
+        active_readers=("replica:3000",),
+        rollout_targets=("canary:3000",),
+        rollout_readers=("canary-replica:3000",),
+        rollout_split=RolloutSplit(percent=25, allowlist=("staff",)),
+    )
+    state.save([saved])
+    [entry] = json.loads(state.path.read_text())
+    assert entry["active_readers"] == ["replica:3000"]
+    assert (entry["rollout_targets"], entry["rollout_readers"]) == (["canary:3000"], ["canary-replica:3000"])
+    assert entry["rollout_controller"] == {
+        "percentage": 25,
+        "percentage_split_point": float(0xFFFFFFFF) * 0.25,
+        "allowlist": ["staff"],
+    }
+    loaded = state.load()
+    assert loaded is not None and loaded.services == [saved]
+
+
+def test_bad_rollout_controller_rejects_that_entry_only(tmp_path: Path) -> None:
+    state = StateFile(path=tmp_path / "kamal-proxy.state")
+    good = {"name": "ok", "options": {}, "active_targets": ["web:1"], "pause_controller": {}}
+    bad = {**good, "name": "bad", "rollout_targets": ["canary:1"], "rollout_controller": {"percentage": "60"}}
+    legacy = {**good, "name": "legacy", "rollout_target": "canary:2", "rollout_controller": None}
+    state.path.write_text(json.dumps([good, bad, legacy]))
+    loaded = state.load()
+    assert loaded is not None
+    assert [s.name for s in loaded.services] == ["ok", "legacy"]
+    assert loaded.services[1].rollout_targets == ("canary:2",) and loaded.services[1].rollout_split is None
+    [rejected] = loaded.rejected
+    assert rejected.name == "bad" and "rollout_controller.percentage" in rejected.reason
+
+
 def write(state: StateFile, data: object) -> None:
     state.ensure_dir()
     state.path.write_text(json.dumps(data))
