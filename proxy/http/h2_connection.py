@@ -132,7 +132,8 @@ class H2Stream:
         exchange = self.exchange = Exchange(self.conn.listener, self, request)
         exchange.start()
         if exchange.state is HELD:
-            self.held = []
+            # the body (or, for a request without one, its end) goes on at the resume
+            self.held = [StreamEnd(self.stream_id)] if head.end_stream else []
         elif head.end_stream and not self.finished:
             self._request_end()
 

@@ -14,6 +14,7 @@ import h2.connection
 import h2.events
 
 from proxy.http.h2_connection import H2Connection
+from proxy.lifecycle import ModeEvent
 from tests.proxy.harness import Harness, MockTransport, ok, run, settle
 
 
@@ -192,5 +193,24 @@ def test_client_reset_cancels_the_exchange_as_499() -> None:
         [line] = h.log.requests()
         assert line["status"] == 499 and line["proto"] == "HTTP/2.0"
         await asyncio.sleep(0)
+
+    run("httptools", scenario)
+
+
+def test_a_held_request_without_body_goes_on_at_resume_even_when_buffered() -> None:
+    async def scenario(h: Harness) -> None:
+        service = h.deploy("app", "app:3000", hosts=("app.test",), buffer_requests=True)
+        h.pause(service)
+        client = Client(h)
+        await client.pump()
+        sid = client.get("/held")
+        await client.pump()
+        assert h.targets.connections == []  # held
+        service.change_mode(ModeEvent.RESUME)  # releases the held requests
+        await client.pump()
+        request = h.targets.respond(ok(b"resumed"))
+        assert request.startswith(b"GET /held HTTP/1.1\r\n")
+        await client.pump()
+        assert any(isinstance(e, h2.events.StreamEnded) and e.stream_id == sid for e in client.events)
 
     run("httptools", scenario)
