@@ -132,10 +132,7 @@ class H2Stream:
         exchange = self.exchange = Exchange(self.conn.listener, self, request)
         exchange.start()
         if exchange.state is HELD:
-            # the body (or, for a request without one, its end) goes on at the resume
-            self.held = [StreamEnd(self.stream_id)] if head.end_stream else []
-        elif head.end_stream and not self.finished:
-            self._request_end()
+            self.held = []  # the body and its end (a StreamEnd, even for END_STREAM on the HEADERS) wait
 
     def data(self, event: StreamData) -> None:
         if self.held is not None:
