@@ -35,6 +35,7 @@ from proxy.acme import AcmeIssuer
 from proxy.clock import BoundLoopClock
 from proxy.control import ControlServer, DaemonRunning, check_not_running
 from proxy.http.connection import ClientConnection
+from proxy.http.h2_connection import negotiated
 from proxy.http.listener import Listener
 from proxy.http.parsers import ParserKind, make_request_parser, make_response_parser
 from proxy.http.record import ExchangeObserver
@@ -201,7 +202,7 @@ class Daemon:
         tls_listener = TlsListener(
             loop=loop,
             store=self.tls,
-            protocol_factory=lambda: ClientConnection(tls_ctx),
+            protocol_factory=lambda: negotiated(tls_ctx),
             log=self.log,
             hello_timeout=min(config.read_header_timeout, defaults.TLS_HELLO_TIMEOUT),
         )
