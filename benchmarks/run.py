@@ -13,6 +13,8 @@ Scenarios (``--scenarios``, comma separated; default: all):
   services  1, 100, 10,000 deployed services; req/s must stay flat (ours)
   tls       HTTPS with one static certificate, ours vs nginx / HAProxy / Caddy: keep-alive req/s,
             new-handshake req/s (Connection: close) and a burst of new connections (h2load --h1)
+  h2        HTTP/2 over TLS (same certificate and backends): ``h2load -c 50 -m 10`` against ours,
+            nginx (``http2``), HAProxy (``alpn h2``) and Caddy; req/s and CPU us/request
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import shutil
 import signal
 import statistics
@@ -43,7 +46,7 @@ from .peers import REPO, Ours, Proxy, make
 HERE = Path(__file__).resolve().parent
 PROXY_CPU = "0"
 LOAD_CPU = "1"
-ALL_SCENARIOS = ["peers", "deploy", "pause", "bodies", "conns", "services", "tls"]
+ALL_SCENARIOS = ["peers", "deploy", "pause", "bodies", "conns", "services", "tls", "h2"]
 # ours-httptools-metrics: the same proxy with `run --metrics-port` (the cost of counting; peers only)
 ALL_PROXIES = ["direct", "nginx", "haproxy", "caddy", "ours-httptools", "ours-h11", "ours-httptools-metrics"]
 SECONDARY = {"ours-h11": "ours-httptools", "ours-httptools-metrics": "ours-httptools"}
@@ -658,7 +661,7 @@ NGINX_TLS_SERVER = """
         listen 127.0.0.1:{port} ssl backlog=4096;
         ssl_certificate {cert};
         ssl_certificate_key {key};
-        ssl_protocols TLSv1.2 TLSv1.3;
+        ssl_protocols TLSv1.2 TLSv1.3;{http2}
         location / {{
             proxy_pass http://backends;
             proxy_http_version 1.1;
@@ -672,7 +675,7 @@ NGINX_TLS_SERVER = """
 """
 
 HAPROXY_TLS_FRONTEND = """frontend fe_tls
-    bind 127.0.0.1:{port} ssl crt {pem} alpn http/1.1
+    bind 127.0.0.1:{port} ssl crt {pem} alpn {alpn}
     http-request set-header X-Forwarded-Proto https
     http-request set-header X-Request-ID %[uuid]
     default_backend be
@@ -714,8 +717,9 @@ def _tls_ours(ctx: Ctx, cert: Path, key: Path) -> tuple[Proxy, str]:
     return ours, f"https://localhost:{ours.https_port}/"
 
 
-def _tls_peer(name: str, ctx: Ctx, cert: Path, key: Path) -> tuple[Proxy, str]:
-    """nginx / HAProxy / Caddy with an HTTPS listener on the same certificate as ours."""
+def _tls_peer(name: str, ctx: Ctx, cert: Path, key: Path, *, h2: bool = False) -> tuple[Proxy, str]:
+    """nginx / HAProxy / Caddy with an HTTPS listener on the same certificate as ours (Caddy always
+    offers h2; ``h2`` turns it on for nginx and HAProxy)."""
     from . import peers
 
     port = free_port()
@@ -723,18 +727,29 @@ def _tls_peer(name: str, ctx: Ctx, cert: Path, key: Path) -> tuple[Proxy, str]:
     p: Proxy
     if name == "nginx":
         p = peers.Nginx(workdir, ctx.addrs, PROXY_CPU)
-        p.extra = NGINX_TLS_SERVER.format(port=port, cert=cert, key=key)
+        http2 = "\n        http2 on;" if h2 and _nginx_has_http2_directive() else ""
+        listen_h2 = " http2" if h2 and not http2 else ""
+        p.extra = NGINX_TLS_SERVER.format(port=port, cert=cert, key=key, http2=http2).replace(
+            "ssl backlog", f"ssl{listen_h2} backlog"
+        )
     elif name == "haproxy":
-        pem = ctx.workdir / "tls" / "haproxy.pem"
+        pem = cert.parent / "haproxy.pem"
         pem.write_bytes(cert.read_bytes() + key.read_bytes())
         p = peers.HAProxy(workdir, ctx.addrs, PROXY_CPU)
-        p.extra = HAPROXY_TLS_FRONTEND.format(port=port, pem=pem)
+        p.extra = HAPROXY_TLS_FRONTEND.format(port=port, pem=pem, alpn="h2,http/1.1" if h2 else "http/1.1")
     else:
         p = peers.Caddy(workdir, ctx.addrs, PROXY_CPU)
         p.extra = CADDY_TLS_SITE.format(port=port, cert=cert, key=key, w=workdir, servers=" ".join(ctx.addrs))
     p.start()
     wait_port_open(port)
     return p, f"https://localhost:{port}/"
+
+
+def _nginx_has_http2_directive() -> bool:
+    """nginx 1.25.1+ spells HTTP/2 ``http2 on;``; older ones (Debian 12: 1.22) ``listen ... http2``."""
+    r = subprocess.run(["nginx", "-v"], capture_output=True, text=True, check=False)
+    m = re.search(r"nginx/(\d+)\.(\d+)\.(\d+)", r.stderr)
+    return bool(m) and tuple(map(int, m.groups())) >= (1, 25, 1)  # type: ignore[union-attr]
 
 
 def wait_port_open(port: int, timeout: float = 20) -> None:
@@ -808,6 +823,69 @@ def scenario_tls(ctx: Ctx) -> dict[str, Any]:
             p.stop()
 
 
+def _h2load(p: Proxy, url: str, duration: float, *, clients: int = 50, streams: int = 10) -> dict[str, Any]:
+    """``h2load -c clients -m streams`` for ``duration`` seconds, plus the proxy's CPU per request."""
+    cpu0 = p.cpu_seconds()
+    cmd = ["taskset", "-c", LOAD_CPU, "h2load", "-c", str(clients), "-m", str(streams), "-t", "1"]
+    cmd += ["-D", str(max(1, round(duration))), "--warm-up-time=1", url]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 120, check=False)
+    d = report.parse_h2load(r.stdout)
+    done = d.get("succeeded") or 0
+    if p.proc is not None and done:
+        d["cpu_us_per_req"] = (p.cpu_seconds() - cpu0) / done * 1e6
+    if not d.get("rps"):
+        d["error"] = (r.stdout + r.stderr)[-500:]
+    return d
+
+
+def scenario_h2(ctx: Ctx) -> dict[str, Any]:
+    """HTTP/2 over TLS: ``h2load -c 50 -m 10`` against ours, nginx, HAProxy and Caddy, interleaved."""
+    a = ctx.args
+    if not shutil.which("h2load"):
+        return {"skipped": "h2load is not installed (Debian nghttp2-client)"}
+    cert, key = make_cert(ctx.workdir / "h2")
+    out: dict[str, Any] = {"runs": {}}
+    procs: dict[str, tuple[Proxy, str]] = {}
+    try:
+        try:
+            ours, url = _tls_ours(ctx, cert, key)
+            procs[ours.label] = (ours, url)
+        except Exception as e:
+            out["skipped"] = f"TLS deploy failed on ours: {str(e)[:300]}"
+            return out
+        for name in TLS_PEERS:
+            if name not in a.proxies:
+                continue
+            try:
+                p, url = _tls_peer(name, ctx, cert, key, h2=True)
+                procs[p.label] = (p, url)
+            except Exception as e:
+                log(f"h2: {name} not started: {str(e)[:300]}")
+        names = list(procs)
+        for rep in range(a.reps):
+            for name in names if rep % 2 == 0 else names[::-1]:
+                p, url = procs[name]
+                r = _h2load(p, url, a.duration)
+                out["runs"].setdefault(name, []).append(r)
+                log(
+                    f"h2 rep={rep} {name}: {r.get('rps', 0):,.0f} req/s cpu={r.get('cpu_us_per_req', 0):.1f}us/req"
+                )
+        out["median"] = {n: _h2_median(v) for n, v in out["runs"].items()}
+        return out
+    finally:
+        for p, _ in procs.values():
+            p.stop()
+
+
+def _h2_median(runs: list[dict[str, Any]]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for key in ("rps", "cpu_us_per_req"):
+        values = [r[key] for r in runs if key in r]
+        if values:
+            out[key] = statistics.median(values)
+    return out
+
+
 SCENARIOS: dict[str, Callable[[Ctx], dict[str, Any]]] = {
     "peers": scenario_peers,
     "deploy": scenario_deploy,
@@ -816,6 +894,7 @@ SCENARIOS: dict[str, Callable[[Ctx], dict[str, Any]]] = {
     "conns": scenario_conns,
     "services": scenario_services,
     "tls": scenario_tls,
+    "h2": scenario_h2,
 }
 
 

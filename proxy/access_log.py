@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from proxy.http.parser import Headers
     from proxy.http.record import ExchangeRecord
 
-PROTO = {b"1.1": "HTTP/1.1", b"1.0": "HTTP/1.0"}
+PROTO = {b"1.1": "HTTP/1.1", b"1.0": "HTTP/1.0", b"2.0": "HTTP/2.0"}
 _METHODS: dict[bytes, str] = {}
 
 

@@ -42,7 +42,7 @@ from proxy.clock import BoundLoopClock
 from proxy.control import ControlServer, DaemonRunning, check_not_running
 from proxy.controller.fleet import WorkerFleet
 from proxy.controller.sockets import Listeners, open_listeners
-from proxy.http.connection import ClientConnection
+from proxy.http.h2_connection import negotiated
 from proxy.http.listener import Listener
 from proxy.http.parsers import ParserKind, make_request_parser, make_response_parser
 from proxy.lifecycle import ServiceMode, TargetState
@@ -176,7 +176,7 @@ class Daemon:
         tls_listener = TlsListener(
             loop=loop,
             store=self.tls,
-            protocol_factory=lambda: ClientConnection(ctx),
+            protocol_factory=lambda: negotiated(ctx),  # HTTP/2 by ALPN, else HTTP/1
             log=self.log,
             hello_timeout=min(config.read_header_timeout, defaults.TLS_HELLO_TIMEOUT),
         )

@@ -34,8 +34,8 @@ if TYPE_CHECKING:
     from proxy.service import Service
     from proxy.service_map import ServiceMap
 
-# ALPN is chosen here and only here. HTTP/2 joins this list with its own issue.
-ALPN_PROTOCOLS: tuple[str, ...] = ("http/1.1",)
+# ALPN is chosen here and only here: HTTP/2 first (the TLS listener serves it with H2Connection).
+ALPN_PROTOCOLS: tuple[str, ...] = ("h2", "http/1.1")
 ACME_TLS_ALPN = "acme-tls/1"
 # TLS 1.2 suites with forward secrecy and AEAD only; TLS 1.3 suites are OpenSSL's defaults.
 TLS12_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"

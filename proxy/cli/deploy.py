@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 from proxy import defaults
 from proxy.cli.common import Usage, send
-from proxy.cli.flags import Flag, FlagError
+from proxy.cli.flags import Flag, FlagError, apply_env_defaults
 from proxy.commands import DeployCommand
 from proxy.options import (
     DeploymentOptions,
@@ -147,10 +148,17 @@ FLAGS = [
 
 USAGE = Usage(name="deploy", use="deploy <service>", short="Deploy a target host", flags=FLAGS, nargs=1)
 
+# The ACME extension flags also read the environment (KAMAL_PROXY_TLS_ACME_DIRECTORY, else
+# TLS_ACME_DIRECTORY, …): Kamal cannot pass them, but `docker exec kamal-proxy kamal-proxy deploy`
+# inherits the proxy container's environment (Kamal: proxy.run.options.env).
+ENV_FLAGS = ("tls-acme-directory", "tls-acme-eab-kid", "tls-acme-eab-hmac-key")
 
-def build(argv: list[str]) -> DeployCommand | None:
+
+def build(argv: list[str], environ: Mapping[str, str] | None = None) -> DeployCommand | None:
     """The command argv describes (None when help was shown); raises FlagError on bad input."""
-    parsed = USAGE.parse(argv)
+    environ = os.environ if environ is None else environ
+    flags = apply_env_defaults(FLAGS, environ, exclude=[f.name for f in FLAGS if f.name not in ENV_FLAGS])
+    parsed = Usage(name=USAGE.name, use=USAGE.use, short=USAGE.short, flags=flags, nargs=1).parse(argv)
     if parsed is None:
         return None
     v = parsed.values
@@ -167,13 +175,12 @@ def build(argv: list[str]) -> DeployCommand | None:
             f"they must all be set; missing [{missing}]"
         )
     tls = bool(v["tls"])
-    if v["tls-staging"] and v["tls-acme-directory"]:
+    if v["tls-staging"] and "tls-acme-directory" in changed:
         raise FlagError("tls-staging and tls-acme-directory cannot be used together")
     if bool(v["tls-acme-eab-kid"]) != bool(v["tls-acme-eab-hmac-key"]):
         raise FlagError("tls-acme-eab-kid and tls-acme-eab-hmac-key must be set together")
-    acme_directory = str(v["tls-acme-directory"]) or (
-        LETS_ENCRYPT_STAGING_DIRECTORY if v["tls-staging"] else ""
-    )
+    # an explicit --tls-staging wins over a directory from the environment
+    acme_directory = LETS_ENCRYPT_STAGING_DIRECTORY if v["tls-staging"] else str(v["tls-acme-directory"])
     forward_headers = bool(v["forward-headers"]) if "forward-headers" in changed else not tls
     service_options = ServiceOptions(
         hosts=tuple(_strings(v["host"])),

@@ -106,6 +106,18 @@ def _plausible_request_start(pending: bytes) -> bool:
     return any(method.startswith(pending) for method in METHODS)
 
 
+_STATUS_TEMPLATE = b"HTTP/0.0 000"  # 0: a digit
+
+
+def _plausible_status_start(pending: bytes) -> bool:
+    """Fail a bad status line at its first wrong byte, as llhttp does, not when the head is complete."""
+    for i, c in enumerate(pending[:12]):
+        t = _STATUS_TEMPLATE[i]
+        if (t == 48 and not 48 <= c <= 57) or (t != 48 and c != t):
+            return False
+    return len(pending) <= 12 or pending[12] in b" \r"
+
+
 def _strip_blank_lines(data: bytes) -> bytes:
     # llhttp skips CR and LF bytes before a start line (RFC 9112 section 2.2); h11 does not.
     if data[:1] == b"\r" or data[:1] == b"\n":
@@ -374,8 +386,8 @@ class H11ResponseParser(ResponseParserBase):
             pending = conn.trailing_data[0] if conn.their_state is h11.SEND_RESPONSE else b""
             if pending and not self._keep_alive:
                 return self._fail(events, ParseError(400, "data after an interim response that closes"))
-            if pending and not b"HTTP/".startswith(pending[:5]):
-                return self._fail(events, ParseError(400, "expected HTTP/"))
+            if pending and not _plausible_status_start(pending):
+                return self._fail(events, ParseError(400, "invalid status line"))
             try:
                 event = conn.next_event()
             except h11.RemoteProtocolError as exc:

@@ -8,9 +8,11 @@ What this layer adds to ``h2``:
 - **Translation to HTTP/1 semantics**: a request head with ``:authority`` as ``Host``, cookies split
   across fields joined with ``; ``, the origin-form target; response heads with connection-specific
   fields dropped and names lower-cased.
-- **Validation** (where h2→h1 translation is where smuggling hides): ``h2`` already rejects uppercase
-  names, CR/LF/NUL, connection-specific fields, ``te`` other than ``trailers``, pseudo-header misuse and
-  a ``content-length`` that disagrees with the DATA sent; a failed stream is reset, not forwarded.
+- **Validation** (where h2→h1 translation is where smuggling hides): ``request_head`` rejects
+  names that are not lower-case tokens, NUL/CR/LF or surrounding whitespace in values,
+  connection-specific fields, ``te`` other than ``trailers``, pseudo-header misuse, two different
+  hosts and a malformed or repeated ``content-length``; ``h2`` rejects a ``content-length`` that
+  disagrees with the DATA sent. A failed request is a stream error (RST_STREAM), never forwarded.
 - **Bounds**: ``SETTINGS_MAX_CONCURRENT_STREAMS`` (100, as Go), a header-list size limit, CONTINUATION
   backlog (``h2``'s own, 64 frames), rapid reset (CVE-2023-44487: a peer that cancels most of the
   streams it opens, past a floor, gets GOAWAY), and SETTINGS / PING floods (a rate limit; past it,
@@ -23,8 +25,10 @@ What this layer adds to ``h2``:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import h2.config
 import h2.connection
@@ -32,11 +36,15 @@ import h2.errors
 import h2.events
 import h2.exceptions
 import h2.settings
+import hpack
 from hyperframe.frame import GoAwayFrame
 
 MAX_CONCURRENT_STREAMS = 100  # Go's http2 server default
 MAX_HEADER_LIST_SIZE = 64 * 1024  # the HTTP/1 head limit, for the same request
 INITIAL_WINDOW_SIZE = 256 * 1024  # per stream: how much request body a client may send ahead
+# The connection's window: what all streams together may send ahead. Larger than one stream's, so a
+# stream whose upstream is slow (its bytes not yet acknowledged) does not stop the others.
+CONNECTION_WINDOW_SIZE = 16 * INITIAL_WINDOW_SIZE
 RAPID_RESET_FLOOR = 200  # resets a connection may always make
 CONTROL_FRAME_BURST = 200  # SETTINGS + PING frames allowed in a burst...
 CONTROL_FRAMES_PER_SECOND = 50.0  # ...and refilled at this rate
@@ -128,8 +136,17 @@ class H2Session:
         max_concurrent_streams: int = MAX_CONCURRENT_STREAMS,
         max_header_list_size: int = MAX_HEADER_LIST_SIZE,
     ) -> None:
-        config = h2.config.H2Configuration(client_side=False, header_encoding=None)
+        # Outbound heads are made here from parsed, validated upstream fields (names lower-cased,
+        # connection-specific ones dropped): h2's own outbound checks would only repeat that.
+        config = h2.config.H2Configuration(
+            client_side=False,
+            header_encoding=None,
+            validate_outbound_headers=False,
+            normalize_outbound_headers=False,
+            validate_inbound_headers=False,  # request_head() validates, as stream errors
+        )
         self._conn = h2.connection.H2Connection(config=config)
+        self._conn.encoder = _Encoder()
         self._conn.local_settings = h2.settings.Settings(
             client=False,
             initial_values={
@@ -140,6 +157,7 @@ class H2Session:
             },
         )
         self._pending: dict[int, list[tuple[memoryview, bool]]] = {}
+        self._writable: list[StreamWritable] = []  # made by the current event, handed out after it
         self._control = _RateLimit(burst=CONTROL_FRAME_BURST, rate=CONTROL_FRAMES_PER_SECOND, clock=clock)
         self.streams_opened = 0
         self.resets_by_peer = 0
@@ -150,8 +168,11 @@ class H2Session:
     # -- input -------------------------------------------------------------------------------
 
     def initiate(self) -> None:
-        """Queue the server preface (our SETTINGS)."""
+        """Queue the server preface (our SETTINGS and the connection window)."""
         self._conn.initiate_connection()
+        self._conn.increment_flow_control_window(
+            CONNECTION_WINDOW_SIZE - self._conn.inbound_flow_control_window
+        )
 
     def receive_data(self, data: bytes) -> list[H2Event]:
         if self.ended is not None:
@@ -165,6 +186,9 @@ class H2Session:
             translated = self._translate(event)
             if translated is not None:
                 events.append(translated)
+            if self._writable:
+                events += self._writable
+                self._writable = []
             if self.ended is not None:
                 events.append(self.ended)
                 break
@@ -192,10 +216,13 @@ class H2Session:
                     self._end("rapid reset: the client cancels most streams it opens", _CALM)
             return StreamReset(event.stream_id, int(event.error_code or 0))
         if isinstance(event, h2.events.WindowUpdated):
-            return self._window_opened(event.stream_id or 0)
+            self._window_opened(event.stream_id or 0)
+            return None
         if isinstance(event, h2.events.RemoteSettingsChanged | h2.events.PingReceived):
             if not self._control.take():
                 self._end("SETTINGS/PING flood", _CALM)
+            elif self._pending and isinstance(event, h2.events.RemoteSettingsChanged):
+                self._window_opened(0)  # a larger SETTINGS_INITIAL_WINDOW_SIZE opens every stream
             return None
         if isinstance(event, h2.events.ConnectionTerminated):
             self.ended = ConnectionEnded("the client sent GOAWAY", int(event.error_code or 0))
@@ -206,64 +233,29 @@ class H2Session:
 
     def _request(self, event: h2.events.RequestReceived) -> StreamHead | None:
         assert event.stream_id is not None and event.headers is not None
-        method = target = scheme = authority = b""
-        host = b""
-        cookies: list[bytes] = []
-        headers: list[tuple[bytes, bytes]] = []
-        for name, value in _as_bytes(event.headers):
-            if name.startswith(b":"):
-                if name == b":method":
-                    method = value
-                elif name == b":path":
-                    target = value
-                elif name == b":scheme":
-                    scheme = value
-                elif name == b":authority":
-                    authority = value
-                else:
-                    self._refuse(event.stream_id)  # :protocol (extended CONNECT) is not offered
-                    return None
-            elif name == b"cookie":
-                cookies.append(value)
-            elif name == b"host":
-                host = value
-            else:
-                headers.append((name, value))
-        host = authority or host
-        if method == b"CONNECT" or not target or not host:
-            self._refuse(event.stream_id)
-            return None
-        headers.insert(0, (b"host", host))
-        if cookies:
-            headers.append((b"cookie", b"; ".join(cookies)))
-        return StreamHead(
-            stream_id=event.stream_id,
-            method=method,
-            target=target,
-            scheme=scheme,
-            host=host,
-            headers=headers,
-            end_stream=event.stream_ended is not None,
+        head = request_head(
+            event.stream_id, _as_bytes(event.headers), end_stream=event.stream_ended is not None
         )
+        if head is None:
+            self._refuse(event.stream_id)  # a stream error: the connection and its other streams go on
+        return head
 
     def _refuse(self, stream_id: int, code: int = h2.errors.ErrorCodes.PROTOCOL_ERROR) -> None:
         self._conn.reset_stream(stream_id, code)
 
-    def _window_opened(self, stream_id: int) -> StreamWritable | None:
-        """Flush what waited for the window; one stream, or all of them for the connection window."""
+    def _window_opened(self, stream_id: int) -> None:
+        """Flush what waited for the window: one stream's, or (the connection's window, or a new
+        initial window in SETTINGS) every stream's; each stream whose queue emptied is writable."""
         ids = list(self._pending) if stream_id == 0 else [stream_id]
-        writable = None
         for sid in ids:
             if sid in self._pending and self._flush(sid):
-                writable = StreamWritable(sid)
-                if stream_id != 0:
-                    return writable
-        return writable
+                self._writable.append(StreamWritable(sid))
 
     def _end(self, reason: str, code: int) -> ConnectionEnded:
         if self.ended is None:
             self.ended = ConnectionEnded(reason, code)
-            self._conn.close_connection(error_code=code)
+            if self._conn.state_machine.state is not h2.connection.ConnectionState.CLOSED:
+                self._conn.close_connection(error_code=code)  # (h2 sent its own on a protocol error)
         return self.ended
 
     # -- output ------------------------------------------------------------------------------
@@ -332,12 +324,104 @@ class H2Session:
             frame.error_code = 0
             self._goaway = frame.serialize()
 
+    def queued(self, stream_id: int) -> bool:
+        """Response bytes of this stream still wait for the client's window."""
+        return stream_id in self._pending
+
     @property
     def open_streams(self) -> int:
         return int(self._conn.open_inbound_streams)
 
 
 _CALM = int(h2.errors.ErrorCodes.ENHANCE_YOUR_CALM)
+
+
+class _Encoder(hpack.Encoder):
+    """HPACK without Huffman coding for response heads: pure-Python Huffman costs more CPU per
+    response than the bytes it saves on the wire (repeated fields are indexed either way)."""
+
+    def encode(self, headers: Any, huffman: bool = False) -> bytes:
+        return super().encode(headers, huffman=False)
+
+
+# Request validation (h2's own inbound validation is off: it makes every bad field a connection
+# error, and costs more than this single pass). RFC 9113 §8.2: lower-case token names, no NUL / CR /
+# LF and no surrounding whitespace in values, no connection-specific fields, ``te`` only "trailers";
+# §8.3: pseudo-fields first, each once, the request ones only.
+_NAME = re.compile(rb"[!#$%&'*+\-.^_`|~0-9a-z]+\Z")
+_BAD_VALUE = re.compile(rb"[\x00\r\n]|\A[ \t]|[ \t]\Z")
+_CONNECTION_REQUEST_FIELDS = frozenset(
+    {b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade"}
+)
+_PSEUDO = frozenset({b":method", b":path", b":scheme", b":authority"})
+
+
+def request_head(
+    stream_id: int, fields: Iterable[tuple[bytes, bytes]], *, end_stream: bool
+) -> StreamHead | None:
+    """An HTTP/2 request's fields as an HTTP/1 head (``:authority`` as ``host``, cookies joined), or
+    None when the request is malformed: the caller resets the stream."""
+    pseudo: dict[bytes, bytes] = {}
+    host = length = b""
+    cookies: list[bytes] = []
+    headers: list[tuple[bytes, bytes]] = []
+    for name, value in fields:
+        if _BAD_VALUE.search(value):
+            return None
+        if name[:1] == b":":
+            if headers or cookies or host or name not in _PSEUDO or name in pseudo:
+                return None  # after a regular field, unknown (:protocol, :status), or repeated
+            pseudo[name] = value
+            continue
+        if not _NAME.match(name) or name in _CONNECTION_REQUEST_FIELDS:
+            return None
+        if name == b"cookie":
+            cookies.append(value)
+        elif name == b"host":
+            if host:
+                return None
+            host = value
+        elif name == b"content-length":
+            if not value.isdigit() or (length and value != length):
+                return None  # one decimal length, or none
+            if not length:
+                length = value
+                headers.append((name, value))
+        elif name == b"te" and value != b"trailers":
+            return None
+        else:
+            headers.append((name, value))
+    return _head(stream_id, pseudo, host, headers, cookies, end_stream)
+
+
+def _head(
+    stream_id: int,
+    pseudo: dict[bytes, bytes],
+    host: bytes,
+    headers: list[tuple[bytes, bytes]],
+    cookies: list[bytes],
+    end_stream: bool,
+) -> StreamHead | None:
+    method = pseudo.get(b":method", b"")
+    target = pseudo.get(b":path", b"")
+    authority = pseudo.get(b":authority", b"")
+    if authority and host and authority != host:
+        return None  # two different hosts: which one would the target see?
+    host = authority or host
+    if not method or method == b"CONNECT" or not target or not pseudo.get(b":scheme") or not host:
+        return None
+    headers.insert(0, (b"host", host))
+    if cookies:
+        headers.append((b"cookie", b"; ".join(cookies)))
+    return StreamHead(
+        stream_id=stream_id,
+        method=method,
+        target=target,
+        scheme=pseudo[b":scheme"],
+        host=host,
+        headers=headers,
+        end_stream=end_stream,
+    )
 
 
 def _error_code(exc: h2.exceptions.ProtocolError) -> int:

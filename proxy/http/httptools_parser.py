@@ -5,8 +5,10 @@ callbacks hand over and lets ``framing.request_head`` / ``response_head`` decide
 h11 backend. The callbacks are the cost (each is a call from C into Python), so only those that
 carry something are registered: no ``on_message_begin`` for requests (the URL marks the start of a
 request), ``on_header`` does one ``rstrip``, one length test and one ``append`` for a field framing
-does not care about. (Splitting a complete head in Python instead, with ``re.findall`` or with
-``bytes.split`` and ``map``, measured slower than these callbacks; see ``benchmarks/parser_speed.py``.)
+does not care about. Splitting a complete head in Python instead was measured (callgrind, CPython
+3.11, a 14-field browser request): the fields alone cost about 29k instructions with ``re.findall``
+and more with ``bytes.split`` + ``map``/``zip``, against about 27k for all 14 ``on_header`` calls,
+and a design feeding llhttp exact heads to split them came to 108k per request against 64k.
 
 What llhttp rejects (strict mode, no leniencies set): ``Transfer-Encoding`` together with
 ``Content-Length``, duplicate or non-numeric ``Content-Length``, a request ``Transfer-Encoding``
@@ -79,7 +81,7 @@ def _other_field(f: Fields, kind: int, value: bytes) -> None:
         f.content_length = (*f.content_length, value)
     elif kind == _EXPECT:
         f.expect = (*f.expect, value)
-    else:
+    elif value:  # Upgrade (an empty one names no protocol; llhttp ignores it too)
         f.upgrade = True
 
 
@@ -345,13 +347,7 @@ class HttptoolsRequestParser(_HttptoolsParser, RequestParserBase):
         headers = self._headers
         self._headers = []  # trailer fields go here
         f = self._f
-        head = request_head(
-            method=p.get_method(),
-            target=self._url,
-            version=_VERSIONS.get(p.get_http_version(), b""),
-            headers=headers,
-            fields=f,
-        )
+        head = request_head(p.get_method(), self._url, _VERSIONS.get(p.get_http_version(), b""), headers, f)
         # reset for the next head (trailer fields collect into it too: reset again then)
         f.hosts = 0
         f.content_length = f.transfer_encoding = f.expect = f.connection = _NONE
@@ -504,14 +500,14 @@ class HttptoolsResponseParser(_HttptoolsParser, ResponseParserBase):
         headers = self._headers
         self._headers = []  # trailer fields go here
         status: int = p.get_status_code()
-        head = response_head(
-            status=status,
-            reason=self._reason,
-            version=_VERSIONS.get(p.get_http_version(), b""),
-            headers=headers,
-            fields=self._f,
-            head_only=self._head_only and status >= 200,
-            upgrade_asked=self._upgrade,
+        head = response_head(  # (by position: see request_head)
+            status,
+            self._reason,
+            _VERSIONS.get(p.get_http_version(), b""),
+            headers,
+            self._f,
+            self._head_only and status >= 200,
+            self._upgrade,
         )
         self._reset_fields()  # (trailer fields collect into it too: reset again then)
         if type(head) is not ResponseHead:

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from proxy.clock import Clock
     from proxy.http.connection import ClientConnection
     from proxy.http.exchange import Exchange
+    from proxy.http.h2_connection import H2Connection
     from proxy.service import Service
     from proxy.service_map import ServiceMap
 
@@ -69,7 +70,7 @@ class Listener:
         self.idle_timeout = idle_timeout
         self.connect_timeout = connect_timeout
         self.connect: Connector = connect or loop.create_connection
-        self.connections: set[ClientConnection] = set()
+        self.connections: set[ClientConnection | H2Connection] = set()
         self.awaiting: set[Exchange] = (
             set()
         )  # exchanges with a deadline: held, or waiting for a response head

@@ -37,9 +37,9 @@ class RequestHead:
         "version",
     )
 
+    # (positional or keyword: the parsers build one per request, and keywords cost more)
     def __init__(
         self,
-        *,
         method: bytes,
         target: bytes,
         version: bytes,
@@ -73,9 +73,9 @@ class ResponseHead:
 
     __slots__ = ("chunked", "content_length", "headers", "keep_alive", "reason", "status", "version")
 
+    # (positional or keyword, as RequestHead's)
     def __init__(
         self,
-        *,
         status: int,
         reason: bytes,
         version: bytes,

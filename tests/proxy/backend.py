@@ -95,7 +95,9 @@ class Backend:
         asyncio.set_event_loop(self._loop)
 
         async def start() -> None:
-            self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0, limit=1 << 20)
+            self._server = await asyncio.start_server(
+                self._handle, "127.0.0.1", 0, limit=1 << 20, backlog=1024
+            )
             ready.set()
 
         self._loop.run_until_complete(start())

@@ -3,10 +3,15 @@
 Pebble validates HTTP-01 at ``http_port`` and TLS-ALPN-01 at ``tls_port``: the tests point those at
 the proxy's listeners. Its own HTTPS certificate comes from a CA made at test time (``ca_file``),
 which the proxy trusts through SSL_CERT_FILE. Pebble's orders are counted from its log.
+
+The deployer's end-to-end loop runs it inside a fake host's network namespace (``namespace``: the
+processes start and the test's own connections are made there), listening on every address so the
+proxy container reaches it through its network's gateway (``listen``, ``names`` for its certificate).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import socket
@@ -14,6 +19,8 @@ import ssl
 import subprocess
 import time
 import urllib.request
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 from tests.proxy.certs import CA
@@ -29,14 +36,25 @@ def free_port() -> int:
 
 
 class Pebble:
-    def __init__(self, tmp: Path, *, validity: int = 0, eab: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        tmp: Path,
+        *,
+        validity: int = 0,
+        eab: dict[str, str] | None = None,
+        listen: str = "127.0.0.1",
+        names: tuple[str, ...] = ("localhost", "127.0.0.1"),
+        namespace: Callable[[], AbstractContextManager[object]] = contextlib.nullcontext,
+    ) -> None:
         self.tmp = tmp
         self.tmp.mkdir(parents=True, exist_ok=True)
         self.validity = validity
         self.eab = eab or {}
+        self.listen = listen
+        self.namespace = namespace
         self.ca = CA.create("Pebble front CA")
         self.ca_file = self.ca.write_ca(tmp / "pebble-front-ca.pem")
-        self.cert, self.key = self.ca.write_leaf(tmp, "localhost", "127.0.0.1", stem="pebble")
+        self.cert, self.key = self.ca.write_leaf(tmp, *names, stem="pebble")
         self.port = free_port()
         self.management_port = free_port()
         self.dns_port = free_port()
@@ -49,10 +67,14 @@ class Pebble:
         return f"https://127.0.0.1:{self.port}/dir"
 
     def start(self, *, http_port: int, tls_port: int) -> Pebble:
+        with self.namespace():
+            return self._start(http_port=http_port, tls_port=tls_port)
+
+    def _start(self, *, http_port: int, tls_port: int) -> Pebble:
         config = {
             "pebble": {
-                "listenAddress": f"127.0.0.1:{self.port}",
-                "managementListenAddress": f"127.0.0.1:{self.management_port}",
+                "listenAddress": f"{self.listen}:{self.port}",
+                "managementListenAddress": f"{self.listen}:{self.management_port}",
                 "certificate": str(self.cert),
                 "privateKey": str(self.key),
                 "httpPort": http_port,
@@ -137,5 +159,5 @@ class Pebble:
         """Pebble's issuing root (new at every start), to verify the certificates it issued."""
         ctx = ssl.create_default_context(cafile=str(self.ca_file))
         url = f"https://127.0.0.1:{self.management_port}/roots/0"
-        with urllib.request.urlopen(url, context=ctx, timeout=10) as response:
+        with self.namespace(), urllib.request.urlopen(url, context=ctx, timeout=10) as response:
             return bytes(response.read())

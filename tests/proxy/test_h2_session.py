@@ -21,6 +21,7 @@ from proxy.http.h2_session import (
     StreamHead,
     StreamReset,
     StreamWritable,
+    request_head,
 )
 
 
@@ -249,3 +250,54 @@ def frames_of(data: bytes) -> list[Frame]:
         frames.append(frame)
         data = data[9 + length :]
     return frames
+
+
+REQUEST = [
+    (b":method", b"GET"),
+    (b":scheme", b"https"),
+    (b":authority", b"app.example.com"),
+    (b":path", b"/p?q=1"),
+]
+
+
+def test_request_head_translates_to_http1_terms() -> None:
+    head = request_head(
+        1, [*REQUEST, (b"cookie", b"a=1"), (b"accept", b"*/*"), (b"cookie", b"b=2")], end_stream=True
+    )
+    assert head is not None
+    assert (head.method, head.target, head.host) == (b"GET", b"/p?q=1", b"app.example.com")
+    assert head.headers == [(b"host", b"app.example.com"), (b"accept", b"*/*"), (b"cookie", b"a=1; b=2")]
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        [(b"X-Upper", b"1")],
+        [(b"x-bad", b"a\r\nb: c")],
+        [(b"x-bad", b"a\x00")],
+        [(b"x-bad", b"a ")],
+        [(b"bad name", b"1")],
+        [(b"connection", b"close")],
+        [(b"transfer-encoding", b"chunked")],
+        [(b"upgrade", b"websocket")],
+        [(b"te", b"gzip")],
+        [(b"content-length", b"-1")],
+        [(b"content-length", b"3"), (b"content-length", b"4")],
+        [(b"x-ok", b"1"), (b":method", b"GET")],
+        [(b":protocol", b"websocket")],
+        [(b":path", b"/again")],
+        [(b"host", b"other.example.com")],
+    ],
+)
+def test_request_head_refuses_malformed_requests(extra: list[tuple[bytes, bytes]]) -> None:
+    assert request_head(1, [*REQUEST, *extra], end_stream=True) is None
+
+
+def test_request_head_needs_method_scheme_path_and_a_host() -> None:
+    for missing in (b":method", b":scheme", b":path", b":authority"):
+        fields = [f for f in REQUEST if f[0] != missing]
+        assert request_head(1, fields, end_stream=True) is None
+    connect = [(b":method", b"CONNECT"), (b":authority", b"app.example.com:443")]
+    assert request_head(1, connect, end_stream=False) is None
+    te = request_head(1, [*REQUEST, (b"te", b"trailers")], end_stream=True)
+    assert te is not None and (b"te", b"trailers") in te.headers

@@ -505,6 +505,16 @@ REQUEST_TABLE: list[tuple[str, bytes, list[Event]]] = [
         b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\ncontent-length: 1\r\n\r\nx",
         [E400],
     ),
+    (
+        "an empty Upgrade field asks for no upgrade",
+        b"GET / HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade:\r\n\r\nGET /2 HTTP/1.1\r\nHost: a\r\n\r\n",
+        [
+            req(b"/", [(b"Host", b"a"), (b"Connection", b"upgrade"), (b"Upgrade", b"")]),
+            EOM,
+            req(b"/2", [(b"Host", b"a")]),
+            EOM,
+        ],
+    ),
     ("HTTP/0.9 request line: 400 at once", b"GET /\r\n", [E400]),
     (
         "HTTP/0.9 request line after a request",
@@ -764,6 +774,8 @@ EOF: Step = ("eof", None)
 CT = (b"Content-Type", b"text/plain")
 
 RESPONSE_TABLE: list[tuple[str, list[Step], list[Event]]] = [
+    ("bad status line fails at its first wrong byte", [expect(), feed(b"HTTP/.1 200\r\n")], [E400]),
+    ("four-digit status", [expect(), feed(b"HTTP/1.1 2000 OK\r\n")], [E400]),
     (
         "content-length",
         [expect(), feed(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello")],

@@ -114,7 +114,7 @@ def test_static_certificate_serves_https_with_forwarded_proto_and_port(
     proxy: ProxyProcess, backend: Backend, ca: CA, kind: str
 ) -> None:
     deploy_static(proxy, ca, backend, HOST, kind=kind)
-    ctx = client_context(ca, proxy.tmp, alpn=["h2", "http/1.1"])
+    ctx = client_context(ca, proxy.tmp, alpn=["http/1.1"])
     with tls_connect(proxy, ctx, HOST) as sock:
         assert sock.selected_alpn_protocol() == "http/1.1"
         assert sock.version() in ("TLSv1.2", "TLSv1.3")
@@ -345,7 +345,7 @@ def test_openssl_s_client_sees_the_chain_and_alpn(proxy: ProxyProcess, backend: 
         timeout=20,
     )
     out = result.stdout.decode()
-    assert "ALPN protocol: http/1.1" in out
+    assert "ALPN protocol: h2" in out
     assert "Verify return code: 0 (ok)" in out
 
 
@@ -450,6 +450,35 @@ def test_acme_directory_flags_are_stored(control_proxy: ProxyProcess, backend: B
     assert both.returncode == 1 and "cannot be used together" in both.stderr
     half = control_proxy.ctl(*base, "--tls-acme-eab-kid=k", check=False)
     assert half.returncode == 1 and "must be set together" in half.stderr
+
+
+def test_acme_settings_default_to_the_environment_kamal_passes_to_the_proxy_container(
+    control_proxy: ProxyProcess, backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `docker exec kamal-proxy kamal-proxy deploy` inherits the container's env (proxy.run.options.env)
+    monkeypatch.setattr(
+        control_proxy,
+        "env",
+        {
+            **control_proxy.env,
+            "KAMAL_PROXY_TLS_ACME_DIRECTORY": "https://ca.example/dir",
+            "TLS_ACME_DIRECTORY": "https://loses.example/dir",  # the prefixed name wins
+            "TLS_ACME_EAB_KID": "k",
+            "TLS_ACME_EAB_HMAC_KEY": "aGk",
+        },
+    )
+    base = ("deploy", "app", f"--target={backend.address}", "--host=a.example.com", "--tls")
+    control_proxy.ctl(*base)
+    options = listed_options(control_proxy, "app")
+    assert options["acme_directory"] == "https://ca.example/dir"
+    assert (options["acme_eab_kid"], options["acme_eab_hmac_key"]) == ("k", "aGk")
+    # flags win over the environment; an explicit --tls-staging too (no conflict with an env default)
+    control_proxy.ctl(*base, "--tls-acme-directory=https://flag.example/dir")
+    assert listed_options(control_proxy, "app")["acme_directory"] == "https://flag.example/dir"
+    control_proxy.ctl(*base, "--tls-staging")
+    assert listed_options(control_proxy, "app")["acme_directory"] == (
+        "https://acme-staging-v02.api.letsencrypt.org/directory"
+    )
 
 
 def test_list_shows_tls_per_service(control_proxy: ProxyProcess, backend: Backend) -> None:

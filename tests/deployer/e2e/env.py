@@ -20,6 +20,7 @@ import json
 import os
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -56,6 +57,8 @@ def missing_prerequisites() -> str | None:
         "/usr/sbin/ip": "iproute2",
         "/usr/bin/nsenter": "util-linux (nsenter)",
         "/usr/sbin/debootstrap": "debootstrap (the proxy image's base)",
+        shutil.which("pebble") or "/usr/bin/pebble": "pebble (the ACME CA of the ssl: true test)",
+        shutil.which("pebble-challtestsrv") or "/usr/bin/pebble-challtestsrv": "pebble (pebble-challtestsrv)",
     }
     missing = [pkg for path, pkg in need.items() if not os.path.exists(path)]
     if not (shutil.which("runc") or os.path.exists("/usr/sbin/runc")):
@@ -172,6 +175,25 @@ def http_get(
         return Response(resp.status, body, {k.lower(): v for k, v in resp.getheaders()})
     finally:
         conn.close()
+
+
+def https_get(
+    netns: Netns, server_name: str, path: str = "/", *, context: ssl.SSLContext, timeout: float = 5
+) -> tuple[Response, dict[str, object]]:
+    """GET https://<server_name><path> through 127.0.0.1:443 inside ``netns``, verified by
+    ``context``; the response and the certificate the server presented (``getpeercert()``)."""
+    sock = netns.connect(("127.0.0.1", 443), timeout=timeout)
+    tls = context.wrap_socket(sock, server_hostname=server_name)
+    try:
+        cert = tls.getpeercert() or {}
+        conn = http.client.HTTPConnection(server_name, 443, timeout=timeout)
+        conn.sock = tls
+        conn.request("GET", path, headers={"Connection": "close"})
+        resp = conn.getresponse()
+        body = resp.read().decode(errors="replace")
+        return Response(resp.status, body, {k.lower(): v for k, v in resp.getheaders()}), dict(cert)
+    finally:
+        tls.close()
 
 
 # -- relay: the registry at the same address inside every host namespace ---------------------------

@@ -11,7 +11,7 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 PACKAGES="podman runc conmon netavark aardvark-dns containernetworking-plugins docker-registry \
-busybox-static openssh-server openssh-client iproute2 util-linux iptables file debootstrap"
+busybox-static openssh-server openssh-client iproute2 util-linux iptables file debootstrap pebble"
 
 missing=""
 for p in $PACKAGES; do

@@ -66,7 +66,16 @@ What differs from production, and how the behaviour is still covered
     * ``app logs -f`` and ``app exec -i`` ``exec`` a local ``ssh -t``; the test runs them under a
       pseudo-terminal (``Terminal``), as from a user's shell, so ssh allocates a remote tty and
       ``docker exec -it`` / ``docker run -it`` get one.
-    * No TLS/Let's Encrypt, no accessories, a single role.
+    * TLS (the last test, ``proxy: ssl: true`` on one host): the certificate comes from Pebble, Let's
+      Encrypt's test CA, instead of Let's Encrypt. It runs inside that host's namespace with
+      pebble-challtestsrv as its DNS (every name → 127.0.0.1, i.e. the ports the proxy publishes
+      there), so HTTP-01 and TLS-ALPN-01 validations reach the proxy as Let's Encrypt's would reach a
+      server's public address. The proxy container gets, through ``proxy.run.options`` as a Kamal user
+      would write them, ``--env KAMAL_PROXY_TLS_ACME_DIRECTORY=https://<kamal gateway>:<port>/dir``
+      (our extension; ``deploy`` reads it from the environment ``docker exec`` inherits) and
+      ``SSL_CERT_FILE`` pointing at Pebble's HTTPS CA mounted with ``--volume``. The client trusts
+      Pebble's issuing root, fetched from its management API (``/roots/0``).
+    * No accessories, a single role.
 """
 
 from __future__ import annotations
@@ -74,6 +83,7 @@ from __future__ import annotations
 import fcntl
 import os
 import select
+import ssl
 import struct
 import subprocess
 import sys
@@ -92,11 +102,13 @@ import yaml
 from tests.deployer.e2e import env
 from tests.deployer.e2e.conftest import PROXY_REPOSITORY, PROXY_VERSION
 from tests.deployer.sshd import SshServer, free_port, sshd_available
+from tests.proxy.pebble import Pebble
 
 HOSTS = ["127.0.0.2", "127.0.0.3"]
 NEW_HOST = "127.0.0.4"
 ALL_HOSTS = [*HOSTS, NEW_HOST]
 SERVICE = "demo"
+TLS_HOST = "secure.example.test"  # the app's name with `proxy: ssl: true` (the last test)
 DEPLOY_TIMEOUT = 8
 
 # Slow (podman engines in network namespaces): a separate pytest run in `make test`, or `make test-e2e`.
@@ -575,3 +587,92 @@ def test_remove_clears_every_host(world: World) -> None:
         assert world.containers(host) == {}
         assert not world.hosts[host].netns.listening(80), f"{host} still answers on :80"
         assert not (world.ssh.host_dir(host) / ".kamal" / "apps" / SERVICE).exists()
+
+
+def _log_lines(host: Host, *needles: str) -> list[str]:
+    """The proxy's log lines on ``host`` that contain every needle."""
+    logs = host.engine.docker("logs", "kamal-proxy").stdout.splitlines()
+    return [line for line in logs if all(n in line for n in needles)]
+
+
+def kamal_gateway(engine: env.Engine) -> str:
+    """The host's address on the ``kamal`` network (its bridge's gateway), which containers on that
+    network reach the host through; the network is created as the deployer would, if missing."""
+    if engine.docker("network", "inspect", "kamal", check=False).returncode != 0:
+        engine.docker("network", "create", "kamal")
+    out = engine.docker(
+        "network", "inspect", "kamal", "--format", "{{range .IPAM.Config}}{{.Gateway}}{{end}}"
+    )
+    gateway = out.stdout.strip()
+    assert gateway, "the kamal network has no gateway"
+    return gateway
+
+
+@pytest.mark.timeout(180)
+def test_ssl_app_gets_its_certificate_from_pebble_and_serves_https(world: World) -> None:
+    """``proxy: ssl: true`` on a fresh host (after the loop's remove): the proxy orders a certificate
+    from Pebble on the first handshake and serves the app over https; plain http redirects.
+
+    Pebble (and pebble-challtestsrv, its DNS, answering 127.0.0.1 for every name) runs inside the
+    host's network namespace, so its validation requests reach the ports the proxy publishes there.
+    The proxy container reaches Pebble's directory through the ``kamal`` network's gateway, and trusts
+    Pebble's HTTPS certificate through ``SSL_CERT_FILE``; both are set as a Kamal user sets them, with
+    ``proxy.run.options`` (``env``, ``volume``): ``docker exec kamal-proxy kamal-proxy deploy`` inherits
+    the container's environment, whose KAMAL_PROXY_TLS_ACME_DIRECTORY replaces Let's Encrypt."""
+    address = HOSTS[0]
+    host = world.hosts[address]
+    # the proxy must boot with this config's options: none may be left running (if remove failed)
+    host.engine.docker("rm", "--force", "kamal-proxy", check=False)
+    gateway = kamal_gateway(host.engine)
+    pebble = Pebble(
+        world.root / "pebble",
+        listen="0.0.0.0",
+        names=("localhost", "127.0.0.1", gateway),
+        namespace=lambda: env.in_netns(host.netns.path),
+    )
+    ca_dir = world.root / "pebble-ca"  # mounted read-only; readable by the proxy's non-root user
+    ca_dir.mkdir(mode=0o755)
+    ca_dir.chmod(0o755)
+    (ca_dir / "ca.pem").write_bytes(pebble.ca_file.read_bytes())
+    (ca_dir / "ca.pem").chmod(0o644)
+    config = world.config([address])
+    config["proxy"]["ssl"] = True
+    config["proxy"]["host"] = TLS_HOST
+    config["proxy"]["run"]["options"] |= {
+        "volume": f"{ca_dir}:/pebble:ro",
+        "env": [
+            f"KAMAL_PROXY_TLS_ACME_DIRECTORY=https://{gateway}:{pebble.port}/dir",
+            "SSL_CERT_FILE=/pebble/ca.pem",
+        ],
+    }
+    (world.project / "config" / "deploy.yml").write_text(yaml.safe_dump(config, sort_keys=False))
+    pebble.start(http_port=80, tls_port=443)
+    try:
+        result = world.deployer("setup", "-P", "--version", "v1")
+        assert result.returncode == 0, result.stderr
+        listing = host.engine.docker("exec", "kamal-proxy", "kamal-proxy", "list").stdout
+        assert TLS_HOST in listing and listing.split()[-1] == "yes", listing  # the TLS column
+
+        context = ssl.create_default_context(cadata=pebble.root_pem().decode())
+        started = time.monotonic()
+        # the first handshake waits while the proxy gets the certificate
+        response, cert = env.https_get(host.netns, TLS_HOST, context=context, timeout=60)
+        first = time.monotonic() - started
+        assert (response.status, response.body) == (200, "demo version v1\n"), world.diagnostics()
+        assert cert["subjectAltName"] == (("DNS", TLS_HOST),)
+        assert pebble.orders() == 1
+        # the proxy's log line (written by its log thread: it may reach `docker logs` a moment later)
+        deadline = time.monotonic() + 10
+        while not (obtained := _log_lines(host, '"msg":"Certificate obtained"', TLS_HOST)):
+            assert time.monotonic() < deadline, host.engine.docker("logs", "kamal-proxy").stdout[-2000:]
+            time.sleep(0.2)
+        assert len(obtained) == 1, obtained
+        again, _ = env.https_get(host.netns, TLS_HOST, "/up", context=context)
+        assert (again.status, again.body) == (200, "ok\n")
+        print(f"https: first request (with the ACME order) {first:.1f}s")
+
+        plain = env.http_get(host.netns, "/page?q=1", host_header=TLS_HOST)
+        assert plain.status == 301
+        assert plain.headers["location"] == f"https://{TLS_HOST}/page?q=1"
+    finally:
+        pebble.stop()

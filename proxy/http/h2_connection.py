@@ -1,0 +1,516 @@
+"""The HTTP/2 client connection: one TLS transport, one ``H2Session``, one ``Exchange`` per stream.
+
+The TLS listener's protocol is ``negotiated``: after the handshake it looks at the ALPN the client
+chose and hands the transport to an ``H2Connection`` (``h2``) or the HTTP/1 ``ClientConnection``.
+
+Each request stream drives an ordinary ``Exchange`` through an ``H2Stream``, its ``ClientSide``: the
+exchange logic (routing, modes, buffering, forwarded headers, timeouts, the access log) is the one
+HTTP/1.1 uses; only the framing differs. Streams are multiplexed onto the targets' pooled HTTP/1.1
+connections.
+
+Flow control, both ways, per stream:
+- request bodies: DATA is acknowledged to the client (``H2Session.consumed``) only while the
+  stream's exchange is not holding its reading (the upstream is full or still connecting, or the
+  request is held by a pause), so a slow upstream stops its own client stream and no other;
+- response bodies: when the client's window for a stream is full (``send_body`` returns False) that
+  stream's upstream is no longer read until the window opens (``StreamWritable``); when the TLS
+  transport's buffer is full (``pause_writing``) every stream's upstream stops.
+
+Lifecycle: the read-header timeout runs until the first request; ``--idle-timeout`` runs while no
+stream is open and ends the connection with GOAWAY; shutdown (``listener.closing``) sends GOAWAY and
+lets the streams in flight finish (the daemon's drain rules bound them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from typing import cast
+
+from proxy import defaults
+from proxy.http.connection import ClientConnection
+from proxy.http.exchange import Exchange, ExchangeState
+from proxy.http.flow_control import FlowControl
+from proxy.http.h2_session import (
+    ConnectionEnded,
+    H2Session,
+    StreamData,
+    StreamEnd,
+    StreamHead,
+    StreamReset,
+    StreamWritable,
+)
+from proxy.http.listener import Listener
+from proxy.http.parser import UNKNOWN_LENGTH, Headers, RequestHead
+from proxy.log import quote
+
+H2_VERSION = b"2.0"  # the access log's "HTTP/2.0"
+HELD = ExchangeState.HELD
+NO_ERROR, INTERNAL_ERROR, CANCEL = 0, 2, 8
+# Interim responses a stream forwards (RFC 9113 §8.1 allows any 1xx; these are the useful ones).
+FORWARDED_INTERIM = frozenset({100, 103})
+# Why a stream's upstream is not read (bits)
+WINDOW_FULL = 1  # the client's flow-control window for the stream is full
+TRANSPORT_FULL = 2  # the TLS transport's write buffer is above its high-water mark
+
+
+def negotiated(listener: Listener) -> asyncio.Protocol:
+    """The TLS listener's protocol: HTTP/2 or HTTP/1.1, by the ALPN the handshake chose."""
+    return _Negotiating(listener)
+
+
+class _Negotiating(asyncio.Protocol):
+    """Lives only for ``connection_made`` (called after the handshake): picks and installs the protocol."""
+
+    def __init__(self, listener: Listener) -> None:
+        self.listener = listener
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        ssl_object = cast(ssl.SSLObject | None, transport.get_extra_info("ssl_object"))
+        alpn = ssl_object.selected_alpn_protocol() if ssl_object is not None else None
+        protocol: asyncio.Protocol
+        if alpn == "h2":
+            protocol = H2Connection(self.listener)
+        else:
+            protocol = ClientConnection(self.listener)
+        transport.set_protocol(protocol)
+        protocol.connection_made(transport)
+
+
+class H2Stream:
+    """One request stream: the ``ClientSide`` of its exchange."""
+
+    __slots__ = (
+        "blocked",
+        "client_json",
+        "conn",
+        "ended",
+        "exchange",
+        "finished",
+        "flow",
+        "held",
+        "owed",
+        "peer_b",
+        "peer_ip",
+        "receiving",
+        "stream_id",
+        "tail",
+    )
+
+    def __init__(self, conn: H2Connection, stream_id: int) -> None:
+        self.conn = conn
+        self.stream_id = stream_id
+        self.peer_ip = conn.peer_ip
+        self.peer_b = conn.peer_b
+        self.client_json = conn.client_json
+        self.exchange: Exchange | None = None
+        self.receiving = True  # the request body is still arriving
+        self.ended = False  # the response is complete (or the stream was reset)
+        self.finished = False  # the exchange reported itself
+        self.flow = FlowControl(_Acks(self))  # why the request body is not acknowledged
+        self.owed = 0  # request-body bytes received but not yet acknowledged to the client
+        self.held: list[StreamData | StreamEnd] | None = None  # body events while the exchange is held
+        self.blocked = 0  # why the upstream is not read (WINDOW_FULL | TRANSPORT_FULL)
+        self.tail = b""  # the latest response-body piece, not yet given to the session
+
+    # ------------------------------------------------------------------ from the client
+    def start(self, head: StreamHead) -> None:
+        content_length, chunked = _body_framing(head)
+        expect = any(n == b"expect" and v.lower() == b"100-continue" for n, v in head.headers)
+        request = RequestHead(
+            method=head.method,
+            target=head.target,
+            version=H2_VERSION,
+            headers=head.headers,
+            keep_alive=True,
+            upgrade=False,  # no extended CONNECT: WebSockets stay on HTTP/1.1
+            expect_continue=expect and content_length != 0,
+            content_length=content_length,
+            chunked=chunked,
+        )
+        self.receiving = not head.end_stream
+        exchange = self.exchange = Exchange(self.conn.listener, self, request)
+        exchange.start()
+        if exchange.state is HELD:
+            self.held = []  # the body and its end (a StreamEnd, even for END_STREAM on the HEADERS) wait
+
+    def data(self, event: StreamData) -> None:
+        if self.held is not None:
+            self.held.append(event)
+            self.owed += event.flow_length  # acknowledged once the request goes on
+            return
+        exchange = self.exchange
+        if exchange is not None and not self.finished:
+            exchange.request_body(event.data)
+        if self.flow.paused:
+            self.owed += event.flow_length
+        else:
+            self.conn.session.consumed(self.stream_id, event.flow_length)
+
+    def end_of_request(self) -> None:
+        if self.held is not None:
+            self.held.append(StreamEnd(self.stream_id))
+            return
+        self._request_end()
+
+    def _request_end(self) -> None:
+        self.receiving = False
+        exchange = self.exchange
+        if exchange is not None and not self.finished:
+            exchange.request_end()
+        if self.ended:
+            self.conn.stream_done(self)
+
+    def reset_by_client(self) -> None:
+        """RST_STREAM from the client: its request is cancelled (499)."""
+        self.receiving = False
+        self.tail = b""
+        exchange = self.exchange
+        if exchange is not None and not self.finished:
+            exchange.client_lost()
+            self._finish()
+        self.ended = True
+        self._acknowledge_owed()
+        self.conn.stream_done(self)
+
+    def connection_lost(self) -> None:
+        exchange = self.exchange
+        if exchange is not None and not self.finished:
+            exchange.client_lost()
+            self._finish()
+
+    def _finish(self) -> None:
+        if self.finished:
+            return
+        self.finished = True
+        exchange = self.exchange
+        if exchange is not None:
+            exchange.finish()
+
+    def _acknowledge_owed(self) -> None:
+        owed = self.owed
+        if owed:
+            self.owed = 0
+            self.conn.session.consumed(self.stream_id, owed)
+
+    # ------------------------------------------------------------------ ClientSide
+    def respond(
+        self, status: int, body: bytes, *, content_type: str, head_only: bool, location: str = ""
+    ) -> None:
+        fields: Headers = []
+        if content_type:
+            fields.append((b"content-type", content_type.encode("latin-1")))
+        if location:
+            fields.append((b"location", location.encode("latin-1")))
+        fields.append((b"content-length", b"%d" % len(body)))
+        session = self.conn.session
+        if head_only or not body:
+            session.send_head(self.stream_id, status, fields, end=True)
+        else:
+            session.send_head(self.stream_id, status, fields, end=False)
+            session.send_body(self.stream_id, body, end=True)
+        self._response_complete()
+
+    def send_continue(self) -> None:
+        self.conn.session.send_head(self.stream_id, 100, (), end=False)
+        self.conn.flush()
+
+    def send_interim(self, status: int, reason: bytes, headers: Headers) -> None:
+        if status in FORWARDED_INTERIM:
+            self.conn.session.send_head(self.stream_id, status, headers, end=False)
+            self.conn.flush()
+
+    def send_head(self, status: int, reason: bytes, lines: list[bytes], *, length: int) -> None:
+        # 101 cannot happen (no upgrade is forwarded from a stream); the field lines are parsed back
+        self.conn.session.send_head(self.stream_id, status, _fields(lines), end=False)
+        self.conn.flush()
+
+    def send_body(self, data: bytes) -> None:
+        # The latest piece is held until the next one, the end (then it carries END_STREAM: one
+        # DATA frame fewer per response) or the connection's write in this loop turn.
+        tail = self.tail
+        self.tail = data
+        if tail:
+            self._send(tail)
+        else:
+            self.conn.tails.append(self)
+            self.conn.flush()
+
+    def release_tail(self) -> None:
+        tail = self.tail
+        if tail:
+            self.tail = b""
+            self._send(tail)
+
+    def _send(self, data: bytes) -> None:
+        conn = self.conn
+        if not conn.session.send_body(self.stream_id, data):
+            self._block(WINDOW_FULL)
+        if conn.write_paused:
+            self._block(TRANSPORT_FULL)
+
+    def end(self) -> None:
+        tail = self.tail
+        self.tail = b""
+        self.conn.session.send_body(self.stream_id, tail, end=True)
+        self._response_complete()
+
+    def abort(self) -> None:
+        """The response cannot be completed: reset the stream (the connection and other streams go on)."""
+        if self.ended:
+            return
+        self.tail = b""
+        self.conn.session.reset(self.stream_id, code=INTERNAL_ERROR)
+        self.receiving = False
+        self.ended = True
+        self._finish()
+        self._acknowledge_owed()
+        self.conn.stream_done(self)
+
+    def close(self) -> None:
+        self.abort()  # only tunnels are closed this way, and a stream never becomes one
+
+    def cork(self) -> bool:
+        return False  # the connection writes once per event-loop turn anyway (H2Connection.flush)
+
+    def uncork(self) -> None:
+        pass
+
+    def pause_reading(self, reason: int) -> None:
+        self.flow.pause(reason)
+
+    def resume_reading(self, reason: int) -> None:
+        self.flow.resume(reason)
+
+    def unhold(self) -> None:
+        held = self.held
+        self.held = None
+        if held is None or self.finished:
+            return
+        owed = self.owed
+        self.owed = 0
+        for event in held:
+            if isinstance(event, StreamData):
+                self.data(StreamData(event.stream_id, event.data, 0))
+            else:
+                self._request_end()
+        if self.flow.paused:
+            self.owed += owed
+        elif owed:
+            self.conn.session.consumed(self.stream_id, owed)
+
+    # ------------------------------------------------------------------ response flow
+    def _response_complete(self) -> None:
+        self.ended = True
+        self._finish()
+        conn = self.conn
+        if self.receiving and not conn.session.queued(self.stream_id):
+            # The response came before the whole request body (an error page, an early answer): as
+            # RFC 9113 §8.1 allows, the stream is reset with NO_ERROR so the client stops sending.
+            conn.session.reset(self.stream_id, code=NO_ERROR)
+            self.receiving = False
+            self.held = None
+            self._acknowledge_owed()
+        if not self.receiving:
+            conn.stream_done(self)
+        conn.flush()
+        # Otherwise the rest of the body is read and dropped; the client's END_STREAM ends the stream.
+
+    def _block(self, reason: int) -> None:
+        was = self.blocked
+        self.blocked = was | reason
+        if not was and self.exchange is not None and not self.finished:
+            self.exchange.client_write_paused()
+
+    def unblock(self, reason: int) -> None:
+        was = self.blocked
+        if not was & reason:
+            return
+        self.blocked = now = was & ~reason
+        if not now and self.exchange is not None and not self.finished:
+            self.exchange.client_write_resumed()
+
+
+class _Acks:
+    """The ``FlowControl`` transport of a stream's request body: pausing withholds acknowledgements."""
+
+    __slots__ = ("stream",)
+
+    def __init__(self, stream: H2Stream) -> None:
+        self.stream = stream
+
+    def pause_reading(self) -> None:
+        pass  # bytes received from now on are owed, not acknowledged
+
+    def resume_reading(self) -> None:
+        self.stream._acknowledge_owed()
+        self.stream.conn.flush()
+
+
+class H2Connection(asyncio.Protocol):
+    """The server side of one HTTP/2 connection over TLS."""
+
+    def __init__(self, listener: Listener) -> None:
+        self.listener = listener
+        self.session = H2Session(clock=listener.now)
+        self.transport: asyncio.Transport | None = None
+        self.streams: dict[int, H2Stream] = {}
+        self.peer_ip = ""
+        self.peer_b = b""
+        self.client_json = '"client_addr":"","client_port":"0"'
+        self.deadline = 0.0  # read-header (until the first request) or idle deadline, 0 = none
+        self.flush_scheduled = False
+        self.tails: list[H2Stream] = []  # streams holding a response-body piece until the write
+        self.write_paused = False
+        self.closed = False
+        self.going_away = False
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.streams)
+
+    # ------------------------------------------------------------------ asyncio callbacks
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = tcp = cast(asyncio.Transport, transport)
+        tcp.set_write_buffer_limits(high=defaults.WRITE_HIGH_WATER, low=defaults.WRITE_LOW_WATER)
+        peer = transport.get_extra_info("peername")
+        if peer:
+            self.peer_ip = peer[0]
+            self.peer_b = self.peer_ip.encode()
+            self.client_json = f'"client_addr":{quote(self.peer_ip)},"client_port":"{peer[1]}"'
+        listener = self.listener
+        listener.connections.add(self)
+        self.deadline = listener.now() + listener.read_header_timeout
+        self.session.initiate()
+        if listener.closing:
+            self.session.goaway()
+        self.flush()
+
+    def data_received(self, data: bytes) -> None:
+        for event in self.session.receive_data(data):
+            self._event(event)
+        self.flush()
+
+    def _event(self, event: object) -> None:
+        kind = type(event)
+        if kind is StreamData:
+            stream = self.streams.get(event.stream_id)  # type: ignore[attr-defined]
+            if stream is not None:
+                stream.data(event)  # type: ignore[arg-type]
+            else:  # a stream already answered and forgotten: its window is still the connection's
+                self.session.consumed(event.stream_id, event.flow_length)  # type: ignore[attr-defined]
+        elif kind is StreamHead:
+            self._stream_head(event)  # type: ignore[arg-type]
+        elif kind is StreamEnd:
+            stream = self.streams.get(event.stream_id)  # type: ignore[attr-defined]
+            if stream is not None:
+                stream.end_of_request()
+        elif kind is StreamWritable:
+            stream = self.streams.get(event.stream_id)  # type: ignore[attr-defined]
+            if stream is not None:
+                stream.unblock(WINDOW_FULL)
+        elif kind is StreamReset:
+            stream = self.streams.get(event.stream_id)  # type: ignore[attr-defined]
+            if stream is not None:
+                stream.reset_by_client()
+        elif kind is ConnectionEnded:
+            self._ended(event)  # type: ignore[arg-type]
+
+    def _stream_head(self, head: StreamHead) -> None:
+        self.deadline = 0.0
+        stream = H2Stream(self, head.stream_id)
+        self.streams[head.stream_id] = stream
+        stream.start(head)
+
+    def _ended(self, event: ConnectionEnded) -> None:
+        if event.error_code:
+            self.listener.log.info("HTTP/2 connection ended", client_addr=self.peer_ip, reason=event.reason)
+        self._close()
+
+    def eof_received(self) -> bool:
+        return False  # the client is gone: cancel what is in flight (connection_lost follows)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.listener.connections.discard(self)
+        self.closed = True
+        streams = list(self.streams.values())
+        self.streams = {}
+        for stream in streams:
+            stream.connection_lost()
+        self.transport = None
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+        for stream in list(self.streams.values()):
+            stream._block(TRANSPORT_FULL)
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        for stream in list(self.streams.values()):
+            stream.unblock(TRANSPORT_FULL)
+
+    # ------------------------------------------------------------------ streams
+    def stream_done(self, stream: H2Stream) -> None:
+        if self.streams.get(stream.stream_id) is stream:
+            del self.streams[stream.stream_id]
+        if not self.streams:
+            if self.going_away or self.listener.closing:
+                self._close()
+            else:
+                self.deadline = self.listener.now() + self.listener.idle_timeout
+
+    def idle_timed_out(self) -> None:
+        """Past the read-header or idle timeout, or shutting down: GOAWAY; close once no stream is open."""
+        self.going_away = True
+        self.session.goaway()
+        self.flush()
+        if not self.streams:
+            self._close()
+
+    # ------------------------------------------------------------------ writing
+    def flush(self) -> None:
+        """Write what the session queued, once per event-loop turn: everything the streams of this
+        connection send in one turn (many responses, under load) goes out in one TLS write."""
+        if not self.flush_scheduled and not self.closed:
+            self.flush_scheduled = True
+            self.listener.loop.call_soon(self._write_out)
+
+    def _write_out(self) -> None:
+        self.flush_scheduled = False
+        tails = self.tails
+        if tails:
+            self.tails = []
+            for stream in tails:
+                stream.release_tail()
+        data = self.session.data_to_send()
+        transport = self.transport
+        if data and transport is not None and not self.closed:
+            transport.write(data)
+
+    def _close(self) -> None:
+        """Close after what is queued (a GOAWAY included) went out."""
+        self._write_out()
+        self.closed = True
+        transport = self.transport
+        if transport is not None:
+            transport.close()
+
+
+def _body_framing(head: StreamHead) -> tuple[int, bool]:
+    """The request body's length as the exchange sees it: 0, the content-length, or chunked upstream."""
+    if head.end_stream:
+        return 0, False
+    for name, value in head.headers:
+        if name == b"content-length":
+            return int(value), False  # h2 checked it is a number and that the DATA agrees
+    return UNKNOWN_LENGTH, True
+
+
+def _fields(lines: list[bytes]) -> Headers:
+    """HTTP/1 field lines (``Name: value``) back into pairs for HPACK."""
+    out: Headers = []
+    for line in lines:
+        colon = line.find(b":")
+        if colon > 0:
+            out.append((line[:colon], line[colon + 1 :].strip()))
+    return out

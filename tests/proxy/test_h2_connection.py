@@ -1,0 +1,216 @@
+"""The HTTP/2 connection in-process: an h2 client against ``H2Connection`` on mock transports.
+
+Flow control is what these check without sockets or sleeps: a stream whose client window is full
+stops reading its own target and no other; a full TLS write buffer stops every target; request DATA
+is acknowledged to the client only once the target took it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import h2.config
+import h2.connection
+import h2.events
+
+from proxy.http.h2_connection import H2Connection
+from proxy.lifecycle import ModeEvent
+from tests.proxy.harness import Harness, MockTransport, ok, run, settle
+
+
+class Client:
+    """An h2 client speaking to one ``H2Connection`` over a mock transport."""
+
+    def __init__(self, h: Harness) -> None:
+        self.conn = H2Connection(h.listener)
+        self.transport = MockTransport()
+        self.transport.protocol = self.conn
+        self.conn.connection_made(self.transport)  # type: ignore[arg-type]
+        self.h2 = h2.connection.H2Connection(
+            h2.config.H2Configuration(client_side=True, header_encoding=None)
+        )
+        self.h2.initiate_connection()
+        self.h2.increment_flow_control_window(16 << 20)  # as browsers: only stream windows limit
+        self.events: list[h2.events.Event] = []
+
+    async def pump(self) -> list[h2.events.Event]:
+        """Exchange bytes both ways until both sides are quiet; the client's new events."""
+        new: list[h2.events.Event] = []
+        for _ in range(20):
+            await settle()
+            out = self.h2.data_to_send()
+            if out:
+                self.conn.data_received(out)
+                await settle()
+            got = self.transport.take()
+            if got:
+                new += self.h2.receive_data(got)
+            if not out and not got:
+                break
+        self.events += new
+        return new
+
+    def get(self, path: str) -> int:
+        sid = int(self.h2.get_next_available_stream_id())
+        fields = [
+            (b":method", b"GET"),
+            (b":scheme", b"https"),
+            (b":authority", b"app.test"),
+            (b":path", path.encode()),
+        ]
+        self.h2.send_headers(sid, fields, end_stream=True)
+        return sid
+
+    def received(self, sid: int) -> int:
+        return sum(
+            len(e.data or b"")
+            for e in self.events
+            if isinstance(e, h2.events.DataReceived) and e.stream_id == sid
+        )
+
+    def acknowledge(self, sid: int) -> None:
+        done = sum(
+            e.flow_controlled_length or 0
+            for e in self.events
+            if isinstance(e, h2.events.DataReceived) and e.stream_id == sid
+        )
+        self.h2.acknowledge_received_data(done, sid)
+        self.events = [
+            e for e in self.events if not (isinstance(e, h2.events.DataReceived) and e.stream_id == sid)
+        ]
+
+
+BIG = 300_000  # more than the client's 65,535-byte stream window
+
+
+def test_a_stream_with_a_full_window_stalls_only_its_own_target() -> None:
+    async def scenario(h: Harness) -> None:
+        h.deploy("app", "app:3000", hosts=("app.test",))
+        client = Client(h)
+        await client.pump()
+        slow, fast = client.get("/slow"), client.get("/fast")
+        await client.pump()
+        (slow_up, slow_conn), (fast_up, fast_conn) = h.targets.connections
+        head = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % BIG
+        piece = 100_000  # one read from a target: more than the client's window
+        slow_conn.data_received(head + b"s" * piece)
+        fast_conn.data_received(head + b"f" * piece)
+        await client.pump()
+        assert not slow_up.reading and not fast_up.reading  # both windows full: neither target is read
+        sent = piece
+        for _ in range(20):  # only the fast stream's reader keeps up
+            client.acknowledge(fast)
+            await client.pump()
+            if fast_up.reading and sent < BIG:  # the target is read again: its next piece arrives
+                fast_conn.data_received(b"f" * min(piece, BIG - sent))
+                sent += min(piece, BIG - sent)
+                await client.pump()
+        assert any(isinstance(e, h2.events.StreamEnded) and e.stream_id == fast for e in client.events)
+        assert client.received(slow) <= 65_535
+        assert not slow_up.reading  # the slow stream still holds its own target...
+        assert len(h.log.requests()) == 1  # ...and only the fast exchange finished
+
+    run("httptools", scenario)
+
+
+def test_a_full_tls_write_buffer_pauses_every_stream_target() -> None:
+    async def scenario(h: Harness) -> None:
+        h.deploy("app", "app:3000", hosts=("app.test",))
+        client = Client(h)
+        await client.pump()
+        client.get("/a")
+        client.get("/b")
+        await client.pump()
+        ups = [t for t, _ in h.targets.connections]
+        for index in (0, 1):
+            h.targets.connections[index][1].data_received(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nab")
+        client.conn.pause_writing()
+        assert [t.reading for t in ups] == [False, False]
+        client.conn.resume_writing()
+        assert [t.reading for t in ups] == [True, True]
+
+    run("httptools", scenario)
+
+
+def test_request_data_is_acknowledged_only_once_the_target_takes_it() -> None:
+    async def scenario(h: Harness) -> None:
+        h.deploy("app", "app:3000", hosts=("app.test",))
+        client = Client(h)
+        await client.pump()
+        sid = int(client.h2.get_next_available_stream_id())
+        fields = [
+            (b":method", b"POST"),
+            (b":scheme", b"https"),
+            (b":authority", b"app.test"),
+            (b":path", b"/up"),
+        ]
+        client.h2.send_headers(sid, [*fields, (b"content-length", b"250000")])
+        await client.pump()
+        _, upstream = h.targets.last()
+        upstream.pause_writing()  # the target's socket buffer is full
+        for _ in range(16):
+            client.h2.send_data(sid, b"x" * 15_000)
+        await client.pump()
+        stalled = client.h2.local_flow_control_window(sid)
+        assert stalled == 262_144 - 16 * 15_000  # nothing was acknowledged: the window only shrank
+        upstream.resume_writing()
+        await client.pump()
+        assert any(isinstance(e, h2.events.WindowUpdated) and e.stream_id == sid for e in client.events)
+        assert client.h2.local_flow_control_window(sid) > stalled
+
+    run("httptools", scenario)
+
+
+def test_idle_connection_gets_goaway_then_closes() -> None:
+    async def scenario(h: Harness) -> None:
+        h.deploy("app", "app:3000", hosts=("app.test",))
+        client = Client(h)
+        await client.pump()
+        sid = client.get("/")
+        await client.pump()
+        h.targets.respond(ok(b"hi"))
+        await client.pump()
+        assert any(isinstance(e, h2.events.StreamEnded) and e.stream_id == sid for e in client.events)
+        await h.advance(h.listener.idle_timeout + 1)
+        await client.pump()
+        assert any(isinstance(e, h2.events.ConnectionTerminated) and e.error_code == 0 for e in client.events)
+        assert client.transport.closed
+
+    run("httptools", scenario)
+
+
+def test_client_reset_cancels_the_exchange_as_499() -> None:
+    async def scenario(h: Harness) -> None:
+        h.deploy("app", "app:3000", hosts=("app.test",))
+        client = Client(h)
+        await client.pump()
+        sid = client.get("/")
+        await client.pump()
+        upstream, _ = h.targets.last()
+        client.h2.reset_stream(sid)
+        await client.pump()
+        assert upstream.closed
+        [line] = h.log.requests()
+        assert line["status"] == 499 and line["proto"] == "HTTP/2.0"
+        await asyncio.sleep(0)
+
+    run("httptools", scenario)
+
+
+def test_a_held_request_without_body_goes_on_once_at_resume_even_when_buffered() -> None:
+    async def scenario(h: Harness) -> None:
+        service = h.deploy("app", "app:3000", hosts=("app.test",), buffer_requests=True)
+        h.pause(service)
+        client = Client(h)
+        await client.pump()
+        sid = client.get("/held")
+        await client.pump()
+        assert h.targets.connections == []  # held
+        service.change_mode(ModeEvent.RESUME)  # releases the held requests
+        await client.pump()
+        request = h.targets.respond(ok(b"resumed"))
+        assert request.startswith(b"GET /held HTTP/1.1\r\n") and request.count(b"GET") == 1
+        await client.pump()
+        assert any(isinstance(e, h2.events.StreamEnded) and e.stream_id == sid for e in client.events)
+
+    run("httptools", scenario)
