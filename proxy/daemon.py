@@ -116,6 +116,7 @@ class DaemonConfig:
     bind: str | None = None  # None: all interfaces, as kamal-proxy
     read_header_timeout: float = defaults.READ_HEADER_TIMEOUT
     idle_timeout: float = defaults.IDLE_TIMEOUT
+    request_body_timeout: float = defaults.REQUEST_BODY_TIMEOUT
     socket_path: Path
     state_path: Path
 
@@ -185,6 +186,7 @@ class Daemon:
                 scheme=scheme,
                 read_header_timeout=config.read_header_timeout,
                 idle_timeout=config.idle_timeout,
+                request_body_timeout=config.request_body_timeout,
                 challenge_tokens=self.tls.http_challenges,
             )
 

@@ -47,6 +47,7 @@ class Listener:
         scheme: str,
         read_header_timeout: float = defaults.READ_HEADER_TIMEOUT,
         idle_timeout: float = defaults.IDLE_TIMEOUT,
+        request_body_timeout: float = defaults.REQUEST_BODY_TIMEOUT,
         connect_timeout: float = defaults.UPSTREAM_CONNECT_TIMEOUT,
         connect: Connector | None = None,
         metrics: RequestMetrics | None = None,
@@ -68,6 +69,7 @@ class Listener:
         self.challenge_tokens: Mapping[str, str] = challenge_tokens if challenge_tokens is not None else {}
         self.read_header_timeout = read_header_timeout
         self.idle_timeout = idle_timeout
+        self.request_body_timeout = request_body_timeout
         self.connect_timeout = connect_timeout
         self.connect: Connector = connect or loop.create_connection
         self.connections: set[ClientConnection | H2Connection] = set()
@@ -97,7 +99,7 @@ class Listener:
             exchange.timed_out(now)
 
     def sweep_idle(self) -> None:
-        """Close connections past their header-read or idle deadline."""
+        """Close connections past their header-read or idle deadline; 408 stalled request bodies."""
         now = self.now()
         for conn in [c for c in self.connections if 0 < c.deadline <= now]:
-            conn.idle_timed_out()
+            conn.deadline_passed(now)
