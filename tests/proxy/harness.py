@@ -115,12 +115,13 @@ class MockTransport:
             self.write_paused = False
             self.protocol.resume_writing()
 
-    def lose(self) -> None:
-        """The peer went away: the protocol hears connection_lost (once)."""
+    def lose(self, exc: Exception | None = None) -> None:
+        """The peer went away: the protocol hears connection_lost (once); ``exc`` for a read
+        error such as a reset (None: a clean close)."""
         if self.protocol is not None:
             protocol, self.protocol = self.protocol, None
             self.closed = True
-            protocol.connection_lost(None)
+            protocol.connection_lost(exc)
 
 
 class MockTargets:
