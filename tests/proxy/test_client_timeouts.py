@@ -7,6 +7,9 @@ one byte at a time is closed at that deadline); --idle-timeout applies between r
 
 from __future__ import annotations
 
+from proxy import defaults
+from proxy.cli import run as run_cli
+from proxy.cli.flags import apply_env_defaults
 from tests.proxy.harness import Harness, get, ok, run, settle, status_of
 
 
@@ -101,3 +104,14 @@ def test_a_complete_body_and_a_quiet_websocket_are_not_timed_out_as_bodies(parse
         assert not ws_client.closed and status_of(ws_client.take()) == 101
 
     run(parser, scenario)
+
+
+def test_request_body_timeout_comes_from_the_environment_the_prefixed_name_winning() -> None:
+    def default(environ: dict[str, str]) -> object:
+        flags = apply_env_defaults(run_cli.FLAGS, environ)
+        return next(f.default for f in flags if f.name == "request-body-timeout")
+
+    assert default({}) == defaults.REQUEST_BODY_TIMEOUT == 60.0
+    assert default({"REQUEST_BODY_TIMEOUT": "1m30s"}) == 90.0
+    assert default({"KAMAL_PROXY_REQUEST_BODY_TIMEOUT": "5s", "REQUEST_BODY_TIMEOUT": "9s"}) == 5.0
+    assert default({"REQUEST_BODY_TIMEOUT": "soon"}) == 60.0  # unparsable: the default, as kamal-proxy
