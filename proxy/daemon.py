@@ -28,27 +28,22 @@ import asyncio
 import os
 import resource
 import signal
-import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import uvloop
 
 from proxy import defaults
-from proxy.access_log import AccessLog
 from proxy.acme import AcmeIssuer
-from proxy.clock import BoundLoopClock
 from proxy.control import ControlServer, DaemonRunning, check_not_running
 from proxy.controller.fleet import WorkerFleet
 from proxy.controller.sockets import Listeners, open_listeners
 from proxy.http.h2_connection import negotiated
-from proxy.http.listener import Listener
-from proxy.http.parsers import ParserKind, make_request_parser, make_response_parser
+from proxy.http.listener import Listener, serving_listener
+from proxy.http.parsers import ParserKind
 from proxy.lifecycle import ServiceMode, TargetState
 from proxy.log import JsonLog
 from proxy.metrics import (
-    MetricsObserver,
     MetricsServerProtocol,
     ProxyCollector,
     ProxyGauges,
@@ -56,7 +51,7 @@ from proxy.metrics import (
     make_registry,
 )
 from proxy.on_demand import OnDemand
-from proxy.ratelimit import RateLimited
+from proxy.ratelimit import RateLimited, loop_error_handler
 from proxy.router import ControlError, Router
 from proxy.service import Service
 from proxy.service_map import ServiceMap
@@ -100,6 +95,7 @@ class DaemonConfig:
     bind: str | None = None  # None: all interfaces, as kamal-proxy
     read_header_timeout: float = defaults.READ_HEADER_TIMEOUT
     idle_timeout: float = defaults.IDLE_TIMEOUT
+    request_body_timeout: float = defaults.REQUEST_BODY_TIMEOUT
     workers: int = 1
     reuse_port: bool = defaults.REUSE_PORT
     backlog: int = defaults.LISTEN_BACKLOG
@@ -134,6 +130,7 @@ class Daemon:
             http_parser=config.http_parser,
             read_header_timeout=config.read_header_timeout,
             idle_timeout=config.idle_timeout,
+            request_body_timeout=config.request_body_timeout,
             backlog=config.backlog,
             debug=config.debug,
             metrics=bool(config.metrics_port),
@@ -155,22 +152,17 @@ class Daemon:
     def _https(self, loop: asyncio.AbstractEventLoop) -> tuple[Listener, TlsListener]:
         """The HTTPS listener, in this process for now (see the module's docstring)."""
         config = self.config
-        parser = config.http_parser
-        max_head = defaults.MAX_HEAD_SIZE
-        ctx = Listener(
+        ctx = serving_listener(
             loop=loop,
-            clock=BoundLoopClock(loop),
             log=self.log,
-            observers=(AccessLog(log=self.log),)
-            + ((MetricsObserver(table=self.metrics, clock=time.time),) if self.metrics is not None else ()),
             metrics=self.metrics,
             routes=self.router.current_routes,
-            request_parser=lambda: make_request_parser(parser, max_head_size=max_head),
-            response_parser=lambda: make_response_parser(parser, max_head_size=max_head),
+            http_parser=config.http_parser,
             port=config.https_port,
             scheme="https",
             read_header_timeout=config.read_header_timeout,
             idle_timeout=config.idle_timeout,
+            request_body_timeout=config.request_body_timeout,
             challenge_tokens=self.tls.http_challenges,
         )
         tls_listener = TlsListener(
@@ -182,19 +174,10 @@ class Daemon:
         )
         return ctx, tls_listener
 
-    def _loop_error(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
-        exc = context.get("exception")
-        self.errors.error(
-            loop.time(),
-            "Event loop error",
-            error=str(context.get("message", "")),
-            exception=f"{type(exc).__name__}: {exc}" if exc is not None else None,
-        )
-
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         self.log.attach(loop)
-        loop.set_exception_handler(self._loop_error)
+        loop.set_exception_handler(loop_error_handler(self.errors))
         config = self.config
         on_demand = OnDemand(loop=loop, log=self.log, local=self._on_demand_target)
         issuer = AcmeIssuer(loop=loop, log=self.log, store=self.tls, on_demand=on_demand)

@@ -9,6 +9,7 @@ METRICS_PORT = 0
 HTTP_PARSER = "httptools"
 READ_HEADER_TIMEOUT = 30.0  # seconds a client may take to send a request head
 IDLE_TIMEOUT = 60.0  # seconds an idle keep-alive client connection is kept
+REQUEST_BODY_TIMEOUT = 60.0  # seconds a request body may make no progress before 408
 MAX_HEAD_SIZE = 64 * 1024  # request/response head bytes (→ 431)
 SHUTDOWN_TIMEOUT = 6.0  # on SIGTERM, for requests in flight; well inside Docker's 10 s stop timeout
 LISTEN_BACKLOG = 2048  # queued connections per listening socket (capped by net.core.somaxconn)

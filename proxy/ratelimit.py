@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from proxy import defaults
@@ -28,3 +30,21 @@ class RateLimited:
             attrs["repeated"] = repeats
         self._log.error(msg, **attrs)
         return True
+
+
+def loop_error_handler(
+    errors: RateLimited,
+) -> Callable[[asyncio.AbstractEventLoop, dict[str, Any]], None]:
+    """An event-loop exception handler that reports into the JSON log, rate-limited (asyncio reports
+    failed accepts, among others, this way)."""
+
+    def handle(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        exc = context.get("exception")
+        errors.error(
+            loop.time(),
+            "Event loop error",
+            error=str(context.get("message", "")),
+            exception=f"{type(exc).__name__}: {exc}" if exc is not None else None,
+        )
+
+    return handle

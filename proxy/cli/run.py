@@ -60,6 +60,12 @@ FLAGS = [
         defaults.IDLE_TIMEOUT,
         "Time an idle keep-alive client connection is kept open",
     ),
+    Flag(
+        "request-body-timeout",
+        "duration",
+        defaults.REQUEST_BODY_TIMEOUT,
+        "Time a request body may make no progress before the request gets 408",
+    ),
 ]
 
 USAGE = Usage(name="run", use="run", short="Run the server", flags=FLAGS, nargs=0)
@@ -136,6 +142,7 @@ def main(argv: list[str]) -> int:
         read_header_timeout=float(cast(float, v["read-header-timeout"])),
         idle_timeout=float(cast(float, v["idle-timeout"])),
         workers=worker_count(parsed, os.environ),
+        request_body_timeout=float(cast(float, v["request-body-timeout"])),
         socket_path=socket_path(),
         state_path=default_state_path(),
     )

@@ -3,19 +3,20 @@
 The first ``memory`` bytes stay in RAM; the rest spills to an anonymous temp file named like
 kamal-proxy's (`$TMPDIR/proxy-buffer-*`), removed as soon as it is closed. ``limit`` (> 0) caps
 the total: ``write`` returns False once it would be exceeded, and keeps nothing past the limit.
+Once written, the body is forwarded with ``read``: one bounded slice at a time, at the pace of
+whoever takes it, so a spilled body never comes back into memory whole.
 """
 
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterator
 from typing import IO
 
-READ_CHUNK = 64 * 1024
+READ_CHUNK = 64 * 1024  # the slice a spilled body is read back and forwarded in
 
 
 class SpoolBuffer:
-    __slots__ = ("_file", "_memory", "_parts", "limit", "size")
+    __slots__ = ("_file", "_memory", "_next", "_parts", "_reading", "limit", "size")
 
     def __init__(self, *, memory: int, limit: int) -> None:
         self._memory = memory
@@ -23,6 +24,8 @@ class SpoolBuffer:
         self.size = 0
         self._parts: list[bytes] = []
         self._file: IO[bytes] | None = None
+        self._next = 0  # the next memory part ``read`` returns
+        self._reading = False  # the file was rewound for ``read``
 
     def write(self, data: bytes) -> bool:
         size = self.size + len(data)
@@ -41,13 +44,23 @@ class SpoolBuffer:
     def spilled(self) -> bool:
         return self._file is not None
 
-    def chunks(self) -> Iterator[bytes]:
-        """Everything written, in order: the memory part, then the file part in READ_CHUNK pieces."""
-        yield from self._parts
-        if self._file is not None:
-            self._file.seek(0)
-            while piece := self._file.read(READ_CHUNK):
-                yield piece
+    def read(self) -> bytes:
+        """The next piece of what was written (a memory part, else at most READ_CHUNK bytes of the
+        file); b"" at the end. Only once the writing is over."""
+        parts = self._parts
+        i = self._next
+        if i < len(parts):
+            self._next = i + 1
+            piece = parts[i]
+            parts[i] = b""  # forwarded: not held twice
+            return piece
+        file = self._file
+        if file is None:
+            return b""
+        if not self._reading:
+            self._reading = True
+            file.seek(0)
+        return file.read(READ_CHUNK)
 
     def close(self) -> None:
         self._parts = []

@@ -51,6 +51,7 @@ class ClientConnection(asyncio.Protocol):
         "exchange",
         "flow",
         "framing",
+        "in_head",
         "keep_alive",
         "listener",
         "parser",
@@ -81,7 +82,9 @@ class ClientConnection(asyncio.Protocol):
         self.framing = LENGTH  # how the current response's body goes to the client
         self.tunnel = False
         self.closed = False
-        self.deadline = 0.0  # header-read or idle deadline (clock time), 0 = none
+        # header-read, idle or request-body deadline (clock time), 0 = none
+        self.deadline = 0.0
+        self.in_head = False  # a request head has started: its read-header deadline is set, never moved
         self.corked: list[bytes] | None = None  # client-bound bytes collected while handling one read
 
     @property
@@ -100,11 +103,17 @@ class ClientConnection(asyncio.Protocol):
             self.client_json = f'"client_addr":{quote(self.peer_ip)},"client_port":"{self.peer_port}"'
         listener = self.listener
         listener.connections.add(self)
+        self.in_head = True
         self.deadline = listener.now() + listener.read_header_timeout
 
     def data_received(self, data: bytes) -> None:
         exchange = self.exchange
-        if exchange is None and not self.queue:
+        if self.receiving:  # body progress: the request-body timeout starts again
+            self.deadline = self.listener.now() + self.listener.request_body_timeout
+        elif exchange is None and not self.in_head:
+            # The first bytes of a new head: --read-header-timeout bounds the whole head from here
+            # (as Go's ReadHeaderTimeout); later reads of the same head do not extend it.
+            self.in_head = True
             self.deadline = self.listener.now() + self.listener.read_header_timeout
         events = self.parser.feed(data)
         if self.queue or (exchange is not None and exchange.state is HELD):
@@ -193,7 +202,9 @@ class ClientConnection(asyncio.Protocol):
 
     def _request_head(self, head: RequestHead) -> ExchangeState:
         self.receiving = True
-        self.deadline = 0.0
+        self.in_head = False
+        listener = self.listener
+        self.deadline = listener.now() + listener.request_body_timeout if head.content_length else 0.0
         self.keep_alive = head.keep_alive and not self.listener.closing
         exchange = self.exchange = Exchange(self.listener, self, head)
         exchange.start()
@@ -201,6 +212,7 @@ class ClientConnection(asyncio.Protocol):
 
     def _request_end(self) -> None:
         self.receiving = False
+        self.deadline = 0.0
         exchange = self.exchange
         if exchange is None:
             return
@@ -362,6 +374,25 @@ class ClientConnection(asyncio.Protocol):
     def idle_timed_out(self) -> None:
         if self.exchange is None:
             self._close()
+
+    def deadline_passed(self, now: float) -> None:
+        """The sweep found ``deadline`` passed: header-read or idle timeout, or a stalled body."""
+        exchange = self.exchange
+        if exchange is None:
+            self._close()
+        elif self.receiving:
+            if self.flow.paused or exchange.state is HELD:
+                # the proxy is not reading (or not using) this body: the client is not stalling
+                self.deadline = now + self.listener.request_body_timeout
+                return
+            self.listener.log.info("Request body timed out", client_addr=self.peer_ip)
+            self.receiving = False
+            self.keep_alive = False
+            self.deadline = 0.0
+            if exchange.state in RESPONDED:
+                self.abort()
+            else:
+                exchange.reject(408)
 
     # ------------------------------------------------------------------ transport helpers
     def _write(self, data: bytes) -> None:

@@ -23,7 +23,7 @@ from proxy.http import headers as rules
 from proxy.http import writer
 from proxy.http.buffering import SpoolBuffer
 from proxy.http.cookies import writer_affinity_cookie
-from proxy.http.flow_control import CONNECTING, UPSTREAM_FULL
+from proxy.http.flow_control import CLIENT_FULL, CONNECTING, UPSTREAM_FULL
 from proxy.http.pages import error_page
 from proxy.http.parser import (
     Data,
@@ -201,6 +201,7 @@ class Connecting:
 class Exchange(ExchangeRecord):
     __slots__ = (
         "affinity",
+        "blocked",
         "client",
         "connecting",
         "deadline",
@@ -252,6 +253,7 @@ class Exchange(ExchangeRecord):
         self.response_buffer: SpoolBuffer | None = None
         self.retried = False
         self.deadline = 0.0  # while in listener.awaiting: when timed_out is due (clock time)
+        self.blocked = 0  # CLIENT_FULL / UPSTREAM_FULL: that side's write buffer is above its mark
 
     def _to(self, event: ExchangeEvent) -> None:
         self.state = next_exchange_state(self.state, event)
@@ -353,9 +355,10 @@ class Exchange(ExchangeRecord):
         if buffer is not None and self.target is not None and self.state is _BUFFERING:
             self.upstream_head = writer.close_head(self.upstream_head, buffer.size)
             self._send_head()
-            for piece in buffer.chunks():
-                self._to_upstream(piece)
-        elif self.head.chunked and self.target is not None:
+            if self.upstream is not None:  # else it goes once connected
+                self._send_buffered_request()
+            return  # the request is complete once the buffer went out
+        if self.head.chunked and self.target is not None:
             self._to_upstream(writer.LAST_CHUNK)
         self.request_complete = True
 
@@ -382,14 +385,18 @@ class Exchange(ExchangeRecord):
             self.status = 499  # the client went away before its response was complete
 
     def client_write_paused(self) -> None:
+        self.blocked |= CLIENT_FULL
         upstream = self.upstream
         if upstream is not None:
             upstream.pause_reading()
 
     def client_write_resumed(self) -> None:
+        self.blocked &= ~CLIENT_FULL
         upstream = self.upstream
         if upstream is not None:
             upstream.resume_reading()
+        if self.response_buffer is not None and self.state is _STREAMING:
+            self._send_buffered_response()
 
     def finish(self) -> None:
         """Over: report it to the observers and let go of everything it held."""
@@ -536,6 +543,8 @@ class Exchange(ExchangeRecord):
         self._use(conn)
         conn.write_lines(connecting.pending)
         self.client.resume_reading(CONNECTING)
+        if self.request_buffer is not None:
+            self._send_buffered_request()
 
     def _to_upstream(self, data: bytes) -> None:
         upstream = self.upstream
@@ -550,10 +559,29 @@ class Exchange(ExchangeRecord):
                 self.client.pause_reading(CONNECTING)
 
     def upstream_pause_writing(self) -> None:
+        self.blocked |= UPSTREAM_FULL
         self.client.pause_reading(UPSTREAM_FULL)
 
     def upstream_resume_writing(self) -> None:
+        self.blocked &= ~UPSTREAM_FULL
         self.client.resume_reading(UPSTREAM_FULL)
+        if self.request_buffer is not None and self.upstream is not None:
+            self._send_buffered_request()
+
+    def _send_buffered_request(self) -> None:
+        """The buffered body goes to the target one slice at a time, while its socket takes it
+        (``upstream_resume_writing`` goes on), so a spilled body is never read back whole."""
+        buffer = self.request_buffer
+        upstream = self.upstream
+        assert buffer is not None
+        while upstream is not None and upstream is self.upstream and not self.blocked & UPSTREAM_FULL:
+            piece = buffer.read()
+            if not piece:
+                self.request_buffer = None
+                buffer.close()
+                self.request_complete = True
+                return
+            upstream.write(piece)
 
     # ------------------------------------------------------------------ from the upstream
     def upstream_events(self, events: list[ResponseEvent]) -> None:
@@ -687,15 +715,31 @@ class Exchange(ExchangeRecord):
             lines = rules.without(self.response_lines, rules.CONTENT_LENGTH)
             lines.append(b"Content-Length: %d" % buffer.size)
             self.response_lines = []
-            self.response_buffer = None
+            # self.response_buffer stays until the body went out
             self._to(ExchangeEvent.RESPONSE_HEAD)
             client.send_head(head.status, head.reason, lines, length=buffer.size)
-            for piece in buffer.chunks():
-                self.resp_bytes += len(piece)
-                client.send_body(piece)
-            buffer.close()
+            self._send_buffered_response()
+            return
         self.state = _MOVES[self.state][_ANSWER]
         client.end()
+
+    def _send_buffered_response(self) -> None:
+        """The buffered body goes to the client one slice at a time, while it takes it
+        (``client_write_resumed`` goes on); then the response ends."""
+        buffer = self.response_buffer
+        client = self.client
+        assert buffer is not None
+        client.uncork()  # the pace is the client's write buffer, which corking would hide
+        while self.state is _STREAMING and not self.blocked & CLIENT_FULL:
+            piece = buffer.read()
+            if not piece:
+                self.response_buffer = None
+                buffer.close()
+                self.state = _MOVES[self.state][_ANSWER]
+                client.end()
+                return
+            self.resp_bytes += len(piece)
+            client.send_body(piece)
 
     # ------------------------------------------------------------------ errors and timeouts
     def _upstream_error(self, reason: str) -> None:

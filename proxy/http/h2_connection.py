@@ -459,6 +459,10 @@ class H2Connection(asyncio.Protocol):
             else:
                 self.deadline = self.listener.now() + self.listener.idle_timeout
 
+    def deadline_passed(self, now: float) -> None:
+        """The sweep found ``deadline`` passed: the read-header or idle timeout."""
+        self.idle_timed_out()
+
     def idle_timed_out(self) -> None:
         """Past the read-header or idle timeout, or shutting down: GOAWAY; close once no stream is open."""
         self.going_away = True

@@ -7,15 +7,19 @@ and HTTPS: ``scheme`` is all the data plane needs to know about TLS) and calls t
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING
 
 from proxy import defaults
+from proxy.access_log import AccessLog
+from proxy.clock import BoundLoopClock
 from proxy.http.parser import RequestParser, ResponseParser
+from proxy.http.parsers import ParserKind, make_request_parser, make_response_parser
 from proxy.http.record import ExchangeObserver
 from proxy.http.upstream import UpstreamConnection
 from proxy.log import JsonLog
-from proxy.metrics import RequestMetrics
+from proxy.metrics import MetricsObserver, RequestMetrics
 
 if TYPE_CHECKING:
     from proxy.clock import Clock
@@ -47,6 +51,7 @@ class Listener:
         scheme: str,
         read_header_timeout: float = defaults.READ_HEADER_TIMEOUT,
         idle_timeout: float = defaults.IDLE_TIMEOUT,
+        request_body_timeout: float = defaults.REQUEST_BODY_TIMEOUT,
         connect_timeout: float = defaults.UPSTREAM_CONNECT_TIMEOUT,
         connect: Connector | None = None,
         metrics: RequestMetrics | None = None,
@@ -68,6 +73,7 @@ class Listener:
         self.challenge_tokens: Mapping[str, str] = challenge_tokens if challenge_tokens is not None else {}
         self.read_header_timeout = read_header_timeout
         self.idle_timeout = idle_timeout
+        self.request_body_timeout = request_body_timeout
         self.connect_timeout = connect_timeout
         self.connect: Connector = connect or loop.create_connection
         self.connections: set[ClientConnection | H2Connection] = set()
@@ -97,7 +103,45 @@ class Listener:
             exchange.timed_out(now)
 
     def sweep_idle(self) -> None:
-        """Close connections past their header-read or idle deadline."""
+        """Close connections past their header-read or idle deadline; 408 stalled request bodies."""
         now = self.now()
         for conn in [c for c in self.connections if 0 < c.deadline <= now]:
-            conn.idle_timed_out()
+            conn.deadline_passed(now)
+
+
+def serving_listener(
+    *,
+    loop: asyncio.AbstractEventLoop,
+    log: JsonLog,
+    metrics: RequestMetrics | None,
+    routes: Callable[[], ServiceMap[Service]],
+    http_parser: ParserKind,
+    port: int,
+    scheme: str,
+    read_header_timeout: float,
+    idle_timeout: float,
+    request_body_timeout: float,
+    challenge_tokens: Mapping[str, str],
+) -> Listener:
+    """A listener as the daemon and its workers serve with: the loop's clock, the access log (and the
+    metrics observer when metrics are on), the configured parser."""
+    observers: tuple[ExchangeObserver, ...] = (AccessLog(log=log),)
+    if metrics is not None:
+        observers += (MetricsObserver(table=metrics, clock=time.time),)
+    max_head = defaults.MAX_HEAD_SIZE
+    return Listener(
+        loop=loop,
+        clock=BoundLoopClock(loop),
+        log=log,
+        observers=observers,
+        metrics=metrics,
+        routes=routes,
+        request_parser=lambda: make_request_parser(http_parser, max_head_size=max_head),
+        response_parser=lambda: make_response_parser(http_parser, max_head_size=max_head),
+        port=port,
+        scheme=scheme,
+        read_header_timeout=read_header_timeout,
+        idle_timeout=idle_timeout,
+        request_body_timeout=request_body_timeout,
+        challenge_tokens=challenge_tokens,
+    )

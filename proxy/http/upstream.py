@@ -75,7 +75,9 @@ class UpstreamConnection(asyncio.Protocol):
             self.target.forget_idle(self)
             return
         self.exchange = None
-        exchange.upstream_lost(self, self.parser.feed_eof())
+        # Only a clean close (FIN) can end a close-delimited body; after a read error (a reset) the
+        # body is cut short, whatever the parser would make of it: the exchange must not complete it.
+        exchange.upstream_lost(self, self.parser.feed_eof() if exc is None else [])
 
     def pause_writing(self) -> None:
         if self.exchange is not None:

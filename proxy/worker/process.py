@@ -20,21 +20,18 @@ import os
 import signal
 import socket
 import sys
-import time
 from dataclasses import dataclass
 from typing import Any
 
 import uvloop
 
 from proxy import defaults, ipc
-from proxy.access_log import AccessLog
-from proxy.clock import BoundLoopClock
 from proxy.http.connection import ClientConnection
-from proxy.http.listener import Listener
-from proxy.http.parsers import PARSER_KINDS, ParserKind, make_request_parser, make_response_parser
+from proxy.http.listener import Listener, serving_listener
+from proxy.http.parsers import PARSER_KINDS, ParserKind
 from proxy.log import JsonLog
-from proxy.metrics import MetricsObserver, RequestMetrics
-from proxy.ratelimit import RateLimited
+from proxy.metrics import RequestMetrics
+from proxy.ratelimit import RateLimited, loop_error_handler
 from proxy.worker.acceptor import Acceptor
 from proxy.worker.routes import WorkerRoutes
 
@@ -56,6 +53,7 @@ class WorkerConfig:
     http_parser: ParserKind
     read_header_timeout: float
     idle_timeout: float
+    request_body_timeout: float
     backlog: int
     debug: bool
     metrics: bool = False  # count requests and push the table to the control process
@@ -79,7 +77,7 @@ class WorkerConfig:
         parser = data.get("http_parser")
         if parser not in PARSER_KINDS:
             raise ValueError("worker config: unknown http_parser")
-        timeouts = ("read_header_timeout", "idle_timeout")
+        timeouts = ("read_header_timeout", "idle_timeout", "request_body_timeout")
         if any(type(data.get(k)) not in (int, float) or data[k] < 0 for k in timeouts):
             raise ValueError("worker config: timeouts must be non-negative numbers")
         return cls(
@@ -91,6 +89,7 @@ class WorkerConfig:
             http_parser=parser,
             read_header_timeout=float(data["read_header_timeout"]),
             idle_timeout=float(data["idle_timeout"]),
+            request_body_timeout=float(data["request_body_timeout"]),
             backlog=data["backlog"],
             debug=bool(data.get("debug")),
             metrics=bool(data.get("metrics")),
@@ -130,19 +129,10 @@ class Worker:
         self.challenges: dict[str, str] = {}  # ACME HTTP-01: token → key authorization
         self.metrics = RequestMetrics() if config.metrics else None
 
-    def _loop_error(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
-        exc = context.get("exception")
-        self.errors.error(
-            loop.time(),
-            "Event loop error",
-            error=str(context.get("message", "")),
-            exception=f"{type(exc).__name__}: {exc}" if exc is not None else None,
-        )
-
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
         self.log.attach(loop)
-        loop.set_exception_handler(self._loop_error)
+        loop.set_exception_handler(loop_error_handler(self.errors))
         config = self.config
         channel = socket.socket(fileno=config.channel_fd)
         reader, self._writer = await asyncio.open_unix_connection(sock=channel)
@@ -180,22 +170,17 @@ class Worker:
 
     def _context(self, loop: asyncio.AbstractEventLoop) -> Listener:
         config = self.config
-        parser = config.http_parser
-        max_head = defaults.MAX_HEAD_SIZE
-        return Listener(
+        return serving_listener(
             loop=loop,
-            clock=BoundLoopClock(loop),
             log=self.log,
-            observers=(AccessLog(log=self.log),)
-            + ((MetricsObserver(table=self.metrics, clock=time.time),) if self.metrics is not None else ()),
             metrics=self.metrics,
             routes=self.routes.current,
-            request_parser=lambda: make_request_parser(parser, max_head_size=max_head),
-            response_parser=lambda: make_response_parser(parser, max_head_size=max_head),
+            http_parser=config.http_parser,
             port=config.port,
             scheme="http",
             read_header_timeout=config.read_header_timeout,
             idle_timeout=config.idle_timeout,
+            request_body_timeout=config.request_body_timeout,
             challenge_tokens=self.challenges,
         )
 

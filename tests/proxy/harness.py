@@ -48,11 +48,22 @@ class MockTransport:
         self.eof_written = False
         self.limits: tuple[int, int] | None = None
         self.protocol: asyncio.Protocol | None = None
+        # backpressure: act as a peer that reads nothing until ``drain``: past the high-water mark
+        # the protocol hears pause_writing, as from a real transport
+        self.backpressure = False
+        self.buffered = 0
+        self.write_paused = False
 
     # --- the transport interface the proxy uses
     def write(self, data: bytes) -> None:
         assert not self.closed, "write after close"
         self.written.append(bytes(data))
+        if self.backpressure:
+            self.buffered += len(data)
+            high = self.limits[0] if self.limits else 0
+            if not self.write_paused and self.buffered > high and self.protocol is not None:
+                self.write_paused = True
+                self.protocol.pause_writing()
 
     def writelines(self, data: list[bytes]) -> None:
         for piece in data:
@@ -97,12 +108,20 @@ class MockTransport:
         self.written.clear()
         return data
 
-    def lose(self) -> None:
-        """The peer went away: the protocol hears connection_lost (once)."""
+    def drain(self) -> None:
+        """The peer read everything buffered: a paused protocol hears resume_writing."""
+        self.buffered = 0
+        if self.write_paused and self.protocol is not None:
+            self.write_paused = False
+            self.protocol.resume_writing()
+
+    def lose(self, exc: Exception | None = None) -> None:
+        """The peer went away: the protocol hears connection_lost (once); ``exc`` for a read
+        error such as a reset (None: a clean close)."""
         if self.protocol is not None:
             protocol, self.protocol = self.protocol, None
             self.closed = True
-            protocol.connection_lost(None)
+            protocol.connection_lost(exc)
 
 
 class MockTargets:
@@ -116,6 +135,7 @@ class MockTargets:
         self.dialled: list[tuple[str, int]] = []
         self.refuse = False
         self.hang = False
+        self.backpressure = False  # the transports it makes pause the proxy past their high-water mark
 
     async def connect(
         self, factory: Callable[[], UpstreamConnection], host: str, port: int
@@ -127,6 +147,7 @@ class MockTargets:
             await asyncio.get_running_loop().create_future()
         protocol = factory()
         transport = MockTransport(peer=(host, port))
+        transport.backpressure = self.backpressure
         transport.protocol = protocol
         protocol.connection_made(transport)  # type: ignore[arg-type]
         self.connections.append((transport, protocol))

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 
 from proxy.daemon import Daemon, DaemonConfig
-from proxy.ratelimit import RateLimited
+from proxy.ratelimit import RateLimited, loop_error_handler
 from tests.proxy.backend import Backend
 from tests.proxy.conftest import ProxyProcess, clean_env
 from tests.proxy.control_plane import CapturedLog
@@ -230,8 +230,9 @@ def test_event_loop_error_reports_go_to_the_json_log(tmp_path: Path) -> None:
             "message": "socket.accept() out of system resource",
             "exception": OSError(24, "Too many open files"),
         }
-        daemon._loop_error(loop, context)
-        daemon._loop_error(loop, context)
+        handler = loop_error_handler(daemon.errors)
+        handler(loop, context)
+        handler(loop, context)
     finally:
         loop.close()
     entries = log.entries("Event loop error")
