@@ -44,3 +44,28 @@ def test_slowloris_connections_are_closed_at_the_read_header_timeout(
             sock.close()
     finally:
         proxy.stop(signal.SIGKILL)
+
+
+def test_a_stalled_request_body_gets_408_at_the_request_body_timeout(
+    tmp_path: Path, parser: str, backend: Backend
+) -> None:
+    """Through the worker process: the body timeout reaches the workers with their configuration."""
+    proxy = ProxyProcess(tmp=tmp_path, parser=parser, args=("--request-body-timeout", "1s")).start()
+    try:
+        proxy.deploy("app", backend.address)
+        sock = proxy.connect()
+        sock.sendall(b"POST /echo HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100\r\n\r\n" + b"x" * 10)
+        sock.settimeout(5)
+        started = time.monotonic()
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
+        elapsed = time.monotonic() - started
+        assert answer.startswith(b"HTTP/1.1 408 "), answer[:100]
+        assert 0.5 < elapsed < 3.5  # 1 s timeout, swept about once a second
+        sock.close()
+    finally:
+        proxy.stop(signal.SIGKILL)
