@@ -23,6 +23,7 @@ from proxy.http.parser import (
     TunnelData,
 )
 from proxy.http.parsers import PARSER_KINDS, ParserKind, make_request_parser, make_response_parser
+from tests.proxy.parser_events import head_tuple
 
 Event = tuple[object, ...]
 
@@ -38,34 +39,8 @@ def norm(events: Sequence[RequestEvent | ResponseEvent]) -> list[Event]:
     """Events as comparable tuples."""
     out: list[Event] = []
     for e in events:
-        if isinstance(e, RequestHead):
-            out.append(
-                (
-                    "req",
-                    e.method,
-                    e.target,
-                    e.version,
-                    tuple(e.headers),
-                    e.keep_alive,
-                    e.upgrade,
-                    e.expect_continue,
-                    e.content_length,
-                    e.chunked,
-                )
-            )
-        elif isinstance(e, ResponseHead):
-            out.append(
-                (
-                    "resp",
-                    e.status,
-                    e.reason,
-                    e.version,
-                    tuple(e.headers),
-                    e.keep_alive,
-                    e.content_length,
-                    e.chunked,
-                )
-            )
+        if isinstance(e, RequestHead | ResponseHead):
+            out.append(head_tuple(e))
         elif isinstance(e, Data):
             assert type(e.data) is bytes
             out.append(("data", e.data))

@@ -34,6 +34,7 @@ from proxy.http.parser import (
     TunnelData,
 )
 from proxy.http.parsers import make_request_parser, make_response_parser
+from tests.proxy.parser_events import head_tuple
 
 MAX_HEAD = 65536
 EXAMPLES = int(os.environ.get("PARSER_FUZZ_EXAMPLES", "0"))
@@ -57,34 +58,8 @@ def norm(events: Sequence[RequestEvent | ResponseEvent]) -> list[Event]:
     """Comparable events; adjacent Data (and TunnelData) joined; nothing after an error."""
     out: list[Event] = []
     for e in events:
-        if isinstance(e, RequestHead):
-            out.append(
-                (
-                    "req",
-                    e.method,
-                    e.target,
-                    e.version,
-                    tuple(e.headers),
-                    e.keep_alive,
-                    e.upgrade,
-                    e.expect_continue,
-                    e.content_length,
-                    e.chunked,
-                )
-            )
-        elif isinstance(e, ResponseHead):
-            out.append(
-                (
-                    "resp",
-                    e.status,
-                    e.reason,
-                    e.version,
-                    tuple(e.headers),
-                    e.keep_alive,
-                    e.content_length,
-                    e.chunked,
-                )
-            )
+        if isinstance(e, RequestHead | ResponseHead):
+            out.append(head_tuple(e))
         elif isinstance(e, Data | TunnelData):
             kind = "data" if isinstance(e, Data) else "tunnel"
             last = out[-1] if out else None
