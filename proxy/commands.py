@@ -16,7 +16,7 @@ the command does not know, is an error that names the field.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 from proxy import defaults
 from proxy.options import DeploymentOptions, ServiceOptions, TargetOptions
@@ -51,6 +51,8 @@ class ControlCommand:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        if "name" not in cls.__dict__:
+            return  # an abstract shape (ServiceCommand), not a command
         if cls.name in COMMANDS:
             raise TypeError(f"control command {cls.name!r} defined twice")
         COMMANDS[cls.name] = cls
@@ -64,6 +66,21 @@ class ControlCommand:
 
 
 Command = ControlCommand
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServiceCommand(ControlCommand):
+    """A command whose only argument is the service's name."""
+
+    keys: ClassVar[tuple[str, ...]] = ("service",)
+    service: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"service": self.service}
+
+    @classmethod
+    def decode(cls, data: dict[str, Any]) -> Self:
+        return cls(service=_service(data))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -112,17 +129,8 @@ class DeployCommand(ControlCommand):
 
 
 @dataclass(frozen=True, kw_only=True)
-class RemoveCommand(ControlCommand):
+class RemoveCommand(ServiceCommand):
     name: ClassVar[str] = "remove"
-    keys: ClassVar[tuple[str, ...]] = ("service",)
-    service: str
-
-    def to_json(self) -> dict[str, Any]:
-        return {"service": self.service}
-
-    @classmethod
-    def decode(cls, data: dict[str, Any]) -> RemoveCommand:
-        return cls(service=_service(data))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -170,17 +178,8 @@ class StopCommand(ControlCommand):
 
 
 @dataclass(frozen=True, kw_only=True)
-class ResumeCommand(ControlCommand):
+class ResumeCommand(ServiceCommand):
     name: ClassVar[str] = "resume"
-    keys: ClassVar[tuple[str, ...]] = ("service",)
-    service: str
-
-    def to_json(self) -> dict[str, Any]:
-        return {"service": self.service}
-
-    @classmethod
-    def decode(cls, data: dict[str, Any]) -> ResumeCommand:
-        return cls(service=_service(data))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -257,19 +256,10 @@ class RolloutSetCommand(ControlCommand):
 
 
 @dataclass(frozen=True, kw_only=True)
-class RolloutStopCommand(ControlCommand):
+class RolloutStopCommand(ServiceCommand):
     """Remove the split: all traffic to the active targets (the rollout targets stay deployed)."""
 
     name: ClassVar[str] = "rollout_stop"
-    keys: ClassVar[tuple[str, ...]] = ("service",)
-    service: str
-
-    def to_json(self) -> dict[str, Any]:
-        return {"service": self.service}
-
-    @classmethod
-    def decode(cls, data: dict[str, Any]) -> RolloutStopCommand:
-        return cls(service=_service(data))
 
 
 def encode_request(command: ControlCommand) -> dict[str, Any]:
