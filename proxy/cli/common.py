@@ -75,6 +75,22 @@ DRAIN_TIMEOUT = Flag(
     "drain-timeout", "duration", defaults.DRAIN_TIMEOUT, "How long to allow in-flight requests to complete"
 )
 
+# Flags `deploy` and `rollout deploy` share.
+TARGET = Flag("target", "strings", [], "Target host(s) to deploy", required=True)
+READ_TARGET = Flag("read-target", "strings", [], "Read-only target host(s) to deploy")
+DEPLOY_TIMEOUT = Flag(
+    "deploy-timeout",
+    "duration",
+    defaults.DEPLOY_TIMEOUT,
+    "Maximum time to wait for the new target to become healthy",
+)
+DEPLOY_DRAIN_TIMEOUT = Flag(
+    "drain-timeout",
+    "duration",
+    defaults.DRAIN_TIMEOUT,
+    "Maximum time to allow existing connections to drain before removing old target",
+)
+
 
 def seconds(parsed: Parsed, name: str) -> float:
     value = parsed.values[name]

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from proxy import defaults
-from proxy.cli.common import Usage, send
+from proxy.cli.common import DEPLOY_DRAIN_TIMEOUT, DEPLOY_TIMEOUT, READ_TARGET, TARGET, Usage, send
 from proxy.cli.flags import Flag, FlagError, apply_env_defaults
 from proxy.commands import DeployCommand
 from proxy.options import (
@@ -26,8 +26,8 @@ def _acme_cache_default() -> str:
 
 
 FLAGS = [
-    Flag("target", "strings", [], "Target host(s) to deploy", required=True),
-    Flag("read-target", "strings", [], "Read-only target host(s) to deploy"),
+    TARGET,
+    READ_TARGET,
     Flag("host", "strings", [], "Host(s) to serve this target on (empty for wildcard)"),
     Flag("path-prefix", "strings", [], "Deploy the service below the specified path(s)"),
     Flag(
@@ -64,18 +64,8 @@ FLAGS = [
         "tls-redirect", "bool", defaults.TLS_REDIRECT, "Redirect HTTP traffic to HTTPS (when TLS is enabled)"
     ),
     Flag("canonical-host", "string", "", "Redirect to this host (must be in the hosts list)"),
-    Flag(
-        "deploy-timeout",
-        "duration",
-        defaults.DEPLOY_TIMEOUT,
-        "Maximum time to wait for the new target to become healthy",
-    ),
-    Flag(
-        "drain-timeout",
-        "duration",
-        defaults.DRAIN_TIMEOUT,
-        "Maximum time to allow existing connections to drain before removing old target",
-    ),
+    DEPLOY_TIMEOUT,
+    DEPLOY_DRAIN_TIMEOUT,
     Flag("force", "bool", False, "Skip waiting for the target to become healthy"),
     Flag(
         "health-check-interval", "duration", defaults.HEALTH_CHECK_INTERVAL, "Interval between health checks"

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from proxy import defaults
-from proxy.cli.common import Usage, seconds, send
-from proxy.cli.flags import Flag
+from proxy.cli.common import DEPLOY_DRAIN_TIMEOUT, DEPLOY_TIMEOUT, READ_TARGET, TARGET, Usage, seconds, send
 from proxy.commands import RolloutDeployCommand
 from proxy.options import DeploymentOptions
 
@@ -13,20 +11,10 @@ USAGE = Usage(
     use="deploy <service>",
     short="Deploy the rollout target",
     flags=[
-        Flag("target", "strings", [], "Target host(s) to deploy", required=True),
-        Flag("read-target", "strings", [], "Read-only target host(s) to deploy"),
-        Flag(
-            "deploy-timeout",
-            "duration",
-            defaults.DEPLOY_TIMEOUT,
-            "Maximum time to wait for the new target to become healthy",
-        ),
-        Flag(
-            "drain-timeout",
-            "duration",
-            defaults.DRAIN_TIMEOUT,
-            "Maximum time to allow existing connections to drain before removing old target",
-        ),
+        TARGET,
+        READ_TARGET,
+        DEPLOY_TIMEOUT,
+        DEPLOY_DRAIN_TIMEOUT,
     ],
     nargs=1,
     parent="rollout",
