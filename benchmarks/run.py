@@ -772,6 +772,27 @@ def _h2load_new_connections(url: str, ctx: Ctx, clients: int) -> dict[str, Any]:
     return report.parse_h2load(r.stdout)
 
 
+def _start_tls_proxies(
+    ctx: Ctx, cert: Path, key: Path, procs: dict[str, tuple[Proxy, str]], *, h2: bool
+) -> str | None:
+    """Start ours and the TLS peers on one certificate into ``procs`` (the caller stops them);
+    returns why the scenario is skipped, if ours cannot serve."""
+    try:
+        ours, url = _tls_ours(ctx, cert, key)
+        procs[ours.label] = (ours, url)
+    except Exception as e:
+        return f"TLS deploy failed on ours: {str(e)[:300]}"
+    for name in TLS_PEERS:
+        if name not in ctx.args.proxies:
+            continue
+        try:
+            p, url = _tls_peer(name, ctx, cert, key, h2=h2)
+            procs[p.label] = (p, url)
+        except Exception as e:
+            log(f"{'h2' if h2 else 'tls'}: {name} not started: {str(e)[:300]}")
+    return None
+
+
 def scenario_tls(ctx: Ctx) -> dict[str, Any]:
     """HTTPS on one static ECDSA certificate, ours vs nginx, HAProxy and Caddy: keep-alive req/s
     (wrk), new-handshake req/s (wrk with ``Connection: close``: every request a new TLS connection,
@@ -781,20 +802,10 @@ def scenario_tls(ctx: Ctx) -> dict[str, Any]:
     out: dict[str, Any] = {"runs": {}, "handshakes": {}, "h2load": {}}
     procs: dict[str, tuple[Proxy, str]] = {}
     try:
-        try:
-            ours, url = _tls_ours(ctx, cert, key)
-            procs[ours.label] = (ours, url)
-        except Exception as e:
-            out["skipped"] = f"TLS deploy failed on ours: {str(e)[:300]}"
+        skipped = _start_tls_proxies(ctx, cert, key, procs, h2=False)
+        if skipped:
+            out["skipped"] = skipped
             return out
-        for name in TLS_PEERS:
-            if name not in a.proxies:
-                continue
-            try:
-                p, url = _tls_peer(name, ctx, cert, key)
-                procs[p.label] = (p, url)
-            except Exception as e:
-                log(f"tls: {name} not started: {str(e)[:300]}")
         for _, url in procs.values():
             wrk.run(url, 50, 1, cpu=LOAD_CPU)  # warm up
         names = list(procs)
@@ -847,20 +858,10 @@ def scenario_h2(ctx: Ctx) -> dict[str, Any]:
     out: dict[str, Any] = {"runs": {}}
     procs: dict[str, tuple[Proxy, str]] = {}
     try:
-        try:
-            ours, url = _tls_ours(ctx, cert, key)
-            procs[ours.label] = (ours, url)
-        except Exception as e:
-            out["skipped"] = f"TLS deploy failed on ours: {str(e)[:300]}"
+        skipped = _start_tls_proxies(ctx, cert, key, procs, h2=True)
+        if skipped:
+            out["skipped"] = skipped
             return out
-        for name in TLS_PEERS:
-            if name not in a.proxies:
-                continue
-            try:
-                p, url = _tls_peer(name, ctx, cert, key, h2=True)
-                procs[p.label] = (p, url)
-            except Exception as e:
-                log(f"h2: {name} not started: {str(e)[:300]}")
         names = list(procs)
         for rep in range(a.reps):
             for name in names if rep % 2 == 0 else names[::-1]:
