@@ -98,12 +98,15 @@ async def drive(requests: int, *, check: bool, dry: bool, profile: cProfile.Prof
     targets = TargetSet(addresses=("app:3000",), readers=(), health=HealthCheckConfig(), log=log, service="b")
     targets.mark_all_healthy()
     service = Service(
-        name="bench", options=ServiceOptions(
+        name="bench",
+        options=ServiceOptions(
             hosts=("localhost",),
             tls_enabled=True,
             tls_certificate_path="cert.pem",
             tls_private_key_path="key.pem",
-        ), target_options=TargetOptions(), active=targets
+        ),
+        target_options=TargetOptions(),
+        active=targets,
     )
     routes = ServiceMap([("localhost", "/", service)])
     sync_entry_rules([service], routes)
@@ -170,7 +173,9 @@ def _check(client: h2.connection.H2Connection, received: bytes, requests: int) -
             ended += 1
     ok = sum(1 for sid, s in statuses.items() if s == b"200" and bodies.get(sid) == b"hello world\n")
     if ok != requests or ended != requests:
-        raise SystemExit(f"check failed: {ok} of {requests} answered 200 with the body, {ended} streams ended")
+        raise SystemExit(
+            f"check failed: {ok} of {requests} answered 200 with the body, {ended} streams ended"
+        )
     print(f"check: {requests} responses, all 200 with the body")
 
 

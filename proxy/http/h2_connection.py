@@ -116,7 +116,6 @@ class H2Stream:
     # ------------------------------------------------------------------ from the client
     def start(self, head: StreamHead) -> None:
         content_length, chunked = _body_framing(head)
-        expect = any(n == b"expect" and v.lower() == b"100-continue" for n, v in head.headers)
         request = RequestHead(
             method=head.method,
             target=head.target,
@@ -124,7 +123,7 @@ class H2Stream:
             headers=head.headers,
             keep_alive=True,
             upgrade=False,  # no extended CONNECT: WebSockets stay on HTTP/1.1
-            expect_continue=expect and content_length != 0,
+            expect_continue=head.expect_continue and content_length != 0,
             content_length=content_length,
             chunked=chunked,
         )
@@ -221,8 +220,8 @@ class H2Stream:
             self.conn.flush()
 
     def send_head(self, status: int, reason: bytes, lines: list[bytes], *, length: int) -> None:
-        # 101 cannot happen (no upgrade is forwarded from a stream); the field lines are parsed back
-        self.conn.session.send_head(self.stream_id, status, _fields(lines), end=False)
+        # 101 cannot happen (no upgrade is forwarded from a stream)
+        self.conn.session.send_head_lines(self.stream_id, status, lines, end=False)
         self.conn.flush()
 
     def send_body(self, data: bytes) -> None:
@@ -504,17 +503,6 @@ def _body_framing(head: StreamHead) -> tuple[int, bool]:
     """The request body's length as the exchange sees it: 0, the content-length, or chunked upstream."""
     if head.end_stream:
         return 0, False
-    for name, value in head.headers:
-        if name == b"content-length":
-            return int(value), False  # h2 checked it is a number and that the DATA agrees
+    if head.content_length:
+        return int(head.content_length), False  # a number (request_head checked), the DATA agrees (h2)
     return UNKNOWN_LENGTH, True
-
-
-def _fields(lines: list[bytes]) -> Headers:
-    """HTTP/1 field lines (``Name: value``) back into pairs for HPACK."""
-    out: Headers = []
-    for line in lines:
-        colon = line.find(b":")
-        if colon > 0:
-            out.append((line[:colon], line[colon + 1 :].strip()))
-    return out

@@ -66,6 +66,8 @@ class StreamHead:
     host: bytes
     headers: list[tuple[bytes, bytes]]
     end_stream: bool
+    content_length: bytes = b""  # the (one, decimal) content-length field's value; b"": none
+    expect_continue: bool = False  # ``expect: 100-continue``
 
 
 @dataclass(slots=True)
@@ -273,8 +275,18 @@ class H2Session:
         fields += [(n.lower(), v) for n, v in headers if n.lower() not in _CONNECTION_SPECIFIC]
         self._conn.send_headers(stream_id, fields, end_stream=end)
 
+    def send_head_lines(self, stream_id: int, status: int, lines: list[bytes], *, end: bool) -> None:
+        """A response head given as HTTP/1 field lines (``Name: value``), the shape the exchange's
+        header rules produce: translated to HTTP/2 fields in one pass."""
+        self._conn.send_headers(stream_id, response_fields(status, lines), end_stream=end)
+
     def send_body(self, stream_id: int, data: bytes, *, end: bool = False) -> bool:
         """Send what the client's window allows, queue the rest; True when nothing waits."""
+        if stream_id not in self._pending:  # nothing queued before it: a piece that fits goes as it is
+            conn = self._conn
+            if len(data) <= min(conn.local_flow_control_window(stream_id), conn.max_outbound_frame_size):
+                conn.send_data(stream_id, data, end_stream=end)
+                return True
         queue = self._pending.setdefault(stream_id, [])
         queue.append((memoryview(data), end))
         return self._flush(stream_id)
@@ -337,11 +349,44 @@ _CALM = int(h2.errors.ErrorCodes.ENHANCE_YOUR_CALM)
 
 
 class _Encoder(hpack.Encoder):
-    """HPACK without Huffman coding for response heads: pure-Python Huffman costs more CPU per
-    response than the bytes it saves on the wire (repeated fields are indexed either way)."""
+    """HPACK for response heads, as nginx does it: static-table indexes and literals *without
+    indexing*, no Huffman. Nothing enters the dynamic table, so a field always encodes to the same
+    bytes and each is encoded once per process (``_ENCODED``), not per response: the pure-Python
+    table search, integer and Huffman coding cost more CPU per response than the bytes they save.
+    The peer's table size changes are still signalled, as RFC 7541 §4.2 requires.
+    """
 
     def encode(self, headers: Any, huffman: bool = False) -> bytes:
-        return super().encode(headers, huffman=False)
+        block = []
+        if self.header_table.resized:
+            block.append(self._encode_table_size_change())
+            self.header_table.resized = False
+        encoded = _ENCODED
+        for field in headers:
+            piece = encoded.get(field)
+            if piece is None:
+                piece = self._field(field)
+                if len(field[1]) <= ENCODED_VALUE_KEPT:  # (a request ID, a long cookie: once each)
+                    if len(encoded) >= ENCODED_FIELDS_KEPT:
+                        encoded.clear()
+                    encoded[field] = piece
+            block.append(piece)
+        return b"".join(block)
+
+    def _field(self, field: tuple[bytes, bytes]) -> bytes:
+        name, value = field
+        match = self.header_table.search(name, value)  # the static table: the dynamic one stays empty
+        if match is None:
+            return self._encode_literal(name, value, hpack.hpack.INDEX_NONE)
+        index, _, perfect = match
+        if perfect is not None:
+            return self._encode_indexed(index)
+        return self._encode_indexed_literal(index, value, hpack.hpack.INDEX_NONE)
+
+
+ENCODED_FIELDS_KEPT = 4096  # encoded response fields remembered (then forgotten at once, and refilled)
+ENCODED_VALUE_KEPT = 256  # longer values are encoded each time (the memo stays ~1 MiB at most)
+_ENCODED: dict[tuple[bytes, bytes], bytes] = {}
 
 
 # Request validation (h2's own inbound validation is off: it makes every bad field a connection
@@ -363,6 +408,7 @@ def request_head(
     None when the request is malformed: the caller resets the stream."""
     pseudo: dict[bytes, bytes] = {}
     host = length = b""
+    expect = False
     cookies: list[bytes] = []
     headers: list[tuple[bytes, bytes]] = []
     for name, value in fields:
@@ -390,8 +436,14 @@ def request_head(
         elif name == b"te" and value != b"trailers":
             return None
         else:
+            if name == b"expect":
+                expect = expect or value.lower() == b"100-continue"
             headers.append((name, value))
-    return _head(stream_id, pseudo, host, headers, cookies, end_stream)
+    head = _head(stream_id, pseudo, host, headers, cookies, end_stream)
+    if head is not None:
+        head.content_length = length
+        head.expect_continue = expect
+    return head
 
 
 def _head(
@@ -422,6 +474,25 @@ def _head(
         headers=headers,
         end_stream=end_stream,
     )
+
+
+_STATUS = {code: b"%d" % code for code in range(100, 600)}
+
+
+def response_fields(status: int, lines: list[bytes]) -> list[tuple[bytes, bytes]]:
+    """A response head as HTTP/2 fields: ``:status``, then each ``Name: value`` line with its name
+    lower-cased; connection-specific fields are dropped (RFC 9113 §8.2.2). h2's own outbound
+    normalisation and validation are off: this is where those guarantees come from."""
+    fields = [(b":status", _STATUS.get(status) or b"%d" % status)]
+    append = fields.append
+    specific = _CONNECTION_SPECIFIC
+    for line in lines:
+        colon = line.find(b":")
+        if colon > 0:
+            name = line[:colon].lower()
+            if name not in specific:
+                append((name, line[colon + 1 :].strip()))
+    return fields
 
 
 def _error_code(exc: h2.exceptions.ProtocolError) -> int:
