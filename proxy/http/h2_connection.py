@@ -107,7 +107,8 @@ class H2Stream:
         self.receiving = True  # the request body is still arriving
         self.ended = False  # the response is complete (or the stream was reset)
         self.finished = False  # the exchange reported itself
-        self.flow = FlowControl(_Acks(self))  # why the request body is not acknowledged
+        # why the request body is not acknowledged; made on the first pause (most requests see none)
+        self.flow: FlowControl | None = None
         self.owed = 0  # request-body bytes received but not yet acknowledged to the client
         self.held: list[StreamData | StreamEnd] | None = None  # body events while the exchange is held
         self.blocked = 0  # why the upstream is not read (WINDOW_FULL | TRANSPORT_FULL)
@@ -141,7 +142,8 @@ class H2Stream:
         exchange = self.exchange
         if exchange is not None and not self.finished:
             exchange.request_body(event.data)
-        if self.flow.paused:
+        flow = self.flow
+        if flow is not None and flow.paused:
             self.owed += event.flow_length
         else:
             self.conn.session.consumed(self.stream_id, event.flow_length)
@@ -276,10 +278,14 @@ class H2Stream:
         pass
 
     def pause_reading(self, reason: int) -> None:
-        self.flow.pause(reason)
+        flow = self.flow
+        if flow is None:
+            flow = self.flow = FlowControl(_Acks(self))
+        flow.pause(reason)
 
     def resume_reading(self, reason: int) -> None:
-        self.flow.resume(reason)
+        if self.flow is not None:
+            self.flow.resume(reason)
 
     def unhold(self) -> None:
         held = self.held
@@ -293,7 +299,7 @@ class H2Stream:
                 self.data(StreamData(event.stream_id, event.data, 0))
             else:
                 self._request_end()
-        if self.flow.paused:
+        if self.flow is not None and self.flow.paused:
             self.owed += owed
         elif owed:
             self.conn.session.consumed(self.stream_id, owed)

@@ -236,7 +236,9 @@ class H2Session:
     def _request(self, event: h2.events.RequestReceived) -> StreamHead | None:
         assert event.stream_id is not None and event.headers is not None
         head = request_head(
-            event.stream_id, _as_bytes(event.headers), end_stream=event.stream_ended is not None
+            event.stream_id,
+            event.headers,  # bytes (header_encoding=None)
+            end_stream=event.stream_ended is not None,
         )
         if head is None:
             self._refuse(event.stream_id)  # a stream error: the connection and its other streams go on
@@ -498,11 +500,3 @@ def response_fields(status: int, lines: list[bytes]) -> list[tuple[bytes, bytes]
 def _error_code(exc: h2.exceptions.ProtocolError) -> int:
     code = getattr(exc, "error_code", h2.errors.ErrorCodes.PROTOCOL_ERROR)
     return int(code)
-
-
-def _as_bytes(headers: Iterable[tuple[bytes | str, bytes | str]]) -> Iterable[tuple[bytes, bytes]]:
-    for name, value in headers:
-        yield (
-            name if isinstance(name, bytes) else name.encode("latin-1"),
-            value if isinstance(value, bytes) else value.encode("latin-1"),
-        )
