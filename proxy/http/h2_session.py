@@ -484,17 +484,37 @@ _STATUS = {code: b"%d" % code for code in range(100, 600)}
 def response_fields(status: int, lines: list[bytes]) -> list[tuple[bytes, bytes]]:
     """A response head as HTTP/2 fields: ``:status``, then each ``Name: value`` line with its name
     lower-cased; connection-specific fields are dropped (RFC 9113 §8.2.2). h2's own outbound
-    normalisation and validation are off: this is where those guarantees come from."""
+    normalisation and validation are off: this is where those guarantees come from. Lines repeat
+    from response to response (``Server``, ``Content-Type``, ...): each short one is translated
+    once (``_FIELDS``), and the same tuple then finds its HPACK bytes in ``_ENCODED`` quickly."""
     fields = [(b":status", _STATUS.get(status) or b"%d" % status)]
     append = fields.append
-    specific = _CONNECTION_SPECIFIC
+    known = _FIELDS
     for line in lines:
-        colon = line.find(b":")
-        if colon > 0:
-            name = line[:colon].lower()
-            if name not in specific:
-                append((name, line[colon + 1 :].strip()))
+        field = known.get(line, _UNKNOWN)
+        if field is _UNKNOWN:
+            field = _field(line)
+            if len(line) <= ENCODED_VALUE_KEPT:
+                if len(known) >= ENCODED_FIELDS_KEPT:
+                    known.clear()
+                known[line] = field
+        if field is not None:
+            append(field)
     return fields
+
+
+def _field(line: bytes) -> tuple[bytes, bytes] | None:
+    colon = line.find(b":")
+    if colon <= 0:
+        return None
+    name = line[:colon].lower()
+    if name in _CONNECTION_SPECIFIC:
+        return None
+    return (name, line[colon + 1 :].strip())
+
+
+_UNKNOWN = (b"", b"")  # (a sentinel, by identity: not yet in _FIELDS)
+_FIELDS: dict[bytes, tuple[bytes, bytes] | None] = {}
 
 
 def _error_code(exc: h2.exceptions.ProtocolError) -> int:
