@@ -581,6 +581,10 @@ class Router:
         first = self._version == 0
         self._version += 1
         snapshot = self.whole_snapshot() if first else self._change(names)
+        if first:  # (each service's health is in it)
+            self._health_dirty.clear()
+        else:
+            self._health_dirty.difference_update(names)
         self._dataplane.publish(snapshot)
         return self._version
 
