@@ -149,6 +149,7 @@ class WorkerFleet:
         self._pending: dict[int, tuple[WorkerSlot, asyncio.Future[ipc.ToControl | None]]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = False
+        self._retired = RequestMetrics()  # the counters of workers that exited (their last tables)
 
     @property
     def version(self) -> int:
@@ -189,8 +190,19 @@ class WorkerFleet:
         return held, idle
 
     def metrics_tables(self) -> list[RequestMetrics]:
-        """The request table each worker last pushed (a replaced worker's counts start again)."""
-        return [s.metrics for s in self.slots if s.metrics is not None]
+        """The request table each live worker last sent, and the counters of those that exited
+        (so the sums never go backwards when a worker is replaced)."""
+        return [self._retired, *(s.metrics for s in self.slots if s.metrics is not None)]
+
+    def _retire_metrics(self, slot: WorkerSlot) -> None:
+        """A worker exited: its counters stay in the sums; its gauges (requests in flight, held
+        requests, idle connections) went with it."""
+        if slot.metrics is not None:
+            table = slot.metrics.snapshot()
+            table["in_flight"] = {}
+            self._retired.merge(table)
+        slot.metrics = None
+        slot.held, slot.idle = {}, {}
 
     def pids(self) -> list[int]:
         return [s.pid for s in self.slots if s.pid is not None and s.state is not SlotState.EXITED]
@@ -435,6 +447,7 @@ class WorkerFleet:
             code = await process.wait()
         was = slot.state
         slot.apply(SlotEvent.EXIT)
+        self._retire_metrics(slot)
         for pending_slot, future in list(self._pending.values()):
             if pending_slot is slot and not future.done():
                 future.set_result(None)  # it had nothing left to drain
