@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import itertools
+from collections.abc import Collection
 from typing import Any, Protocol
 
 from proxy import defaults
@@ -576,7 +577,7 @@ class Router:
             self._bound[service.name] = bindings_of(service.options)
         return self._send(names)
 
-    def _send(self, names: Any) -> int:
+    def _send(self, names: Collection[str]) -> int:
         """A new version: whole (the first one), else what changed for ``names``."""
         first = self._version == 0
         self._version += 1
@@ -598,7 +599,7 @@ class Router:
             entries={entry.revision: entry for _, entry in states},
         )
 
-    def _change(self, names: Any) -> Snapshot:
+    def _change(self, names: Collection[str]) -> Snapshot:
         """The change to the previous version for the services ``names``: their state, the entries
         of those whose configuration changed, the ones no longer there."""
         states: list[ServiceState] = []
