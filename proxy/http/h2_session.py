@@ -17,6 +17,10 @@ What this layer adds to ``h2``:
   backlog (``h2``'s own, 64 frames), rapid reset (CVE-2023-44487: a peer that cancels most of the
   streams it opens, past a floor, gets GOAWAY), and SETTINGS / PING floods (a rate limit; past it,
   GOAWAY ENHANCE_YOUR_CALM). Every limit ends in ``ConnectionEnded``; memory does not grow.
+- **Cheap response heads**: HPACK as nginx encodes it (static-table indexes and literals without
+  indexing, no Huffman), so a field's bytes never depend on the connection and each field is
+  encoded once per process (``_Encoder``); HTTP/1 field lines become h2 fields once each
+  (``response_fields``). h2's outbound normalisation and validation are off: these guarantee it.
 - **Flow control tied to the other side's pace**: request-body bytes are acknowledged to the client
   only when the exchange says they were consumed upstream (``consumed``), and response bytes beyond
   the client's window wait in a per-stream queue; ``send_body`` returns False while anything waits,
