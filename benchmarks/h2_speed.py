@@ -11,10 +11,11 @@ is not here: it is the same for every change to our code. On a shared machine in
 move far less than time; per request, with callgrind:
 
     valgrind --tool=callgrind --callgrind-out-file=/dev/null \\
-        python -m benchmarks.h2_speed --requests N
+        "$(python -c 'import sys; print(sys.executable)')" -m benchmarks.h2_speed --requests N [--dry]
 
 once with ``--dry`` (the client's bytes are made, nothing is served) and once without, N=3000:
-(difference of the two "Collected" totals) / 3000. ``--check``
+(difference of the two "Collected" totals) / 3000. (The real interpreter, not a pyenv shim: valgrind
+would measure the shim's shell.) ``--check``
 reads the responses back with an ``h2`` client and fails unless every one is a 200 with the body.
 """
 
