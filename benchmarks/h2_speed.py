@@ -15,8 +15,8 @@ move far less than time; per request, with callgrind:
 
 once with ``--dry`` (the client's bytes are made, nothing is served) and once without, N=3000:
 (difference of the two "Collected" totals) / 3000. (The real interpreter, not a pyenv shim: valgrind
-would measure the shim's shell.) ``--check``
-reads the responses back with an ``h2`` client and fails unless every one is a 200 with the body.
+would measure the shim's shell.) ``--check`` reads the responses back with an ``h2`` client and
+fails unless every one is a 200 with the body.
 """
 
 from __future__ import annotations
