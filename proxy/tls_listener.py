@@ -1,7 +1,8 @@
 """The HTTPS listener: accept, read the ClientHello without consuming it, pick the context, hand over.
 
-Per connection: the socket is accepted here (non-blocking, from the listening socket's reader
-callback), then watched until the kernel holds the whole ClientHello. ``recv(MSG_PEEK)`` reads it
+The listening sockets are either bound here (``start``) or handed over ready (``adopt``: a worker's
+sockets, opened and kept by the control process). Per connection: the socket is accepted here
+(non-blocking, from the listening socket's reader callback), then watched until the kernel holds the whole ClientHello. ``recv(MSG_PEEK)`` reads it
 while leaving the bytes in place for the TLS library; ``SO_RCVLOWAT`` is set to the number of
 bytes still needed so a slow client does not wake the loop per segment. The hello's server name
 and ALPN go to the certificate store, which answers with a context (or refuses, or makes only this
@@ -50,7 +51,8 @@ class TlsListener:
         self.hello_timeout = hello_timeout
         self.handshake_timeout = handshake_timeout
         self.port = 0
-        self._sock: socket.socket | None = None
+        self._socks: list[socket.socket] = []
+        self._closed = False
         self._pending: set[_PendingHello] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
 
@@ -66,16 +68,22 @@ class TlsListener:
         else:
             family = socket.AF_INET6 if ":" in host else socket.AF_INET
             sock = socket.create_server((host, port), family=family, backlog=backlog)
+        return self.adopt(sock)
+
+    def adopt(self, sock: socket.socket) -> int:
+        """Accept from ``sock``, a listening socket opened elsewhere; its port is returned."""
         sock.setblocking(False)
-        self._sock = sock
+        self._socks.append(sock)
         self.port = sock.getsockname()[1]
-        self.loop.add_reader(sock.fileno(), self._accept)
+        self.loop.add_reader(sock.fileno(), self._accept, sock)
         return self.port
 
     def close(self) -> None:
-        sock = self._sock
-        self._sock = None
-        if sock is not None:
+        """Stop accepting and close this process's listening sockets (a control process that
+        handed them over keeps its own copies) and every connection not handed over yet."""
+        self._closed = True
+        socks, self._socks = self._socks, []
+        for sock in socks:
             self.loop.remove_reader(sock.fileno())
             sock.close()
         for pending in list(self._pending):
@@ -84,9 +92,8 @@ class TlsListener:
             task.cancel()
 
     # ------------------------------------------------------------------ accept
-    def _accept(self) -> None:
-        sock = self._sock
-        if sock is None:
+    def _accept(self, sock: socket.socket) -> None:
+        if self._closed:
             return
         for _ in range(ACCEPTS_PER_WAKEUP):
             try:
@@ -121,7 +128,7 @@ class TlsListener:
         except BaseException:
             conn.close()
             raise
-        if context is None or self._sock is None:
+        if context is None or self._closed:
             refuse(conn, size)
             return
         self._hand_over(conn, context, hello)
