@@ -321,6 +321,7 @@ class AcmeIssuer:
                     context = context_from_pem(pem, alpn=[ACME_TLS_ALPN])
                     self._on_loop(self._store.add_alpn_challenge, host, context, pem)
                     cleanup.append(partial(self._store.remove_alpn_challenge, host))
+                self._synced()  # the CA may connect at once, to any worker
                 account.acme.answer_challenge(challb, chall.response(account.key))
             deadline = datetime.datetime.now() + datetime.timedelta(seconds=defaults.ACME_ORDER_TIMEOUT)
             done = account.acme.poll_and_finalize(order, deadline)
@@ -342,6 +343,14 @@ class AcmeIssuer:
         self._loop.call_soon_threadsafe(call)
         if not ran.wait(10):
             raise IssueError("event loop did not take the challenge")
+
+    def _synced(self) -> None:
+        """Wait (in the executor) until every copy of the store has the challenge just added."""
+        done = asyncio.run_coroutine_threadsafe(self._store.synced(), self._loop)
+        try:
+            done.result(defaults.WORKER_ACK_TIMEOUT + 1)
+        except TimeoutError:
+            done.cancel()  # answer anyway: the workers that have it can still pass the validation
 
     def _account(self, tls: ServiceTls) -> _Account:
         acme = tls.acme

@@ -18,6 +18,8 @@ control → worker
   ``Certificate``   an ACME certificate (cache folder, host, key and chain PEM, expiry) to serve.
   ``AlpnChallenge`` a TLS-ALPN-01 challenge certificate for a host, or its removal (empty PEM).
   ``Obtained``      the answer to an ``Obtain``: empty error = the certificate was sent before it.
+  ``Sync``          answer once everything sent before is applied (an ACME challenge is answered to
+                    the CA only once every worker has it).
   ``CollectMetrics`` send your request-metrics table.
   ``Shutdown``      stop accepting, finish what is in flight within ``timeout``, exit.
 
@@ -26,6 +28,7 @@ worker → control
   ``Drained``       a Drain or Settle is done: how many requests were in flight, how many were cancelled.
   ``MetricsTable``  a ``RequestMetrics.snapshot()``.
   ``Obtain``        a handshake needs an ACME certificate for (service, host): issue it (or say why not).
+  ``Synced``        the answer to a ``Sync``.
 
 Framing: a 4-byte big-endian length, then that many bytes of UTF-8 JSON (one object with a ``type``).
 Both ends are our own processes, but a frame is still checked (size bound, types) before it is used:
@@ -291,6 +294,24 @@ class Obtained:
         return {"request": self.request, "error": self.error}
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Sync:
+    request: int
+    type = "sync"
+
+    def body(self) -> dict[str, Any]:
+        return {"request": self.request}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Synced:
+    request: int
+    type = "synced"
+
+    def body(self) -> dict[str, Any]:
+        return {"request": self.request}
+
+
 Message = (
     Snapshot
     | Drain
@@ -302,10 +323,12 @@ Message = (
     | Certificate
     | AlpnChallenge
     | Obtained
+    | Sync
     | Applied
     | Drained
     | MetricsTable
     | Obtain
+    | Synced
 )
 ToWorker = (
     Snapshot
@@ -318,8 +341,9 @@ ToWorker = (
     | Certificate
     | AlpnChallenge
     | Obtained
+    | Sync
 )
-ToControl = Applied | Drained | MetricsTable | Obtain
+ToControl = Applied | Drained | MetricsTable | Obtain | Synced
 
 
 # ---------------------------------------------------------------------- encoding
@@ -565,5 +589,7 @@ _READERS: dict[str, Any] = {
     "obtain": lambda b: Obtain(
         request=_int(b, "request"), service=_text(b, "service"), host=_text(b, "host")
     ),
+    "sync": lambda b: Sync(request=_int(b, "request")),
+    "synced": lambda b: Synced(request=_int(b, "request")),
     "obtained": lambda b: Obtained(request=_int(b, "request"), error=_text(b, "error")),
 }

@@ -173,6 +173,9 @@ class StoreMirror(Protocol):
 
     def alpn_challenge(self, host: str, pem: bytes | None) -> None: ...
 
+    async def synced(self) -> None:
+        """Return once every copy has what was told so far (bounded in time)."""
+
 
 @dataclass
 class _Installed:
@@ -252,6 +255,11 @@ class CertificateStore:
         self.http_challenges.pop(token, None)
         if self.on_http_challenges is not None:
             self.on_http_challenges(dict(self.http_challenges))
+
+    async def synced(self) -> None:
+        """Return once every copy of this store (the workers') has the changes made so far."""
+        if self.mirror is not None:
+            await self.mirror.synced()
 
     # ------------------------------------------------------------------ asked by the data plane
     def default_host(self) -> str:

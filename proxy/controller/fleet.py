@@ -269,6 +269,10 @@ class WorkerFleet:
         for slot in self.slots:
             slot.send(frame)
 
+    async def synced(self) -> None:
+        """Return once every live worker applied what was sent before (within WORKER_ACK_TIMEOUT)."""
+        await self._ask(lambda request: ipc.Sync(request=request), 0.0)
+
     async def _answer_obtain(self, slot: WorkerSlot, message: ipc.Obtain) -> None:
         writer = slot.writer
         if self._obtain is None:
@@ -458,7 +462,7 @@ class WorkerFleet:
             self._take_table(slot, message)
         elif isinstance(message, ipc.Obtain):
             self._track(asyncio.get_running_loop().create_task(self._answer_obtain(slot, message)))
-        elif isinstance(message, ipc.Drained | ipc.MetricsTable):
+        elif isinstance(message, ipc.Drained | ipc.MetricsTable | ipc.Synced):
             pending = self._pending.get(message.request)
             if pending is not None and pending[0] is slot and not pending[1].done():
                 pending[1].set_result(message)

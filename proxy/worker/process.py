@@ -159,10 +159,7 @@ class Worker:
 
         first = await self._read(reader)  # the TLS state and HTTP-01 answers come before the snapshot
         while first is not None and not isinstance(first, ipc.Snapshot):
-            if isinstance(first, ipc.TlsService | ipc.Certificate | ipc.AlpnChallenge):
-                self.certificates.apply(first)
-            elif isinstance(first, ipc.Challenges):
-                self._set_challenges(first)
+            self._handle(first)
             first = await self._read(reader)
         if first is None:
             return EXIT_ORPHANED
@@ -265,16 +262,23 @@ class Worker:
             if isinstance(message, ipc.Snapshot):
                 self.routes.apply(message)
                 self._send(ipc.Applied(version=self.routes.version))
-            elif isinstance(message, ipc.Drain | ipc.Settle):
-                self._spawn(self._drain(message))
-            elif isinstance(message, ipc.TlsService | ipc.Certificate | ipc.AlpnChallenge | ipc.Obtained):
-                self.certificates.apply(message)
-            elif isinstance(message, ipc.Challenges):
-                self._set_challenges(message)
-            elif isinstance(message, ipc.CollectMetrics):
-                self._send(ipc.MetricsTable(request=message.request, table=self._table()))
-            elif isinstance(message, ipc.Shutdown):
-                self._request_stop(message.timeout)
+            else:
+                self._handle(message)
+
+    def _handle(self, message: ipc.Message) -> None:
+        """Any message but a snapshot (these may also come before the first one)."""
+        if isinstance(message, ipc.Drain | ipc.Settle):
+            self._spawn(self._drain(message))
+        elif isinstance(message, ipc.TlsService | ipc.Certificate | ipc.AlpnChallenge | ipc.Obtained):
+            self.certificates.apply(message)
+        elif isinstance(message, ipc.Challenges):
+            self._set_challenges(message)
+        elif isinstance(message, ipc.CollectMetrics):
+            self._send(ipc.MetricsTable(request=message.request, table=self._table()))
+        elif isinstance(message, ipc.Shutdown):
+            self._request_stop(message.timeout)
+        elif isinstance(message, ipc.Sync):
+            self._send(ipc.Synced(request=message.request))
 
     def _set_challenges(self, message: ipc.Challenges) -> None:
         self.challenges.clear()  # (the listeners hold this dict)

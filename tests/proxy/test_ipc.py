@@ -86,6 +86,8 @@ MESSAGES: list[ipc.Message] = [
     ipc.Obtain(request=5, service="auto", host="c.test"),
     ipc.Obtained(request=5),
     ipc.Obtained(request=6, error="rate limited"),
+    ipc.Sync(request=7),
+    ipc.Synced(request=7),
 ]
 
 
@@ -145,6 +147,7 @@ def test_frames_split_anywhere_come_out_whole_and_in_order() -> None:
         (b'{"type": "obtain", "request": 1, "service": "a"}', "obtain: bad field"),
         (b'{"type": "obtain", "request": -1, "service": "a", "host": "h"}', "request must be a non-negative"),
         (b'{"type": "obtained", "request": 1, "error": 3}', "error must be a string"),
+        (b'{"type": "sync"}', "sync: bad field"),
     ],
 )
 def test_a_bad_frame_is_a_message_error_naming_the_problem(body: bytes, error: str) -> None:

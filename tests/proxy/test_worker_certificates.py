@@ -205,6 +205,9 @@ def test_the_control_store_tells_its_mirror_every_change(ca: CA, tmp_path: Path)
         def alpn_challenge(self, host: str, pem: bytes | None) -> None:
             seen.append(("alpn", (host, pem)))
 
+        async def synced(self) -> None:
+            seen.append(("synced", None))
+
     store = CertificateStore(log=RecordingLog(), routes=ServiceMap)
     store.mirror = Mirror()
     pem, _ = leaf_pem(ca)
@@ -212,12 +215,14 @@ def test_the_control_store_tells_its_mirror_every_change(ca: CA, tmp_path: Path)
     store.set_service(ServiceTls(service="app", hosts=(HOST,), static=context), name="app")
     store.install(cache_dir=tmp_path, host=HOST, context=context, not_after=5.0, pem=pem.encode())
     store.add_alpn_challenge(HOST, context, pem.encode())
+    asyncio.run(store.synced())
     store.remove_alpn_challenge(HOST)
     store.remove_service("app")
     assert seen == [
         ("service", ("app", True)),
         ("certificate", (str(tmp_path), HOST, pem.encode(), 5.0)),
         ("alpn", (HOST, pem.encode())),
+        ("synced", None),
         ("alpn", (HOST, None)),
         ("service", ("app", False)),
     ]
