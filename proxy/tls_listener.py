@@ -26,6 +26,7 @@ from proxy import defaults
 from proxy.log import JsonLog
 from proxy.tls import CertificateStore
 from proxy.tls_hello import MAX_HELLO_BYTES, ClientHello, HelloError, Incomplete, parse_client_hello
+from proxy.worker.acceptor import ACCEPT_PAUSE, OUT_OF_DESCRIPTORS
 
 # A fatal unrecognized_name alert (RFC 6066), so a refused client sees why instead of a reset.
 UNRECOGNIZED_NAME_ALERT = b"\x15\x03\x01\x00\x02\x02\x70"
@@ -100,14 +101,21 @@ class TlsListener:
                 conn, _addr = sock.accept()
             except (BlockingIOError, InterruptedError):
                 return
-            except OSError as exc:  # EMFILE and friends: try again on the next wakeup
-                self.log.error("Unable to accept TLS connection", error=str(exc))
-                return
+            except OSError as exc:
+                if exc.errno in OUT_OF_DESCRIPTORS:  # do not spin on a socket that stays readable
+                    self.loop.remove_reader(sock.fileno())
+                    self.loop.call_later(ACCEPT_PAUSE, self._resume, sock)
+                    self.log.debug("Unable to accept TLS connection", error=str(exc))  # (the sweep logs it)
+                return  # ECONNABORTED and the like: that client is gone
             conn.setblocking(False)
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             pending = _PendingHello(self, conn)
             self._pending.add(pending)
             pending.start()
+
+    def _resume(self, sock: socket.socket) -> None:
+        if not self._closed and sock in self._socks:
+            self.loop.add_reader(sock.fileno(), self._accept, sock)
 
     # ------------------------------------------------------------------ hand-over
     def chosen(self, conn: socket.socket, hello: ClientHello, size: int) -> None:
