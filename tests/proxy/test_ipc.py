@@ -4,6 +4,7 @@ routes follow snapshots (WorkerRoutes)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 
 import pytest
@@ -14,6 +15,7 @@ from proxy.log import JsonLog
 from proxy.options import ServiceOptions, TargetOptions
 from proxy.state import SavedService
 from proxy.tls import AcmeSettings, ServiceTls
+from proxy.worker.process import WorkerConfig
 from proxy.worker.routes import WorkerRoutes
 
 Service = tuple[ipc.ServiceState, ipc.Entry]
@@ -318,3 +320,47 @@ def test_a_snapshot_naming_a_revision_never_sent_changes_nothing() -> None:
     with pytest.raises(ipc.MessageError, match="revision 9 was never sent"):
         r.apply(snapshot(2, unknown, entries=False))
     assert r.current() is before and r.version == 1
+
+
+# ---------------------------------------------------------------------- a worker's command line
+
+
+def worker_config(**changes: object) -> WorkerConfig:
+    base = WorkerConfig(
+        index=1,
+        parent=10,
+        channel_fd=3,
+        listen_fds=(4, 5),
+        tls_fds=(6, 7),
+        https_port=8443,
+        port=8080,
+        http_parser="httptools",
+        read_header_timeout=30.0,
+        idle_timeout=60.0,
+        request_body_timeout=60.0,
+        backlog=2048,
+        debug=False,
+    )
+    return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
+
+
+def test_a_worker_config_carries_its_https_sockets_and_public_https_port() -> None:
+    config = worker_config()
+    assert WorkerConfig.from_json(config.to_json()) == config
+    plain = worker_config(tls_fds=(), https_port=0)
+    assert WorkerConfig.from_json(plain.to_json()) == plain
+
+
+@pytest.mark.parametrize(
+    ("change", "error"),
+    [
+        ({"tls_fds": "6"}, "tls_fds must be a list of descriptors"),
+        ({"tls_fds": [-1]}, "tls_fds must be a list of descriptors"),
+        ({"https_port": "443"}, "must be non-negative integers"),
+    ],
+)
+def test_a_worker_config_with_bad_https_fields_is_refused(change: dict[str, object], error: str) -> None:
+    data = json.loads(worker_config().to_json())
+    data.update(change)
+    with pytest.raises(ValueError, match=error):
+        WorkerConfig.from_json(json.dumps(data))
