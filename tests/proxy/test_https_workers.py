@@ -1,6 +1,7 @@
 """HTTPS from the worker processes, through the real daemon with ``--workers 2``: every worker serves
 HTTP/1.1 and HTTP/2 over TLS with the current certificates (static ones after a redeploy, ACME ones
-from Pebble), a replaced worker serves the current certificates with no connection refused meanwhile,
+from Pebble), a replaced worker serves the current certificates with no connection refused meanwhile
+(the ones deployed, even if the files changed since),
 and a TLS-ALPN-01 validation passes whichever worker the CA's connection reaches."""
 
 from __future__ import annotations
@@ -161,6 +162,21 @@ def test_a_killed_worker_is_replaced_and_serves_https_with_the_current_certifica
     assert outcomes.count(200) > 10
     assert sorted(workers_of(two_workers)) == sorted([survivor, replaced["pid"]])
     assert https_served_by(two_workers, ctx) == {current: {survivor, replaced["pid"]}}
+
+
+def test_a_replacement_serves_the_certificate_deployed_not_the_files_changed_since(
+    two_workers: ProxyProcess, backend: Backend, ca: CA
+) -> None:
+    """Workers never read certificate files: the PEM read at deploy is what every worker serves, so
+    files renewed on disk without a redeploy cannot make a replaced worker disagree with the others."""
+    ctx = client_context(ca, two_workers.tmp)
+    deploy_static(two_workers, ca, backend, HOST)
+    [deployed] = https_served_by(two_workers, ctx, count=4).keys()
+    ca.write_leaf(two_workers.tmp, HOST)  # new files in place, no redeploy
+    victim, survivor = workers_of(two_workers)
+    os.kill(victim, signal.SIGKILL)
+    replaced = two_workers.wait_log(lambda e: e.get("msg") == "Worker replaced", timeout=15)
+    assert https_served_by(two_workers, ctx) == {deployed: {survivor, replaced["pid"]}}
 
 
 ACME_HOSTS = tuple(f"h{i}.example.com" for i in range(6))
