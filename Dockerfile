@@ -31,10 +31,12 @@ COPY proxy/ /src/proxy/
 
 # The proxy and its dependencies only (not the deployer's: that is the `deployer` extra), in a virtual
 # environment so the paths are the same whatever base provides python3; pip and setuptools (seeded into
-# every venv by Python 3.11, not needed to run) are removed after.
+# every venv by Python 3.11, not needed to run) are removed after, and so is the `deployer` command
+# (its package is not copied in, so it could only fail).
 RUN python3 -m venv /opt/kamal-proxy \
     && /opt/kamal-proxy/bin/pip install --no-cache-dir $PIP_OPTIONS /src \
     && /opt/kamal-proxy/bin/pip uninstall --yes --quiet setuptools pip \
+    && rm /opt/kamal-proxy/bin/deployer \
     && ln -s /opt/kamal-proxy/bin/kamal-proxy /usr/local/bin/kamal-proxy \
     && rm -rf /src \
     && useradd --create-home --home-dir /home/kamal-proxy --shell /usr/sbin/nologin kamal-proxy \

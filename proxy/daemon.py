@@ -17,10 +17,11 @@ the store mirrors every change into the workers' stores through the fleet (READM
 SIGTERM / SIGINT: every worker stops accepting, lets requests in flight finish for up to
 SHUTDOWN_TIMEOUT, then closes every connection and exits; then the control process exits 0.
 
-Before anything else, `run` refuses to start while another daemon answers on the control socket
-(taking the socket over would leave that daemon unreachable). The soft open-files limit is raised
-to the hard one, as Go programs do (workers inherit it). Running out of file descriptors is logged
-by the worker that ran out, rate-limited.
+Before anything else, `run` takes the daemon lock beside the control socket (``claim_socket``) and
+refuses to start while another daemon holds it or answers on the socket (taking the socket over
+would leave that daemon unreachable; two `run`s started at once cannot both pass). The soft
+open-files limit is raised to the hard one, as Go programs do (workers inherit it). Running out of
+file descriptors is logged by the worker that ran out, rate-limited.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ import uvloop
 
 from proxy import defaults
 from proxy.acme import AcmeIssuer
-from proxy.control import ControlServer, DaemonRunning, check_not_running
+from proxy.control import ControlServer, DaemonRunning, check_not_running, claim_socket
 from proxy.controller.fleet import WorkerFleet
 from proxy.controller.sockets import Listeners, open_listeners
 from proxy.http.parsers import ParserKind
@@ -282,10 +283,18 @@ class Daemon:
 
 
 def run_daemon(config: DaemonConfig) -> int:
-    """Run until SIGTERM / SIGINT; raises StartupError when another daemon owns the socket."""
+    """Run until SIGTERM / SIGINT; raises StartupError when another daemon owns the socket (holds
+    its lock, or answers on it)."""
     try:
-        check_not_running(config.socket_path)
+        lock = claim_socket(config.socket_path)
     except DaemonRunning as exc:
+        raise StartupError(str(exc)) from None
+    except OSError as exc:
+        raise StartupError(f"unable to lock {config.socket_path}: {exc}") from None
+    try:
+        check_not_running(config.socket_path)  # a daemon that predates the lock
+    except DaemonRunning as exc:
+        os.close(lock)
         raise StartupError(str(exc)) from None
     raise_open_files_limit()
     log = JsonLog(debug=config.debug)
@@ -296,5 +305,7 @@ def run_daemon(config: DaemonConfig) -> int:
         log.error("Unable to start server", error=str(exc))
         log.close()
         return 1
+    finally:
+        os.close(lock)  # after the socket is gone: the next daemon may start
     log.close()
     return 0

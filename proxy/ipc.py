@@ -3,11 +3,13 @@
 One stream (a Unix socket pair) per worker carries them both ways, in order:
 
 control → worker
-  ``Snapshot``      the whole routing state, versioned: every service in the state file's JSON form
+  ``Snapshot``      the routing state, versioned: each service in the state file's JSON form
                     (options, targets, mode, stop message, pause timeout) plus the id of its target set
-                    and its targets' health. A worker builds its routes from it and swaps them in one
-                    assignment, so it never serves a half-applied change; holding and releasing
-                    (pause / resume) are just modes in it.
+                    and its targets' health. Whole (``base`` 0: exactly these services), or a change
+                    to version ``base`` (only the services that changed, and the names removed). A
+                    worker builds its routes from it and swaps them in one assignment, so it never
+                    serves a half-applied change; holding and releasing (pause / resume) are just
+                    modes in it.
   ``Drain``         a deploy replaced a target set: finish what is in flight to it until ``timeout``,
                     cancel the rest, report.
   ``Settle``        a pause or stop: the same for the active targets of a service (which stay).
@@ -45,7 +47,7 @@ from typing import Any
 
 from proxy.lifecycle import TargetState
 from proxy.schema import SchemaError
-from proxy.state import SavedService
+from proxy.state import SavedService, encode_entry
 from proxy.tls import AcmeSettings, ServiceTls
 
 HEADER = struct.Struct(">I")
@@ -69,7 +71,7 @@ class Entry:
 
     @classmethod
     def of(cls, revision: int, saved: SavedService) -> Entry:
-        return cls(revision=revision, saved=saved, text=json.dumps(saved.to_json(), separators=(",", ":")))
+        return cls(revision=revision, saved=saved, text=encode_entry(saved))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -86,13 +88,18 @@ class ServiceState:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Snapshot:
-    """The whole routing state: exactly these services. ``entries`` holds the configuration of
-    every revision the receiver may not have yet; a worker keeps the entries of the services it
-    serves, so a snapshot after a change carries only the changed ones (``encode_snapshot``)."""
+    """The routing state of ``version``. With ``base`` 0 it is whole: exactly these services.
+    Otherwise it is what changed since version ``base``: these services are new or changed (their
+    configuration or their health), the ``removed`` ones are gone, every other one stays as it is;
+    only a receiver that serves exactly ``base`` may apply it. ``entries`` holds the configuration
+    of every revision the receiver may not have yet (a worker keeps the entries of the services it
+    serves)."""
 
     version: int
     services: tuple[ServiceState, ...]
     entries: dict[int, Entry]
+    base: int = 0
+    removed: tuple[str, ...] = ()
     type = "snapshot"
 
     def body(self) -> dict[str, Any]:
@@ -371,7 +378,14 @@ def encode_snapshot(snapshot: Snapshot, *, include: Collection[int]) -> bytes:
         ensure_ascii=False,
     )
     entries = ",".join(f'"{r}":{snapshot.entries[r].text}' for r in include)
-    text = f'{{"type":"snapshot","version":{snapshot.version},"services":{services},"entries":{{{entries}}}}}'
+    change = ""
+    if snapshot.base:
+        removed = json.dumps(list(snapshot.removed), separators=(",", ":"), ensure_ascii=False)
+        change = f',"base":{snapshot.base},"removed":{removed}'
+    text = (
+        f'{{"type":"snapshot","version":{snapshot.version}{change},'
+        f'"services":{services},"entries":{{{entries}}}}}'
+    )
     return _frame(text.encode())
 
 
@@ -539,7 +553,18 @@ def _snapshot(body: dict[str, Any]) -> Snapshot:
             raise ValueError(
                 f"service {state.name}: its entry names another service or another number of targets"
             )
-    return Snapshot(version=_int(body, "version"), services=states, entries=decoded)
+    version, base = _int(body, "version"), _int(body, "base") if "base" in body else 0
+    removed = body.get("removed", [])
+    if not isinstance(removed, list) or not all(isinstance(name, str) for name in removed):
+        raise ValueError("removed must be a list of service names")
+    if base and base >= version:
+        raise ValueError("a change must be based on an earlier version")
+    if not base and removed:
+        raise ValueError("a whole snapshot removes nothing (it lists what exists)")
+    names = [state.name for state in states]
+    if len(set(names)) != len(names) or set(names) & set(removed):
+        raise ValueError("a service is named twice")
+    return Snapshot(version=version, services=states, entries=decoded, base=base, removed=tuple(removed))
 
 
 def _drain(body: dict[str, Any]) -> Drain:

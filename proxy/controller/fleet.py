@@ -1,7 +1,8 @@
 """The worker processes: started, fed routing snapshots, asked to drain, replaced when they die, stopped.
 
 One stream per worker (a Unix socket pair; the worker's end is inherited with the listening
-sockets). What the Router publishes goes to every worker as a whole, versioned snapshot; a command
+sockets). What the Router publishes goes to every worker as a versioned snapshot — only what changed,
+to a worker that has the version it changes, else the whole state; a command
 waits (``applied``) until every live worker acknowledged its version. A worker that does not
 acknowledge within WORKER_ACK_TIMEOUT is killed and replaced, so a command never waits forever and
 no worker serves old routes for long. A new worker (at start or as a replacement) gets the current
@@ -112,7 +113,7 @@ class WorkerSlot:
         self.metrics: RequestMetrics | None = None  # the last table it sent
         self.held: dict[str, int] = {}  # its held requests per service, as last sent
         self.idle: dict[str, int] = {}  # its idle upstream connections per service, as last sent
-        self.known: frozenset[int] = frozenset()  # entry revisions this worker was sent and keeps
+        self.sent = 0  # the snapshot version last sent to it (the stream keeps them in order)
         self.started_at = 0.0
         self.exited = asyncio.Event()
 
@@ -158,17 +159,21 @@ class WorkerFleet:
         self._tls_services: dict[str, bytes] = {}
         self._certificates: dict[tuple[str, str], bytes] = {}
         self._alpn_challenges: dict[str, bytes] = {}
-        self._snapshot = ipc.Snapshot(version=0, services=(), entries={})
+        self._version = 0
+        # the whole routing state, kept up to date from the changes published (for new workers)
+        self._states: dict[str, ipc.ServiceState] = {}
+        self._entries: dict[str, ipc.Entry] = {}
         self._challenges = ipc.Challenges(tokens={})
         self._changed = asyncio.Event()  # an acknowledgement arrived or a worker exited
         self._requests = itertools.count(1)
         self._pending: dict[int, tuple[WorkerSlot, asyncio.Future[ipc.ToControl | None]]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = False
+        self._retired = RequestMetrics()  # the counters of workers that exited (their last tables)
 
     @property
     def version(self) -> int:
-        return self._snapshot.version
+        return self._version
 
     async def refresh_metrics(self) -> None:
         """Ask every worker for its request table now (a scrape); those that answer in time count."""
@@ -205,32 +210,64 @@ class WorkerFleet:
         return held, idle
 
     def metrics_tables(self) -> list[RequestMetrics]:
-        """The request table each worker last pushed (a replaced worker's counts start again)."""
-        return [s.metrics for s in self.slots if s.metrics is not None]
+        """The request table each live worker last sent, and the counters of those that exited
+        (so the sums never go backwards when a worker is replaced)."""
+        return [self._retired, *(s.metrics for s in self.slots if s.metrics is not None)]
+
+    def _retire_metrics(self, slot: WorkerSlot) -> None:
+        """A worker exited: its counters stay in the sums; its gauges (requests in flight, held
+        requests, idle connections) went with it."""
+        if slot.metrics is not None:
+            table = slot.metrics.snapshot()
+            table["in_flight"] = {}
+            self._retired.merge(table)
+        slot.metrics = None
+        slot.held, slot.idle = {}, {}
 
     def pids(self) -> list[int]:
         return [s.pid for s in self.slots if s.pid is not None and s.state is not SlotState.EXITED]
 
     # ------------------------------------------------------------------ DataPlane
     def publish(self, snapshot: ipc.Snapshot) -> None:
-        """Send ``snapshot`` to every worker (and to every worker started later), each with the
-        entries it does not have yet."""
-        self._snapshot = snapshot
-        frames: dict[frozenset[int], bytes] = {}  # workers that know the same revisions share a frame
+        """Serve ``snapshot`` (whole, or a change to the version published before) on every worker
+        and on every worker started later. A worker that was sent the change's base gets the change
+        (encoded once for all of them); any other gets the whole state."""
+        by_name = {state.name: state for state in snapshot.services}
+        if snapshot.base:
+            if snapshot.base != self._version:
+                raise ValueError(f"a change to version {snapshot.base} published after {self._version}")
+            for name in snapshot.removed:
+                self._states.pop(name, None)
+                self._entries.pop(name, None)
+        else:
+            self._states, self._entries = {}, {}
+        entries = self._entries
+        for state in snapshot.services:
+            entry = snapshot.entries.get(state.revision)
+            if entry is None:
+                entry = entries[state.name]
+                if entry.revision != state.revision:
+                    raise ValueError(f"service {state.name}: revision {state.revision} was never published")
+            entries[state.name] = entry
+        self._states.update(by_name)
+        self._version = snapshot.version
+        frames: dict[bool, bytes] = {}
         for slot in self.slots:
             if slot.writer is not None:
-                self._send_snapshot(slot, frames)
+                change = bool(snapshot.base) and slot.sent == snapshot.base
+                frame = frames.get(change)
+                if frame is None:
+                    frame = frames[change] = ipc.encode(snapshot if change else self.whole())
+                slot.send(frame)
+                slot.sent = snapshot.version
 
-    def _send_snapshot(self, slot: WorkerSlot, frames: dict[frozenset[int], bytes]) -> None:
-        snapshot = self._snapshot
-        known = slot.known
-        frame = frames.get(known)
-        if frame is None:
-            frame = frames[known] = ipc.encode_snapshot(
-                snapshot, include=[r for r in snapshot.entries if r not in known]
-            )
-        slot.send(frame)
-        slot.known = frozenset(snapshot.entries)
+    def whole(self) -> ipc.Snapshot:
+        """The current routing state as one whole snapshot (with every entry)."""
+        return ipc.Snapshot(
+            version=self._version,
+            services=tuple(self._states.values()),
+            entries={e.revision: e for e in self._entries.values()},
+        )
 
     def set_challenges(self, tokens: dict[str, str]) -> None:
         """The ACME HTTP-01 answers every worker gives (and every worker started later)."""
@@ -420,7 +457,6 @@ class WorkerFleet:
         reader, slot.writer = await asyncio.open_unix_connection(sock=parent_end)
         slot.state = SlotState.STARTING
         slot.applied = 0
-        slot.known = frozenset()
         slot.started_at = loop.time()
         slot.exited.clear()
         # the whole TLS state first: the worker applies it before the snapshot that lets it serve
@@ -432,7 +468,8 @@ class WorkerFleet:
             slot.send(frame)
         if self._challenges.tokens:
             slot.send(ipc.encode(self._challenges))
-        self._send_snapshot(slot, {})
+        slot.send(ipc.encode(self.whole()))
+        slot.sent = self._version
         self._track(loop.create_task(self._follow(slot, reader)))
 
     def _track(self, task: asyncio.Task[None]) -> None:
@@ -480,6 +517,7 @@ class WorkerFleet:
             code = await process.wait()
         was = slot.state
         slot.apply(SlotEvent.EXIT)
+        self._retire_metrics(slot)
         for pending_slot, future in list(self._pending.values()):
             if pending_slot is slot and not future.done():
                 future.set_result(None)  # it had nothing left to drain
