@@ -97,7 +97,7 @@ class InProcessWorker:
             loop.call_soon(self.fleet._received, slot, reply)
 
 
-def no_config(index: int, fd: int, fds: tuple[int, ...]) -> WorkerConfig:
+def no_config(index: int, fd: int, fds: tuple[int, ...], tls_fds: tuple[int, ...]) -> WorkerConfig:
     raise AssertionError("no worker process is started")
 
 

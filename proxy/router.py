@@ -125,9 +125,6 @@ class Router:
         if missing:
             raise TypeError(f"Router has no handler for the command(s) {', '.join(missing)}")
 
-    def current_routes(self) -> ServiceMap[Service]:
-        return self.routes
-
     def services(self) -> dict[str, Service]:
         """The services by name (read-only use: metrics gauges)."""
         return dict(self._services)

@@ -8,6 +8,12 @@ acknowledge within WORKER_ACK_TIMEOUT is killed and replaced, so a command never
 no worker serves old routes for long. A new worker (at start or as a replacement) gets the current
 snapshot first, and accepts only once it applied it.
 
+The control process's certificate store mirrors itself here (``StoreMirror``): each service's TLS
+settings, ACME certificates and TLS-ALPN-01 challenge certificates go to every worker as messages,
+and are kept to give a worker started later the whole TLS state before its first snapshot. A
+worker's ``Obtain`` (a handshake needs an ACME certificate) is answered once the control process's
+issuer has it: the certificate reaches every worker first, then the ``Obtained`` reply.
+
 A worker that exits is logged ("Worker exited", with its exit code or signal) and started again at
 once — or after WORKER_RESTART_DELAY if it lived less than that, so a worker that cannot start does
 not spin. The listening sockets stay open here the whole time, so its replacement accepts the
@@ -22,7 +28,7 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -38,6 +44,12 @@ if TYPE_CHECKING:
     from proxy.controller.sockets import Listeners
     from proxy.service import Service
     from proxy.targets import TargetSet
+    from proxy.tls import ServiceTls
+
+# the fleet's command line for slot ``index``: (index, channel_fd, HTTP fds, HTTPS fds) → its config
+WorkerConfigFactory = Callable[[int, int, tuple[int, ...], tuple[int, ...]], WorkerConfig]
+# (service, host) → "" once the host's certificate is in the store, else why not
+ObtainHandler = Callable[[str, str], Awaitable[str]]
 
 PACKAGE_ROOT = str(Path(proxy.__file__).resolve().parents[1])
 
@@ -132,13 +144,21 @@ class WorkerFleet:
         *,
         count: int,
         log: JsonLog,
-        worker_config: Callable[[int, int, tuple[int, ...]], WorkerConfig],
+        worker_config: WorkerConfigFactory,
+        obtain: ObtainHandler | None = None,
     ) -> None:
-        """``worker_config(index, channel_fd, listen_fds)`` is the command line of slot ``index``."""
+        """``worker_config(index, channel_fd, listen_fds, tls_fds)`` is the command line of slot
+        ``index``; ``obtain`` answers the workers' ACME requests (None: every one is refused)."""
         self._log = log
         self._worker_config = worker_config
+        self._obtain = obtain
         self.slots = [WorkerSlot(index=i) for i in range(count)]
         self._listeners: Listeners | None = None
+        self._tls_listeners: Listeners | None = None
+        # the TLS state a new worker gets before its first snapshot, as frames
+        self._tls_services: dict[str, bytes] = {}
+        self._certificates: dict[tuple[str, str], bytes] = {}
+        self._alpn_challenges: dict[str, bytes] = {}
         self._version = 0
         # the whole routing state, kept up to date from the changes published (for new workers)
         self._states: dict[str, ipc.ServiceState] = {}
@@ -256,6 +276,49 @@ class WorkerFleet:
         for slot in self.slots:
             slot.send(frame)
 
+    # ------------------------------------------------------------------ StoreMirror
+    def service_tls(self, name: str, tls: ServiceTls | None) -> None:
+        """A service's TLS settings changed (deploy, remove, restore): every worker before the
+        snapshot that follows (the Router publishes after setting them), so ``applied`` covers them."""
+        frame = ipc.encode(ipc.TlsService.of(name, tls))
+        if tls is None:
+            self._tls_services.pop(name, None)
+        else:
+            self._tls_services[name] = frame
+        self._broadcast(frame)
+
+    def certificate(self, *, cache_dir: str, host: str, pem: bytes, not_after: float) -> None:
+        frame = ipc.encode(
+            ipc.Certificate(cache_dir=cache_dir, host=host, pem=pem.decode("latin-1"), not_after=not_after)
+        )
+        self._certificates[(cache_dir, host)] = frame
+        self._broadcast(frame)
+
+    def alpn_challenge(self, host: str, pem: bytes | None) -> None:
+        frame = ipc.encode(ipc.AlpnChallenge(host=host, pem=(pem or b"").decode("latin-1")))
+        if pem:
+            self._alpn_challenges[host] = frame
+        else:
+            self._alpn_challenges.pop(host, None)
+        self._broadcast(frame)
+
+    def _broadcast(self, frame: bytes) -> None:
+        for slot in self.slots:
+            slot.send(frame)
+
+    async def synced(self) -> None:
+        """Return once every live worker applied what was sent before (within WORKER_ACK_TIMEOUT)."""
+        await self._ask(lambda request: ipc.Sync(request=request), 0.0)
+
+    async def _answer_obtain(self, slot: WorkerSlot, message: ipc.Obtain) -> None:
+        writer = slot.writer
+        if self._obtain is None:
+            error = "no ACME issuer"
+        else:
+            error = await self._obtain(message.service, message.host)
+        if slot.writer is writer:  # (a replacement never asked)
+            slot.send(ipc.encode(ipc.Obtained(request=message.request, error=error)))
+
     async def applied(self, version: int) -> None:
         """Return once every live worker serves ``version`` (or a later one); a worker that does
         not acknowledge within WORKER_ACK_TIMEOUT is killed and replaced."""
@@ -296,11 +359,7 @@ class WorkerFleet:
                 timeout=timeout,
             )
 
-        # this process's own copy carries the HTTPS requests (served here for now)
-        (inflight, cancelled), here = await asyncio.gather(
-            self._ask_all(message, timeout), old.drain(timeout)
-        )
-        cancelled += here
+        inflight, cancelled = await self._ask_all(message, timeout)
         if inflight:
             self._log.info(
                 "Drained targets",
@@ -312,11 +371,8 @@ class WorkerFleet:
 
     async def settle(self, service: Service, timeout: float) -> None:
         """Every worker lets the requests in flight to ``service`` finish (pause, stop)."""
-        await asyncio.gather(
-            self._ask_all(
-                lambda request: ipc.Settle(request=request, service=service.name, timeout=timeout), timeout
-            ),
-            *(targets.settle(timeout) for targets in service.target_sets()),  # HTTPS: served here for now
+        await self._ask_all(
+            lambda request: ipc.Settle(request=request, service=service.name, timeout=timeout), timeout
         )
 
     async def _ask_all(self, message: Callable[[int], ipc.ToWorker], timeout: float) -> tuple[int, int]:
@@ -353,9 +409,10 @@ class WorkerFleet:
         return [(asked[f], f.result()) for f in done if not f.cancelled()]
 
     # ------------------------------------------------------------------ processes
-    async def start(self, listeners: Listeners) -> None:
+    async def start(self, listeners: Listeners, tls_listeners: Listeners | None = None) -> None:
         """Start every worker and return once all serve the current snapshot; StartFailed if one exits first."""
         self._listeners = listeners
+        self._tls_listeners = tls_listeners
         for slot in self.slots:
             await self._spawn(slot)
         loop = asyncio.get_running_loop()
@@ -380,7 +437,9 @@ class WorkerFleet:
         loop = asyncio.get_running_loop()
         parent_end, child_end = _socketpair()
         listen_fds = tuple(s.fileno() for s in self._listeners.per_slot[slot.index])
-        config = self._worker_config(slot.index, child_end.fileno(), listen_fds)
+        tls = self._tls_listeners
+        tls_fds = tuple(s.fileno() for s in tls.per_slot[slot.index]) if tls is not None else ()
+        config = self._worker_config(slot.index, child_end.fileno(), listen_fds, tls_fds)
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (PACKAGE_ROOT, env.get("PYTHONPATH", "")) if p)
         try:
@@ -389,7 +448,7 @@ class WorkerFleet:
                 "-m",
                 "proxy.worker",
                 config.to_json(),
-                pass_fds=(child_end.fileno(), *listen_fds),
+                pass_fds=(child_end.fileno(), *listen_fds, *tls_fds),
                 stdin=asyncio.subprocess.DEVNULL,
                 env=env,
             )
@@ -400,11 +459,20 @@ class WorkerFleet:
         slot.applied = 0
         slot.started_at = loop.time()
         slot.exited.clear()
-        slot.send(ipc.encode(self.whole()))
-        slot.sent = self._version
+        # the whole TLS state first: the worker applies it before the snapshot that lets it serve
+        for frame in (
+            *self._tls_services.values(),
+            *self._certificates.values(),
+            *self._alpn_challenges.values(),
+        ):
+            slot.send(frame)
         if self._challenges.tokens:
             slot.send(ipc.encode(self._challenges))
-        task = loop.create_task(self._follow(slot, reader))
+        slot.send(ipc.encode(self.whole()))
+        slot.sent = self._version
+        self._track(loop.create_task(self._follow(slot, reader)))
+
+    def _track(self, task: asyncio.Task[None]) -> None:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -429,7 +497,9 @@ class WorkerFleet:
             self._changed.set()
         elif isinstance(message, ipc.MetricsTable) and message.request == 0:  # pushed
             self._take_table(slot, message)
-        elif isinstance(message, ipc.Drained | ipc.MetricsTable):
+        elif isinstance(message, ipc.Obtain):
+            self._track(asyncio.get_running_loop().create_task(self._answer_obtain(slot, message)))
+        elif isinstance(message, ipc.Drained | ipc.MetricsTable | ipc.Synced):
             pending = self._pending.get(message.request)
             if pending is not None and pending[0] is slot and not pending[1].done():
                 pending[1].set_result(message)

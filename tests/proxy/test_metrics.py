@@ -128,7 +128,7 @@ def test_every_path_of_the_metrics_listener_serves_the_exposition() -> None:
 
 
 def test_a_replaced_workers_counters_stay_in_the_sums_and_its_gauges_do_not() -> None:
-    def no_process(index: int, fd: int, fds: tuple[int, ...]) -> WorkerConfig:
+    def no_process(index: int, fd: int, fds: tuple[int, ...], tls_fds: tuple[int, ...]) -> WorkerConfig:
         raise AssertionError("no worker process is started")
 
     async def scenario() -> None:
