@@ -17,7 +17,8 @@ Flow control, both ways, per stream:
   transport's buffer is full (``pause_writing``) every stream's upstream stops.
 
 Lifecycle: the read-header timeout runs until the first request; ``--idle-timeout`` runs while no
-stream is open and ends the connection with GOAWAY; shutdown (``listener.closing``) sends GOAWAY and
+stream is open and ends the connection with GOAWAY; a request body that makes no progress for
+``--request-body-timeout`` gets 408 on its stream (the connection and other streams go on); shutdown (``listener.closing``) sends GOAWAY and
 lets the streams in flight finish (the daemon's drain rules bound them).
 """
 
@@ -46,6 +47,7 @@ from proxy.log import quote
 
 H2_VERSION = b"2.0"  # the access log's "HTTP/2.0"
 HELD = ExchangeState.HELD
+RESPONDED = frozenset({ExchangeState.STREAMING, ExchangeState.TUNNEL, ExchangeState.ANSWERED})
 NO_ERROR, INTERNAL_ERROR, CANCEL = 0, 2, 8
 # Interim responses a stream forwards (RFC 9113 §8.1 allows any 1xx; these are the useful ones).
 FORWARDED_INTERIM = frozenset({100, 103})
@@ -82,6 +84,7 @@ class H2Stream:
 
     __slots__ = (
         "blocked",
+        "body_deadline",
         "client_json",
         "conn",
         "ended",
@@ -113,6 +116,7 @@ class H2Stream:
         self.held: list[StreamData | StreamEnd] | None = None  # body events while the exchange is held
         self.blocked = 0  # why the upstream is not read (WINDOW_FULL | TRANSPORT_FULL)
         self.tail = b""  # the latest response-body piece, not yet given to the session
+        self.body_deadline = 0.0  # while the request body arrives: --request-body-timeout from its last DATA
 
     # ------------------------------------------------------------------ from the client
     def start(self, head: StreamHead) -> None:
@@ -128,13 +132,17 @@ class H2Stream:
             content_length=content_length,
             chunked=chunked,
         )
-        self.receiving = not head.end_stream
+        self.receiving = receiving = not head.end_stream
+        if receiving:
+            self.conn.watch_body(self)
         exchange = self.exchange = Exchange(self.conn.listener, self, request)
         exchange.start()
         if exchange.state is HELD:
             self.held = []  # the body and its end (a StreamEnd, even for END_STREAM on the HEADERS) wait
 
     def data(self, event: StreamData) -> None:
+        listener = self.conn.listener
+        self.body_deadline = listener.now() + listener.request_body_timeout  # progress
         if self.held is not None:
             self.held.append(event)
             self.owed += event.flow_length  # acknowledged once the request goes on
@@ -191,6 +199,23 @@ class H2Stream:
             # run every few hundred requests and walk every live object.
             self.exchange = None
             exchange.finish()
+
+    def waiting_for_proxy(self) -> bool:
+        """The proxy is not reading (or not using) this body yet: the client is not the one stalling."""
+        return self.held is not None or (self.flow is not None and bool(self.flow.paused))
+
+    def body_timed_out(self) -> None:
+        """No request DATA for --request-body-timeout: 408 (the stream is then reset with NO_ERROR,
+        as for any early answer), or a reset when the response has already started."""
+        self.body_deadline = 0.0
+        if self.ended:
+            return  # answered already; the rest of the body was only being read and dropped
+        self.conn.listener.log.info("Request body timed out", client_addr=self.peer_ip)
+        exchange = self.exchange
+        if exchange is None or self.finished or exchange.state in RESPONDED:
+            self.abort()
+        else:
+            exchange.reject(408)
 
     def _acknowledge_owed(self) -> None:
         owed = self.owed
@@ -426,7 +451,8 @@ class H2Connection(asyncio.Protocol):
             self._ended(event)  # type: ignore[arg-type]
 
     def _stream_head(self, head: StreamHead) -> None:
-        self.deadline = 0.0
+        if not self.streams:
+            self.deadline = 0.0  # the read-header or idle timeout; with streams open it is theirs
         stream = H2Stream(self, head.stream_id)
         self.streams[head.stream_id] = stream
         stream.start(head)
@@ -468,9 +494,36 @@ class H2Connection(asyncio.Protocol):
             else:
                 self.deadline = self.listener.now() + self.listener.idle_timeout
 
+    def watch_body(self, stream: H2Stream) -> None:
+        """``stream``'s request body is arriving: check it for progress (``deadline`` is then the
+        earliest body deadline; a later one is found when that one is checked)."""
+        stream.body_deadline = deadline = self.listener.now() + self.listener.request_body_timeout
+        if not self.deadline:
+            self.deadline = deadline
+
     def deadline_passed(self, now: float) -> None:
-        """The sweep found ``deadline`` passed: the read-header or idle timeout."""
-        self.idle_timed_out()
+        """The sweep found ``deadline`` passed: with streams open, a request body's; otherwise the
+        read-header or idle timeout."""
+        if self.streams:
+            self._check_bodies(now)
+        else:
+            self.idle_timed_out()
+
+    def _check_bodies(self, now: float) -> None:
+        timeout = self.listener.request_body_timeout
+        earliest = 0.0
+        for stream in list(self.streams.values()):
+            if not stream.receiving or not stream.body_deadline:
+                continue
+            if stream.body_deadline <= now:
+                if not stream.waiting_for_proxy():
+                    stream.body_timed_out()
+                    continue
+                stream.body_deadline = now + timeout
+            if not earliest or stream.body_deadline < earliest:
+                earliest = stream.body_deadline
+        if self.streams:  # (a timed-out stream may have been the last: then the idle timeout runs)
+            self.deadline = earliest
 
     def idle_timed_out(self) -> None:
         """Past the read-header or idle timeout, or shutting down: GOAWAY; close once no stream is open."""

@@ -163,6 +163,89 @@ def test_request_data_is_acknowledged_only_once_the_target_takes_it() -> None:
     run("httptools", scenario)
 
 
+def post(client: Client, path: str, *, length: int) -> int:
+    sid = int(client.h2.get_next_available_stream_id())
+    fields = [
+        (b":method", b"POST"),
+        (b":scheme", b"https"),
+        (b":authority", b"app.test"),
+        (b":path", path.encode()),
+        (b"content-length", b"%d" % length),
+    ]
+    client.h2.send_headers(sid, fields)
+    return sid
+
+
+def status(client: Client, sid: int) -> int | None:
+    for e in client.events:
+        if isinstance(e, h2.events.ResponseReceived) and e.stream_id == sid:
+            return int(dict(e.headers or [])[b":status"])
+    return None
+
+
+def test_a_stalled_request_body_is_408_on_its_stream_and_progress_resets_the_timeout() -> None:
+    async def scenario(h: Harness) -> None:
+        h.deploy("app", "app:3000", hosts=("app.test",), response_timeout=1000.0)
+        client = Client(h)
+        await client.pump()
+        timeout = h.listener.request_body_timeout
+        stalled, flowing = post(client, "/stalled", length=10), post(client, "/flowing", length=10)
+        client.h2.send_data(stalled, b"abc")
+        client.h2.send_data(flowing, b"abc")
+        await client.pump()
+        await h.advance(timeout - 1)
+        client.h2.send_data(flowing, b"d")  # progress on one stream: its timeout starts again
+        await client.pump()
+        await h.advance(2)
+        await client.pump()
+        assert status(client, stalled) == 408
+        assert any(
+            isinstance(e, h2.events.StreamReset) and e.stream_id == stalled and e.error_code == 0
+            for e in client.events
+        )  # NO_ERROR: stop sending the rest of the body
+        assert status(client, flowing) is None and not client.transport.closed
+        (stalled_up, _), (flowing_up, _) = h.targets.connections
+        assert stalled_up.closed and not flowing_up.closed
+        await h.advance(timeout - 3)  # 1 s short of its timeout since its last DATA
+        await client.pump()
+        assert status(client, flowing) is None
+        await h.advance(2)
+        await client.pump()
+        assert status(client, flowing) == 408 and not client.transport.closed
+        assert [r.status for r in h.recorder.records] == [408, 408]
+        sid = client.get("/after")  # the connection goes on
+        await client.pump()
+        h.targets.respond(ok(b"hi"))
+        await client.pump()
+        assert status(client, sid) == 200
+
+    run("httptools", scenario)
+
+
+def test_a_body_the_proxy_is_not_reading_is_not_timed_out() -> None:
+    async def scenario(h: Harness) -> None:
+        service = h.deploy("app", "app:3000", hosts=("app.test",), response_timeout=1000.0)
+        h.pause(service, max_pause=h.listener.request_body_timeout * 4)
+        client = Client(h)
+        await client.pump()
+        sid = post(client, "/held", length=10)
+        client.h2.send_data(sid, b"abc")
+        await client.pump()
+        await h.advance(h.listener.request_body_timeout * 3)  # held by the pause: not the client's stall
+        await client.pump()
+        assert status(client, sid) is None and h.recorder.records == []
+        service.change_mode(ModeEvent.RESUME)
+        await client.pump()
+        client.h2.send_data(sid, b"defghij", end_stream=True)
+        await client.pump()
+        request = h.targets.respond(ok(b"done"))
+        assert request.endswith(b"abcdefghij")
+        await client.pump()
+        assert status(client, sid) == 200
+
+    run("httptools", scenario)
+
+
 def test_idle_connection_gets_goaway_then_closes() -> None:
     async def scenario(h: Harness) -> None:
         h.deploy("app", "app:3000", hosts=("app.test",))
