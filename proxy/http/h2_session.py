@@ -41,7 +41,7 @@ import h2.events
 import h2.exceptions
 import h2.settings
 import hpack
-from hyperframe.frame import GoAwayFrame
+from hyperframe.frame import DataFrame, Frame, GoAwayFrame
 
 MAX_CONCURRENT_STREAMS = 100  # Go's http2 server default
 MAX_HEADER_LIST_SIZE = 64 * 1024  # the HTTP/1 head limit, for the same request
@@ -151,7 +151,7 @@ class H2Session:
             normalize_outbound_headers=False,
             validate_inbound_headers=False,  # request_head() validates, as stream errors
         )
-        self._conn = h2.connection.H2Connection(config=config)
+        self._conn = _Connection(config=config)
         self._conn.encoder = _Encoder()
         self._conn.local_settings = h2.settings.Settings(
             client=False,
@@ -352,6 +352,23 @@ class H2Session:
 
 
 _CALM = int(h2.errors.ErrorCodes.ENHANCE_YOUR_CALM)
+
+
+class _Connection(h2.connection.H2Connection):
+    """h2's connection with one change: DATA that disagrees with the request's ``content-length``
+    is a stream error (RFC 9113 §8.1.1: a malformed request is a stream error), not the connection
+    error h2 makes it, so the client's other streams go on. The frame's bytes are acknowledged (no
+    window leaks), the stream is reset with PROTOCOL_ERROR and reported as reset."""
+
+    def _receive_data_frame(self, frame: DataFrame) -> tuple[list[Frame], list[h2.events.Event]]:
+        try:
+            return super()._receive_data_frame(frame)
+        except h2.exceptions.InvalidBodyLengthError:
+            stream_id = frame.stream_id
+            self.acknowledge_received_data(frame.flow_controlled_length, stream_id)
+            self.reset_stream(stream_id, h2.errors.ErrorCodes.PROTOCOL_ERROR)
+            code = h2.errors.ErrorCodes.PROTOCOL_ERROR
+            return [], [h2.events.StreamReset(stream_id=stream_id, error_code=code, remote_reset=False)]
 
 
 class _Encoder(hpack.Encoder):

@@ -162,16 +162,19 @@ def test_smuggling_shapes_are_rejected_not_forwarded(bad: list[tuple[bytes, byte
     )
 
 
-def test_content_length_that_disagrees_with_the_data_fails_the_stream() -> None:
+@pytest.mark.parametrize("sent", [3, 13], ids=["short", "long"])
+def test_content_length_that_disagrees_with_the_data_fails_only_its_stream(sent: int) -> None:
     pair = Pair()
     sid = pair.request([(b"content-length", b"10")], end=False)
     pair.exchange()
-    pair.client.send_data(sid, b"x" * 3, end_stream=True)
+    pair.client.send_data(sid, b"x" * sent, end_stream=True)
     events = pair.exchange()
-    assert not any(isinstance(e, StreamEnd) for e in events)
-    assert any(isinstance(e, ConnectionEnded | StreamReset) for e in events) or any(
-        isinstance(e, h2.events.StreamReset) for e in pair.client_events
-    )
+    assert not any(isinstance(e, StreamEnd | ConnectionEnded) for e in events)
+    assert StreamReset(sid, int(h2.errors.ErrorCodes.PROTOCOL_ERROR)) in events  # the exchange cancels
+    [reset] = [e for e in pair.client_events if isinstance(e, h2.events.StreamReset)]
+    assert reset.stream_id == sid and reset.error_code == h2.errors.ErrorCodes.PROTOCOL_ERROR
+    other = pair.request()  # the connection and its other streams go on
+    assert any(isinstance(e, StreamHead) and e.stream_id == other for e in pair.exchange())
 
 
 def test_client_reset_is_reported_for_the_exchange_to_cancel() -> None:

@@ -372,7 +372,10 @@ def test_content_length_disagreeing_with_data_never_completes_upstream(
         sid = client.request("/echo", method="POST", headers=[("content-length", "3")], end=False)
         client.conn.send_data(sid, b"abcdefgh", end_stream=True)  # more than announced
         client.flush()
-        assert client.reset_of(sid) is not None or client.goaway() is not None
+        reset = client.reset_of(sid)
+        assert reset is not None and reset.error_code == h2.errors.ErrorCodes.PROTOCOL_ERROR
+        status, _, _ = client.response(client.request("/echo"))  # a stream error: the connection goes on
+        assert status == 200
     finally:
         client.close()
     assert all(e.get("status") != 200 for e in h2_proxy.requests_logged())
