@@ -616,7 +616,7 @@ class Exchange(ExchangeRecord):
                 return
 
     def upstream_lost(self, conn: UpstreamConnection, events: list[ResponseEvent]) -> None:
-        if conn is not self.upstream:
+        if not self._uses(conn):
             return
         if self.state is _TUNNEL:
             self.upstream = None
@@ -634,6 +634,12 @@ class Exchange(ExchangeRecord):
             self._connect(self.target)
             return
         self._upstream_error("connection closed by target")
+
+    def _uses(self, conn: UpstreamConnection) -> bool:
+        # A call, not ``conn is not self.upstream`` inline: that would narrow ``self.upstream`` for
+        # the type checker across the calls below, which can clear it (compiled by mypyc, the
+        # narrowed read then raises TypeError on None).
+        return conn is self.upstream
 
     def _retryable(self, conn: UpstreamConnection) -> bool:
         head = self.head
