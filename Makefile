@@ -55,7 +55,7 @@ run: install
 # The second run: the data plane's in-process tests and the request-handling ones through the real
 # daemon again on the pure-Python sources, as where no compiler was at install time.
 PURE_TESTS = tests/proxy/test_exchange.py tests/proxy/test_exchange_state.py tests/proxy/test_headers.py \
-	tests/proxy/test_writer.py tests/proxy/test_proxying.py tests/proxy/test_native.py
+	tests/proxy/test_writer.py tests/proxy/test_parsers.py tests/proxy/test_proxying.py tests/proxy/test_native.py
 test: install install-system
 	$(VPY) -m pytest -q
 	KAMAL_PROXY_PURE=1 $(VPY) -m pytest -q $(PURE_TESTS)
