@@ -34,7 +34,7 @@ build-ext: $(VENV)/.installed
 	$(VPY) setup.py --quiet build_ext --inplace
 
 $(VENV)/.native: $(VENV)/.installed $(NATIVE_SOURCES)
-	@$(VPY) -c 'import runpy, sys; sys.exit(1 if runpy.run_path("proxy/native.py")["stale_sources"]() else 0)' \
+	@$(VPY) -c 'import runpy, sys; n = runpy.run_path("proxy/native.py"); sys.exit(1 if n["stale_sources"]() or not n["compiled_present"]() else 0)' \
 		|| $(VPY) setup.py --quiet build_ext --inplace
 	@touch $@
 
@@ -99,3 +99,5 @@ fuzz-parsers: install
 
 clean:
 	rm -rf build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -f *__mypyc.*.so proxy/_native_sources.json $(VENV)/.native
+	find proxy -name '*.so' -delete

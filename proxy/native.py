@@ -10,6 +10,10 @@ source in ``STAMP`` next to this file. The package uses the plain ``.py`` files 
   shadowed by its stale compiled module): then it warns once on stderr, naming the files and the
   command that rebuilds them (``make build-ext``).
 
+Module-level constants in these modules are annotated ``Final``: compiled, they are then read from
+C statics or inlined instead of being looked up in the module's dict at every use (about 9% of a
+compiled request's instructions); uncompiled, the annotation costs nothing.
+
 ``use_sources()`` is called once, when the ``proxy`` package is imported, before any compiled
 module can be.
 """

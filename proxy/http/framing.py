@@ -121,11 +121,11 @@ def connection_options(values: Sequence[bytes]) -> set[bytes]:
     return tokens
 
 
-_NO_TOKENS: frozenset[bytes] = frozenset()
+_NO_TOKENS: Final[frozenset[bytes]] = frozenset()
 
 
 # The tokens of the usual single Connection values, by their spelling on the wire.
-_KNOWN_TOKENS: dict[bytes, tuple[bytes]] = {
+_KNOWN_TOKENS: Final[dict[bytes, tuple[bytes]]] = {
     spelling: (spelling.lower(),)
     for spelling in (b"keep-alive", b"Keep-Alive", b"close", b"Close", b"upgrade", b"Upgrade")
 }

@@ -21,7 +21,7 @@ upgrades.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 import httptools
 from httptools import HttpParserError, HttpParserUpgrade
@@ -54,14 +54,19 @@ from proxy.http.parser import (
 __all__ = ["HttptoolsRequestParser", "HttptoolsResponseParser"]
 
 # message states
-_IDLE = 0  # between messages
-_HEAD = 1  # request/status line or header fields being received
-_BODY = 2  # head complete, body (or trailers) being received
-_SKIP = 3  # response head to a HEAD request delivered; llhttp's idea of the body is ignored
+_IDLE: Final = 0  # between messages
+_HEAD: Final = 1  # request/status line or header fields being received
+_BODY: Final = 2  # head complete, body (or trailers) being received
+_SKIP: Final = 3  # response head to a HEAD request delivered; llhttp's idea of the body is ignored
 
 # The fields framing looks at, by the length of their name (most names are not looked at further).
-_HOST, _CL, _TE, _EXPECT, _CONNECTION, _UPGRADE = range(6)
-_FRAMING = {
+_HOST: Final = 0
+_CL: Final = 1
+_TE: Final = 2
+_EXPECT: Final = 3
+_CONNECTION: Final = 4
+_UPGRADE: Final = 5
+_FRAMING: Final = {
     b"host": _HOST,
     b"content-length": _CL,
     b"transfer-encoding": _TE,
@@ -69,9 +74,9 @@ _FRAMING = {
     b"connection": _CONNECTION,
     b"upgrade": _UPGRADE,
 }
-_LENGTHS = frozenset(len(name) for name in _FRAMING)
-_NONE: tuple[bytes, ...] = ()
-_VERSIONS = {"1.1": b"1.1", "1.0": b"1.0", "0.9": b"0.9"}
+_LENGTHS: Final = frozenset(len(name) for name in _FRAMING)
+_NONE: Final[tuple[bytes, ...]] = ()
+_VERSIONS: Final = {"1.1": b"1.1", "1.0": b"1.0", "0.9": b"0.9"}
 
 
 def _other_field(f: Fields, kind: int, value: bytes) -> None:
