@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.machinery
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 
 import proxy.http.exchange
 from proxy import native
+from tests.proxy.conftest import clean_env
 
 
 def fake_build(root: Path, *, compiled: bool = True, stamp: bool = True) -> None:
@@ -102,3 +104,12 @@ def test_this_process_runs_what_the_environment_and_the_build_say() -> None:
     assert native.is_compiled(proxy.http.exchange) == (built and not pure)
     if pure:
         assert all(not native.is_compiled(sys.modules[m]) for m in native.COMPILED if m in sys.modules)
+
+
+def test_the_daemons_the_tests_start_run_what_this_process_runs() -> None:
+    # the daemon and its workers get the test environment (clean_env): KAMAL_PROXY_PURE must reach them
+    probe = "import proxy.http.exchange as e, proxy.native as n; print(n.is_compiled(e))"
+    out = subprocess.run(
+        [sys.executable, "-c", probe], env=clean_env(), capture_output=True, text=True, timeout=60, check=True
+    )
+    assert out.stdout.strip() == str(native.is_compiled(proxy.http.exchange))
