@@ -42,10 +42,12 @@ COPY proxy/ /src/proxy/
 
 # The proxy and its dependencies only (not the deployer's: that is the `deployer` extra), in a virtual
 # environment so the paths are the same whatever base provides python3; pip and setuptools (seeded into
-# every venv by Python 3.11, not needed to run) are removed after.
+# every venv by Python 3.11, not needed to run) are removed after, and so is the `deployer` command
+# (its package is not copied in, so it could only fail).
 RUN python3 -m venv /opt/kamal-proxy \
     && /opt/kamal-proxy/bin/pip install --no-cache-dir $PIP_OPTIONS /src \
     && /opt/kamal-proxy/bin/pip uninstall --yes --quiet setuptools pip \
+    && rm /opt/kamal-proxy/bin/deployer \
     && /opt/kamal-proxy/bin/python -c 'import proxy.http.exchange as e, proxy.native as n; print("kamal-proxy: compiled per-request modules:", n.is_compiled(e))'
 
 # --- the image: the same base, the virtual environment, no compiler

@@ -214,14 +214,14 @@ class AcmeIssuer:
                     raise IssueError(str(exc)) from None
         try:
             pem = await self._loop.run_in_executor(self._executor, self._order, tls, host)
-            context, not_before, not_after = await self._loop.run_in_executor(
+            context, not_before, not_after, pem = await self._loop.run_in_executor(
                 self._executor, _save_and_load, path, pem
             )
         except Exception as exc:
             self._failed(key, host, exc)
             raise IssueError(str(exc)) from None
         self._failures.pop(key, None)
-        self._install(tls, host, context, not_before, not_after)
+        self._install(tls, host, context, not_before, not_after, pem)
         self._log.info(
             "Certificate renewed" if renewal else "Certificate obtained", host=host, expires=int(not_after)
         )
@@ -235,11 +235,19 @@ class AcmeIssuer:
         )
 
     def _install(
-        self, tls: ServiceTls, host: str, context: ssl.SSLContext, not_before: float, not_after: float
+        self,
+        tls: ServiceTls,
+        host: str,
+        context: ssl.SSLContext,
+        not_before: float,
+        not_after: float,
+        pem: bytes,
     ) -> None:
         acme = tls.acme
         assert acme is not None
-        self._store.install(cache_dir=acme.cache_dir, host=host, context=context, not_after=not_after)
+        self._store.install(
+            cache_dir=acme.cache_dir, host=host, context=context, not_after=not_after, pem=pem
+        )
         self._schedule_renewal(tls, host, renew_at(not_before, not_after))
 
     def _schedule_renewal(self, tls: ServiceTls, host: str, at: float) -> None:
@@ -309,11 +317,11 @@ class AcmeIssuer:
                     self._on_loop(self._store.add_http_challenge, token, key_authorization)
                     cleanup.append(partial(self._store.remove_http_challenge, token))
                 else:
-                    context = context_from_pem(
-                        alpn_challenge_pem(host, key_authorization), alpn=[ACME_TLS_ALPN]
-                    )
-                    self._on_loop(self._store.add_alpn_challenge, host, context)
+                    pem = alpn_challenge_pem(host, key_authorization)
+                    context = context_from_pem(pem, alpn=[ACME_TLS_ALPN])
+                    self._on_loop(self._store.add_alpn_challenge, host, context, pem)
                     cleanup.append(partial(self._store.remove_alpn_challenge, host))
+                self._synced()  # the CA may connect at once, to any worker
                 account.acme.answer_challenge(challb, chall.response(account.key))
             deadline = datetime.datetime.now() + datetime.timedelta(seconds=defaults.ACME_ORDER_TIMEOUT)
             done = account.acme.poll_and_finalize(order, deadline)
@@ -335,6 +343,14 @@ class AcmeIssuer:
         self._loop.call_soon_threadsafe(call)
         if not ran.wait(10):
             raise IssueError("event loop did not take the challenge")
+
+    def _synced(self) -> None:
+        """Wait (in the executor) until every copy of the store has the challenge just added."""
+        done = asyncio.run_coroutine_threadsafe(self._store.synced(), self._loop)
+        try:
+            done.result(defaults.WORKER_ACK_TIMEOUT + 1)
+        except TimeoutError:
+            done.cancel()  # answer anyway: the workers that have it can still pass the validation
 
     def _account(self, tls: ServiceTls) -> _Account:
         acme = tls.acme
@@ -387,20 +403,21 @@ class AcmeIssuer:
         return _Account(acme=acme_client, key=jwk)
 
 
-def _read_cached(path: Path) -> tuple[ssl.SSLContext, float, float] | None:
+def _read_cached(path: Path) -> tuple[ssl.SSLContext, float, float, bytes] | None:
     """A cached certificate (key and chain in one file, autocert's layout) as a context (blocking)."""
     try:
-        not_before, not_after = leaf_validity(path.read_bytes())
-        return server_context(certfile=str(path)), not_before, not_after
+        pem = path.read_bytes()
+        not_before, not_after = leaf_validity(pem)
+        return context_from_pem(pem), not_before, not_after, pem
     except (OSError, ValueError, IndexError):  # ssl.SSLError is an OSError
         return None
 
 
-def _save_and_load(path: Path, pem: bytes) -> tuple[ssl.SSLContext, float, float]:
+def _save_and_load(path: Path, pem: bytes) -> tuple[ssl.SSLContext, float, float, bytes]:
     """Write a new certificate to the cache and load it from there (blocking)."""
     not_before, not_after = leaf_validity(pem)
     write_private(path, pem)
-    return server_context(certfile=str(path)), not_before, not_after
+    return server_context(certfile=str(path)), not_before, not_after, pem
 
 
 def _describe(exc: BaseException) -> str:

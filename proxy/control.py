@@ -11,6 +11,7 @@ is replaced, but a daemon that answers on it is never taken over (``DaemonRunnin
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
 import os
 import socket
@@ -56,6 +57,26 @@ def socket_path(environ: Mapping[str, str] | None = None) -> Path:
     if runtime:
         return Path(runtime) / defaults.SOCKET_NAME
     return Path(env.get("TMPDIR") or tempfile.gettempdir()) / defaults.SOCKET_NAME
+
+
+def claim_socket(path: Path) -> int:
+    """Take the daemon lock next to the control socket (``<socket>.lock``, an exclusive ``flock``)
+    and return its descriptor, to keep open for the daemon's life: two ``run``s started at once
+    cannot both pass ``check_not_running`` (the second would otherwise share the SO_REUSEPORT
+    ports and take the socket over). The kernel drops the lock when the process dies, however
+    it dies, so a stale lock file never blocks a restart. DaemonRunning when another holds it."""
+    lock = path.with_name(path.name + ".lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise DaemonRunning(f"another kamal-proxy is already running on {path}") from None
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def check_not_running(path: Path) -> None:

@@ -7,19 +7,21 @@ processes (``proxy/worker/``), started, fed and replaced by ``proxy/controller/f
 ``--workers 1`` it is the same, with one worker. "Server started" is logged once every worker
 serves the restored routes.
 
-HTTPS, for now, is served by the control process itself (``proxy/tls_listener.py`` choosing a
-certificate per handshake from the certificate store, in front of an in-process data plane over the
-Router's own services): moving it into the workers needs the certificate store's contents in the
-message stream (README, "Architecture"). ACME HTTP-01 answers reach the workers already
-(``Challenges``), since those requests arrive on the HTTP port.
+HTTPS is served by the workers too, on HTTPS listening sockets opened here like the HTTP ones. This
+process keeps the certificate store that is the source of truth (the Router sets each service's TLS
+settings, the ACME issuer installs certificates and challenge answers, on-demand checks run here);
+the store mirrors every change into the workers' stores through the fleet (README, "Architecture":
+"TLS and ACME"), and a worker's handshake that needs an ACME certificate asks this process
+(``_obtain``), which issues once for every worker.
 
 SIGTERM / SIGINT: every worker stops accepting, lets requests in flight finish for up to
 SHUTDOWN_TIMEOUT, then closes every connection and exits; then the control process exits 0.
 
-Before anything else, `run` refuses to start while another daemon answers on the control socket
-(taking the socket over would leave that daemon unreachable). The soft open-files limit is raised
-to the hard one, as Go programs do (workers inherit it). Running out of file descriptors is logged
-by the worker that ran out, rate-limited.
+Before anything else, `run` takes the daemon lock beside the control socket (``claim_socket``) and
+refuses to start while another daemon holds it or answers on the socket (taking the socket over
+would leave that daemon unreachable; two `run`s started at once cannot both pass). The soft
+open-files limit is raised to the hard one, as Go programs do (workers inherit it). Running out of
+file descriptors is logged by the worker that ran out, rate-limited.
 """
 
 from __future__ import annotations
@@ -35,11 +37,9 @@ import uvloop
 
 from proxy import defaults
 from proxy.acme import AcmeIssuer
-from proxy.control import ControlServer, DaemonRunning, check_not_running
+from proxy.control import ControlServer, DaemonRunning, check_not_running, claim_socket
 from proxy.controller.fleet import WorkerFleet
 from proxy.controller.sockets import Listeners, open_listeners
-from proxy.http.h2_connection import negotiated
-from proxy.http.listener import Listener, serving_listener
 from proxy.http.parsers import ParserKind
 from proxy.lifecycle import ServiceMode, TargetState
 from proxy.log import JsonLog
@@ -57,11 +57,7 @@ from proxy.service import Service
 from proxy.service_map import ServiceMap
 from proxy.state import StateFile
 from proxy.tls import CertificateStore
-from proxy.tls_listener import TlsListener
 from proxy.worker.process import WorkerConfig
-
-RESPONSE_SWEEP = 0.1  # seconds between checks of --target-timeout (the HTTPS listener here)
-IDLE_SWEEP = 1.0  # seconds between checks of header-read and idle timeouts
 
 
 class StartupError(Exception):
@@ -107,25 +103,33 @@ class Daemon:
     def __init__(self, *, config: DaemonConfig, log: JsonLog) -> None:
         self.config = config
         self.log = log
-        self.fleet = WorkerFleet(count=config.workers, log=log, worker_config=self._worker_config)
+        self.fleet = WorkerFleet(
+            count=config.workers, log=log, worker_config=self._worker_config, obtain=self._obtain
+        )
         self.tls = CertificateStore(log=log, routes=self._routes)
         self.tls.on_http_challenges = self.fleet.set_challenges
+        self.tls.mirror = self.fleet  # every worker's store follows this one
         self.router = Router(
             log=log, state=StateFile(path=config.state_path), dataplane=self.fleet, tls=self.tls
         )
         self.errors = RateLimited(log=log)
         self._stopping = asyncio.Event()
         self._port = config.http_port
-        self.metrics = RequestMetrics() if config.metrics_port else None  # this process's (HTTPS)
+        self._https_port = config.https_port
+        self._issuer: AcmeIssuer | None = None
         self._metrics_server: asyncio.Server | None = None
 
-    def _worker_config(self, index: int, channel_fd: int, listen_fds: tuple[int, ...]) -> WorkerConfig:
+    def _worker_config(
+        self, index: int, channel_fd: int, listen_fds: tuple[int, ...], tls_fds: tuple[int, ...]
+    ) -> WorkerConfig:
         config = self.config
         return WorkerConfig(
             index=index,
             parent=os.getpid(),
             channel_fd=channel_fd,
             listen_fds=listen_fds,
+            tls_fds=tls_fds,
+            https_port=self._https_port,
             port=self._port,
             http_parser=config.http_parser,
             read_header_timeout=config.read_header_timeout,
@@ -149,30 +153,21 @@ class Daemon:
                 return target.address if target is not None else None
         return None
 
-    def _https(self, loop: asyncio.AbstractEventLoop) -> tuple[Listener, TlsListener]:
-        """The HTTPS listener, in this process for now (see the module's docstring)."""
-        config = self.config
-        ctx = serving_listener(
-            loop=loop,
-            log=self.log,
-            metrics=self.metrics,
-            routes=self.router.current_routes,
-            http_parser=config.http_parser,
-            port=config.https_port,
-            scheme="https",
-            read_header_timeout=config.read_header_timeout,
-            idle_timeout=config.idle_timeout,
-            request_body_timeout=config.request_body_timeout,
-            challenge_tokens=self.tls.http_challenges,
-        )
-        tls_listener = TlsListener(
-            loop=loop,
-            store=self.tls,
-            protocol_factory=lambda: negotiated(ctx),  # HTTP/2 by ALPN, else HTTP/1
-            log=self.log,
-            hello_timeout=min(config.read_header_timeout, defaults.TLS_HELLO_TIMEOUT),
-        )
-        return ctx, tls_listener
+    async def _obtain(self, service: str, host: str) -> str:
+        """A worker's handshake needs ``host``'s certificate: issue it here (once for every worker;
+        the issuer's ``install`` sends it to all of them). "" when obtained, else why not."""
+        tls = self.tls.service(service)
+        if tls is None or tls.acme is None:
+            return f"service {service} has no automatic TLS"
+        if self.tls.has_certificate(cache_dir=tls.acme.cache_dir, host=host):
+            return ""
+        if self._issuer is None:
+            return "no ACME issuer"
+        try:
+            await self._issuer.obtain(tls, host)
+        except Exception as exc:  # the issuer logged the cause
+            return str(exc) or type(exc).__name__
+        return ""
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -181,7 +176,7 @@ class Daemon:
         config = self.config
         on_demand = OnDemand(loop=loop, log=self.log, local=self._on_demand_target)
         issuer = AcmeIssuer(loop=loop, log=self.log, store=self.tls, on_demand=on_demand)
-        self.tls.issuer = issuer
+        self.tls.issuer = self._issuer = issuer
         self.router.restore()
         self._metrics_server = await self._serve_metrics() if config.metrics_port else None
         listeners: Listeners = open_listeners(
@@ -191,55 +186,36 @@ class Daemon:
             reuse_port=config.reuse_port,
             backlog=config.backlog,
         )
-        https, tls_listener = self._https(loop)
         try:
-            https_port = tls_listener.start(host=config.bind, port=config.https_port)
+            tls_listeners = open_listeners(
+                host=config.bind,
+                port=config.https_port,
+                slots=config.workers,
+                reuse_port=config.reuse_port,
+                backlog=config.backlog,
+            )
         except OSError:
             listeners.close()
             raise
-        https.port = https_port if config.https_port == 0 else config.https_port
-        sweeper = loop.create_task(self._sweep(https))
         try:
-            await self._serve(loop, listeners, https_port)
+            await self._serve(loop, listeners, tls_listeners)
         finally:
-            tls_listener.close()
-            await self._finish(https)
-            sweeper.cancel()
             issuer.close()
             listeners.close()
+            tls_listeners.close()
         await self.router.close()
         self.log.info("Server stopped")
 
-    async def _finish(self, ctx: Listener) -> None:
-        loop = asyncio.get_running_loop()
-        ctx.closing = True
-        for conn in list(ctx.connections):
-            conn.idle_timed_out()
-        deadline = loop.time() + defaults.SHUTDOWN_TIMEOUT
-        while any(c.busy for c in ctx.connections) and loop.time() < deadline:
-            await asyncio.sleep(0.05)
-        for conn in list(ctx.connections):
-            if conn.transport is not None:
-                conn.transport.abort()
-
-    async def _sweep(self, ctx: Listener) -> None:
-        ticks_per_idle = max(1, round(IDLE_SWEEP / RESPONSE_SWEEP))
-        tick = 0
-        while True:
-            await asyncio.sleep(RESPONSE_SWEEP)
-            ctx.sweep_responses()
-            tick += 1
-            if tick >= ticks_per_idle:
-                tick = 0
-                ctx.sweep_idle()
-
-    async def _serve(self, loop: asyncio.AbstractEventLoop, listeners: Listeners, https_port: int) -> None:
+    async def _serve(
+        self, loop: asyncio.AbstractEventLoop, listeners: Listeners, tls_listeners: Listeners
+    ) -> None:
         config = self.config
         self._port = listeners.port if config.http_port == 0 else config.http_port
+        self._https_port = tls_listeners.port if config.https_port == 0 else config.https_port
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stopping.set)
         try:
-            await self.fleet.start(listeners)
+            await self.fleet.start(listeners, tls_listeners)
         except BaseException:
             await self.fleet.shutdown(0)
             raise
@@ -251,7 +227,7 @@ class Daemon:
         self.log.info(
             "Server started",
             http=listeners.port,
-            https=https_port,
+            https=tls_listeners.port,
             parser=config.http_parser,
             workers=config.workers,
             pids=self.fleet.pids(),
@@ -267,15 +243,9 @@ class Daemon:
     async def _serve_metrics(self) -> asyncio.Server:
         """The Prometheus listener (every path serves the exposition), before the HTTP listener.
 
-        A scrape sums this process's table (its HTTPS requests) and the latest table each worker
-        pushed (every METRICS_PUSH_INTERVAL)."""
-        table = self.metrics
-        assert table is not None
-        registry = make_registry(
-            ProxyCollector(
-                tables=lambda: (table, *self.fleet.metrics_tables()), gauges=lambda: self.gauges(table)
-            )
-        )
+        A scrape asks every worker for a fresh table (or takes the one it last pushed, every
+        METRICS_PUSH_INTERVAL) and sums them; this process serves no requests."""
+        registry = make_registry(ProxyCollector(tables=self.fleet.metrics_tables, gauges=self.gauges))
         server = await asyncio.get_running_loop().create_server(
             lambda: MetricsServerProtocol(registry, refresh=self.fleet.refresh_metrics),
             host=self.config.bind,
@@ -286,9 +256,9 @@ class Daemon:
         self.log.info("Metrics enabled", address=f"{self.config.bind or ''}:{port}")
         return server
 
-    def gauges(self, table: RequestMetrics) -> ProxyGauges:
+    def gauges(self) -> ProxyGauges:
         """What the Router's services and targets look like now (at scrape time); held requests and
-        idle upstream connections are this process's (HTTPS) plus what the workers last reported."""
+        idle upstream connections are what the workers last reported."""
         targets: dict[tuple[str, str], int] = {}
         held, idle = self.fleet.worker_gauges()
         for name, service in self.router.services().items():
@@ -298,10 +268,10 @@ class Daemon:
                 for target in target_set.targets:
                     key = (name, target.state.value)
                     targets[key] = targets.get(key, 0) + 1
-                    idle[name] = idle.get(name, 0) + len(target.idle)
-            held[name] = held.get(name, 0) + len(service.held)
+            held.setdefault(name, 0)
+            idle.setdefault(name, 0)
         errors = RequestMetrics()
-        for each in (table, *self.fleet.metrics_tables()):
+        for each in self.fleet.metrics_tables():
             for name, n in each.connect_errors.items():
                 errors.connect_errors[name] = errors.connect_errors.get(name, 0) + n
         return ProxyGauges(
@@ -313,10 +283,18 @@ class Daemon:
 
 
 def run_daemon(config: DaemonConfig) -> int:
-    """Run until SIGTERM / SIGINT; raises StartupError when another daemon owns the socket."""
+    """Run until SIGTERM / SIGINT; raises StartupError when another daemon owns the socket (holds
+    its lock, or answers on it)."""
     try:
-        check_not_running(config.socket_path)
+        lock = claim_socket(config.socket_path)
     except DaemonRunning as exc:
+        raise StartupError(str(exc)) from None
+    except OSError as exc:
+        raise StartupError(f"unable to lock {config.socket_path}: {exc}") from None
+    try:
+        check_not_running(config.socket_path)  # a daemon that predates the lock
+    except DaemonRunning as exc:
+        os.close(lock)
         raise StartupError(str(exc)) from None
     raise_open_files_limit()
     log = JsonLog(debug=config.debug)
@@ -327,5 +305,7 @@ def run_daemon(config: DaemonConfig) -> int:
         log.error("Unable to start server", error=str(exc))
         log.close()
         return 1
+    finally:
+        os.close(lock)  # after the socket is gone: the next daemon may start
     log.close()
     return 0

@@ -3,15 +3,25 @@
 One stream (a Unix socket pair) per worker carries them both ways, in order:
 
 control → worker
-  ``Snapshot``      the whole routing state, versioned: every service in the state file's JSON form
+  ``Snapshot``      the routing state, versioned: each service in the state file's JSON form
                     (options, targets, mode, stop message, pause timeout) plus the id of its target set
-                    and its targets' health. A worker builds its routes from it and swaps them in one
-                    assignment, so it never serves a half-applied change; holding and releasing
-                    (pause / resume) are just modes in it.
+                    and its targets' health. Whole (``base`` 0: exactly these services), or a change
+                    to version ``base`` (only the services that changed, and the names removed). A
+                    worker builds its routes from it and swaps them in one assignment, so it never
+                    serves a half-applied change; holding and releasing (pause / resume) are just
+                    modes in it.
   ``Drain``         a deploy replaced a target set: finish what is in flight to it until ``timeout``,
                     cancel the rest, report.
   ``Settle``        a pause or stop: the same for the active targets of a service (which stay).
   ``Challenges``    the ACME HTTP-01 answers to give (token → key authorization), all of them.
+  ``TlsService``    one service's TLS settings (hosts, default host, ACME settings, on-demand URL, or a
+                    static certificate's PEM as the control process read it at deploy), or their removal.
+                    Sent before the snapshot of the same change, so an ``Applied`` covers them too.
+  ``Certificate``   an ACME certificate (cache folder, host, key and chain PEM, expiry) to serve.
+  ``AlpnChallenge`` a TLS-ALPN-01 challenge certificate for a host, or its removal (empty PEM).
+  ``Obtained``      the answer to an ``Obtain``: empty error = the certificate was sent before it.
+  ``Sync``          answer once everything sent before is applied (an ACME challenge is answered to
+                    the CA only once every worker has it).
   ``CollectMetrics`` send your request-metrics table.
   ``Shutdown``      stop accepting, finish what is in flight within ``timeout``, exit.
 
@@ -19,6 +29,8 @@ worker → control
   ``Applied``       this snapshot version is what I serve now (the first one also means "ready").
   ``Drained``       a Drain or Settle is done: how many requests were in flight, how many were cancelled.
   ``MetricsTable``  a ``RequestMetrics.snapshot()``.
+  ``Obtain``        a handshake needs an ACME certificate for (service, host): issue it (or say why not).
+  ``Synced``        the answer to a ``Sync``.
 
 Framing: a 4-byte big-endian length, then that many bytes of UTF-8 JSON (one object with a ``type``).
 Both ends are our own processes, but a frame is still checked (size bound, types) before it is used:
@@ -35,10 +47,14 @@ from typing import Any
 
 from proxy.lifecycle import TargetState
 from proxy.schema import SchemaError
-from proxy.state import SavedService
+from proxy.state import SavedService, encode_entry
+from proxy.tls import AcmeSettings, ServiceTls
 
 HEADER = struct.Struct(">I")
 MAX_FRAME = 256 * 1024 * 1024  # bytes; a 10,000-service snapshot is ~10 MB
+MAX_PEM = 1024 * 1024  # characters of one key-and-chain PEM
+MAX_TEXT = 4096  # characters of a name, host, URL, folder or error
+MAX_HOSTS = 100_000  # hosts of one TLS service
 
 
 class MessageError(ValueError):
@@ -55,7 +71,7 @@ class Entry:
 
     @classmethod
     def of(cls, revision: int, saved: SavedService) -> Entry:
-        return cls(revision=revision, saved=saved, text=json.dumps(saved.to_json(), separators=(",", ":")))
+        return cls(revision=revision, saved=saved, text=encode_entry(saved))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -72,13 +88,18 @@ class ServiceState:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Snapshot:
-    """The whole routing state: exactly these services. ``entries`` holds the configuration of
-    every revision the receiver may not have yet; a worker keeps the entries of the services it
-    serves, so a snapshot after a change carries only the changed ones (``encode_snapshot``)."""
+    """The routing state of ``version``. With ``base`` 0 it is whole: exactly these services.
+    Otherwise it is what changed since version ``base``: these services are new or changed (their
+    configuration or their health), the ``removed`` ones are gone, every other one stays as it is;
+    only a receiver that serves exactly ``base`` may apply it. ``entries`` holds the configuration
+    of every revision the receiver may not have yet (a worker keeps the entries of the services it
+    serves)."""
 
     version: int
     services: tuple[ServiceState, ...]
     entries: dict[int, Entry]
+    base: int = 0
+    removed: tuple[str, ...] = ()
     type = "snapshot"
 
     def body(self) -> dict[str, Any]:
@@ -172,11 +193,164 @@ class MetricsTable:
         return {"request": self.request, "table": self.table}
 
 
-Message = (
-    Snapshot | Drain | Settle | Challenges | CollectMetrics | Shutdown | Applied | Drained | MetricsTable
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TlsService:
+    """A service's TLS settings as a worker's certificate store needs them (``enabled=False``: none)."""
+
+    name: str
+    enabled: bool = True
+    hosts: tuple[str, ...] = ()
+    default_host: str = ""
+    static_pem: str = ""  # a static certificate: key and chain as read at deploy (latin-1 of the bytes)
+    acme: bool = False
+    acme_directory: str = ""
+    acme_cache_root: str = ""
+    eab_kid: str = ""
+    eab_hmac_key: str = ""
+    on_demand_url: str = ""
+    type = "tls_service"
+
+    @classmethod
+    def of(cls, name: str, tls: ServiceTls | None) -> TlsService:
+        if tls is None:
+            return cls(name=name, enabled=False)
+        acme = tls.acme
+        return cls(
+            name=name,
+            hosts=tls.hosts,
+            default_host=tls.default_host,
+            static_pem=tls.static_pem.decode("latin-1"),  # bytes ⇄ text, one to one
+            acme=acme is not None,
+            acme_directory=acme.directory if acme else "",
+            acme_cache_root=acme.cache_root if acme else "",
+            eab_kid=acme.eab_kid if acme else "",
+            eab_hmac_key=acme.eab_hmac_key if acme else "",
+            on_demand_url=tls.on_demand_url,
+        )
+
+    def acme_settings(self) -> AcmeSettings | None:
+        if not self.acme:
+            return None
+        return AcmeSettings(
+            directory=self.acme_directory,
+            cache_root=self.acme_cache_root,
+            eab_kid=self.eab_kid,
+            eab_hmac_key=self.eab_hmac_key,
+        )
+
+    def body(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            k: getattr(self, k) for k in _TLS_TEXT_FIELDS if getattr(self, k) or k == "name"
+        }
+        body["enabled"], body["acme"], body["hosts"] = self.enabled, self.acme, list(self.hosts)
+        return body
+
+
+_TLS_TEXT_FIELDS = (
+    "name",
+    "default_host",
+    "static_pem",
+    "acme_directory",
+    "acme_cache_root",
+    "eab_kid",
+    "eab_hmac_key",
+    "on_demand_url",
 )
-ToWorker = Snapshot | Drain | Settle | Challenges | CollectMetrics | Shutdown
-ToControl = Applied | Drained | MetricsTable
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Certificate:
+    cache_dir: str
+    host: str
+    pem: str  # key and chain
+    not_after: float  # unix time
+    type = "certificate"
+
+    def body(self) -> dict[str, Any]:
+        return {"cache_dir": self.cache_dir, "host": self.host, "pem": self.pem, "not_after": self.not_after}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AlpnChallenge:
+    host: str
+    pem: str  # "" = the challenge is over
+    type = "alpn_challenge"
+
+    def body(self) -> dict[str, Any]:
+        return {"host": self.host, "pem": self.pem}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Obtain:
+    request: int
+    service: str
+    host: str
+    type = "obtain"
+
+    def body(self) -> dict[str, Any]:
+        return {"request": self.request, "service": self.service, "host": self.host}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Obtained:
+    request: int
+    error: str = ""  # "" = obtained: its Certificate came first
+    type = "obtained"
+
+    def body(self) -> dict[str, Any]:
+        return {"request": self.request, "error": self.error}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Sync:
+    request: int
+    type = "sync"
+
+    def body(self) -> dict[str, Any]:
+        return {"request": self.request}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Synced:
+    request: int
+    type = "synced"
+
+    def body(self) -> dict[str, Any]:
+        return {"request": self.request}
+
+
+Message = (
+    Snapshot
+    | Drain
+    | Settle
+    | Challenges
+    | CollectMetrics
+    | Shutdown
+    | TlsService
+    | Certificate
+    | AlpnChallenge
+    | Obtained
+    | Sync
+    | Applied
+    | Drained
+    | MetricsTable
+    | Obtain
+    | Synced
+)
+ToWorker = (
+    Snapshot
+    | Drain
+    | Settle
+    | Challenges
+    | CollectMetrics
+    | Shutdown
+    | TlsService
+    | Certificate
+    | AlpnChallenge
+    | Obtained
+    | Sync
+)
+ToControl = Applied | Drained | MetricsTable | Obtain | Synced
 
 
 # ---------------------------------------------------------------------- encoding
@@ -204,7 +378,14 @@ def encode_snapshot(snapshot: Snapshot, *, include: Collection[int]) -> bytes:
         ensure_ascii=False,
     )
     entries = ",".join(f'"{r}":{snapshot.entries[r].text}' for r in include)
-    text = f'{{"type":"snapshot","version":{snapshot.version},"services":{services},"entries":{{{entries}}}}}'
+    change = ""
+    if snapshot.base:
+        removed = json.dumps(list(snapshot.removed), separators=(",", ":"), ensure_ascii=False)
+        change = f',"base":{snapshot.base},"removed":{removed}'
+    text = (
+        f'{{"type":"snapshot","version":{snapshot.version}{change},'
+        f'"services":{services},"entries":{{{entries}}}}}'
+    )
     return _frame(text.encode())
 
 
@@ -284,6 +465,55 @@ def _str(body: dict[str, Any], key: str) -> str:
     return value
 
 
+def _text(body: dict[str, Any], key: str, *, limit: int = MAX_TEXT, default: str | None = None) -> str:
+    value = body.get(key, default) if default is not None else body[key]
+    if not isinstance(value, str) or len(value) > limit:
+        raise ValueError(f"{key} must be a string of at most {limit} characters")
+    return value
+
+
+def _pem(body: dict[str, Any], key: str) -> str:
+    """A PEM text, or "" (checked for shape here; the TLS library checks the rest when loading it)."""
+    value = _text(body, key, limit=MAX_PEM, default="")
+    if value and "-----BEGIN " not in value:
+        raise ValueError(f"{key} must be PEM text")
+    return value
+
+
+def _flag(body: dict[str, Any], key: str) -> bool:
+    value = body.get(key, False)
+    if type(value) is not bool:
+        raise ValueError(f"{key} must be true or false")
+    return value
+
+
+def _tls_service(body: dict[str, Any]) -> TlsService:
+    hosts = body.get("hosts", [])
+    if not isinstance(hosts, list) or len(hosts) > MAX_HOSTS:
+        raise ValueError(f"hosts must be a list of at most {MAX_HOSTS}")
+    text = {k: _text(body, k, default="") for k in _TLS_TEXT_FIELDS if k not in ("name", "static_pem")}
+    return TlsService(
+        name=_text(body, "name"),
+        enabled=_flag(body, "enabled"),
+        hosts=tuple(_text({"hosts[]": h}, "hosts[]") for h in hosts),
+        static_pem=_pem(body, "static_pem"),
+        acme=_flag(body, "acme"),
+        **text,
+    )
+
+
+def _certificate(body: dict[str, Any]) -> Certificate:
+    not_after = body["not_after"]
+    if type(not_after) not in (int, float) or not 0 <= not_after < 1e11:
+        raise ValueError("not_after must be a unix time")
+    pem = _pem(body, "pem")
+    if not pem:
+        raise ValueError("pem must be PEM text")
+    return Certificate(
+        cache_dir=_text(body, "cache_dir"), host=_text(body, "host"), pem=pem, not_after=float(not_after)
+    )
+
+
 def _service(data: Any) -> ServiceState:
     shape = "services[] must be [name, revision, set, health] (+ [rollout set, rollout health])"
     if not isinstance(data, list) or len(data) not in (4, 6):
@@ -323,7 +553,18 @@ def _snapshot(body: dict[str, Any]) -> Snapshot:
             raise ValueError(
                 f"service {state.name}: its entry names another service or another number of targets"
             )
-    return Snapshot(version=_int(body, "version"), services=states, entries=decoded)
+    version, base = _int(body, "version"), _int(body, "base") if "base" in body else 0
+    removed = body.get("removed", [])
+    if not isinstance(removed, list) or not all(isinstance(name, str) for name in removed):
+        raise ValueError("removed must be a list of service names")
+    if base and base >= version:
+        raise ValueError("a change must be based on an earlier version")
+    if not base and removed:
+        raise ValueError("a whole snapshot removes nothing (it lists what exists)")
+    names = [state.name for state in states]
+    if len(set(names)) != len(names) or set(names) & set(removed):
+        raise ValueError("a service is named twice")
+    return Snapshot(version=version, services=states, entries=decoded, base=base, removed=tuple(removed))
 
 
 def _drain(body: dict[str, Any]) -> Drain:
@@ -367,4 +608,13 @@ _READERS: dict[str, Any] = {
         request=_int(b, "request"), inflight=_int(b, "inflight"), cancelled=_int(b, "cancelled")
     ),
     "metrics": _metrics,
+    "tls_service": _tls_service,
+    "certificate": _certificate,
+    "alpn_challenge": lambda b: AlpnChallenge(host=_text(b, "host"), pem=_pem(b, "pem")),
+    "obtain": lambda b: Obtain(
+        request=_int(b, "request"), service=_text(b, "service"), host=_text(b, "host")
+    ),
+    "sync": lambda b: Sync(request=_int(b, "request")),
+    "synced": lambda b: Synced(request=_int(b, "request")),
+    "obtained": lambda b: Obtained(request=_int(b, "request"), error=_text(b, "error")),
 }

@@ -5,9 +5,12 @@ under the lock and without awaiting: checks the routes, writes the new state fil
 is persisted swaps the targets and publishes the new routes; the old targets drain after. A command
 whose state cannot be saved changes nothing and answers an error.
 
-The data plane never waits on anything here. After each change the Router publishes a whole,
-versioned routing snapshot to its ``DataPlane`` — the worker processes (``proxy/controller/fleet.py``)
-— and a command returns once the data plane applied it. The control process's own Service and
+The data plane never waits on anything here. After each change the Router publishes a versioned
+routing snapshot to its ``DataPlane`` — the worker processes (``proxy/controller/fleet.py``) — that
+carries only what changed (the first one is whole), and a command returns once the data plane
+applied it. What a change costs here follows its size, not the number of services: the route map is
+derived from the previous one, and the state file is written from each entry's JSON, encoded once
+when it changed. The control process's own Service and
 TargetSet objects carry health checks and state; each worker builds its own from the snapshots.
 A change of a target's health is published as a new snapshot too (coalesced per loop iteration).
 
@@ -19,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import itertools
+from collections.abc import Collection
 from typing import Any, Protocol
 
 from proxy import defaults
@@ -46,8 +50,8 @@ from proxy.log import JsonLog
 from proxy.options import DeploymentOptions, OptionsError, ServiceOptions, validate_service_options
 from proxy.rollout import RolloutSplit
 from proxy.service import Service
-from proxy.service_map import ServiceMap
-from proxy.state import SavedService, StateFile
+from proxy.service_map import ServiceMap, bindings_of, rebind
+from proxy.state import SavedService, StateFile, encode_entry
 from proxy.targets import InvalidTarget, TargetSet
 from proxy.tls import CertificateStore, ServiceTls, TlsConfigError, prepare_service_tls
 
@@ -104,8 +108,10 @@ class Router:
         self._version = 0
         self._set_ids = itertools.count(1)
         self._revisions = itertools.count(1)
-        # per service: what its current entry was made from (compared by identity), and the entry
+        # per published service: what its current entry was made from (compared by identity), and the entry
         self._entries: dict[str, tuple[tuple[Any, ...], Entry]] = {}
+        self._bound: dict[str, list[tuple[str, str]]] = {}  # the (host, prefix) pairs in ``routes``
+        self._health_dirty: set[str] = set()  # services whose targets' health moved, to publish
         self._health_publish: asyncio.Handle | None = None
         self._state = state
         self._clock = clock
@@ -118,9 +124,6 @@ class Router:
         missing = [name for name in COMMANDS if not callable(getattr(self, name, None))]
         if missing:
             raise TypeError(f"Router has no handler for the command(s) {', '.join(missing)}")
-
-    def current_routes(self) -> ServiceMap[Service]:
-        return self.routes
 
     def services(self) -> dict[str, Service]:
         """The services by name (read-only use: metrics gauges)."""
@@ -156,7 +159,7 @@ class Router:
             clock=self._clock,
             probe=self._prober,
             ident=next(self._set_ids),
-            on_change=self._health_changed,
+            on_change=lambda: self._health_changed(name),
         )
 
     async def deploy(self, cmd: DeployCommand) -> None:
@@ -189,7 +192,6 @@ class Router:
                 target_set.stop_health_checks()
                 self._log.error("Host settings conflict with another service", service=cmd.service)
                 raise ControlError("host settings conflict with another service")
-            saved = self._saved_all()
             entry = SavedService(
                 name=cmd.service,
                 options=options,
@@ -206,9 +208,8 @@ class Router:
                     active_targets=cmd.targets,
                     active_readers=cmd.read_targets,
                 )
-            saved[cmd.service] = entry
             try:
-                self._save(saved)
+                self._save({cmd.service: entry})
             except ControlError:
                 target_set.stop_health_checks()
                 raise
@@ -228,7 +229,7 @@ class Router:
                 service.configure(options=options, target_options=cmd.target_options, error_pages=error_pages)
             if self._tls is not None:
                 self._tls.set_service(tls, name=cmd.service)
-            version = self._publish()
+            version = self._publish(cmd.service)
         await self._dataplane.applied(version)
 
         self._log.info(
@@ -285,19 +286,18 @@ class Router:
             if self._services.get(cmd.service) is not service:
                 target_set.stop_health_checks()
                 raise ControlError("service not found")
-            saved = self._saved_all()
-            saved[cmd.service] = dataclasses.replace(
-                saved[cmd.service], rollout_targets=cmd.targets, rollout_readers=cmd.read_targets
+            entry = dataclasses.replace(
+                self._saved(service), rollout_targets=cmd.targets, rollout_readers=cmd.read_targets
             )
             try:
-                self._save(saved)
+                self._save({cmd.service: entry})
             except ControlError:
                 target_set.stop_health_checks()
                 raise
             old = service.rollout
             service.rollout = target_set
             service.update_routing()
-            version = self._publish()
+            version = self._publish(cmd.service)
         await self._dataplane.applied(version)
         self._log.info("Deployed for rollout", service=cmd.service, targets=list(cmd.targets))
         if old is not None:
@@ -327,27 +327,23 @@ class Router:
         self._log.info("Stopped rollout", service=cmd.service)
 
     def _set_split(self, service: Service, split: RolloutSplit | None) -> int:
-        saved = self._saved_all()
-        saved[service.name] = dataclasses.replace(saved[service.name], rollout_split=split)
-        self._save(saved)
+        self._save({service.name: dataclasses.replace(self._saved(service), rollout_split=split)})
         service.rollout_split = split
         service.update_routing()
-        return self._publish()
+        return self._publish(service.name)
 
     async def remove(self, cmd: RemoveCommand) -> None:
         async with self._lock:
             service = self._services.get(cmd.service)
             if service is None:
                 raise ControlError("service not found")
-            saved = self._saved_all()
-            del saved[cmd.service]
-            self._save(saved)
+            self._save({cmd.service: None})
             del self._services[cmd.service]
             for targets in service.target_sets():
                 targets.stop_health_checks()
             if self._tls is not None:
                 self._tls.remove_service(cmd.service)
-            version = self._publish()
+            version = self._publish(cmd.service)
         await self._dataplane.applied(version)
         self._log.info("Removed", service=cmd.service)
 
@@ -378,16 +374,15 @@ class Router:
             service = self._services.get(name)
             if service is None:
                 raise ControlError("service not found")
-            saved = self._saved_all()
-            saved[name] = dataclasses.replace(
-                saved[name],
+            changed = dataclasses.replace(
+                self._saved(service),
                 mode=next_mode(service.mode, event),
                 stop_message=message if event is ModeEvent.STOP else service.stop_message,
                 pause_timeout=pause_timeout if event is ModeEvent.PAUSE else service.pause_timeout,
             )
-            self._save(saved)
+            self._save({name: changed})
             service.change_mode(event, message=message, pause_timeout=pause_timeout)
-            version = self._publish()
+            version = self._publish(name)
         await self._dataplane.applied(version)
         verb = {ModeEvent.PAUSE: "paused", ModeEvent.STOP: "stopped", ModeEvent.RESUME: "resumed"}[event]
         self._log.info(f"Service {verb}", service=name)
@@ -437,17 +432,21 @@ class Router:
         if loaded.ignored_keys:
             self._log.warn("Ignored unknown keys in saved state", path=path, keys=loaded.ignored_keys)
         restored = 0
+        taken: set[tuple[str, str]] = set()  # (host, prefix) pairs of the entries restored so far
         for entry in loaded.services:
-            if self._restore_entry(entry, path):
+            if self._restore_entry(entry, path, taken):
                 restored += 1
         if loaded.damaged or restored < len(loaded.services):
             self._keep_copy(path)
-        self._publish()
+        self._publish(*self._services)
         self._log.info("Restored saved state", path=path, services=restored)
 
-    def _restore_entry(self, entry: SavedService, path: str) -> bool:
+    def _restore_entry(self, entry: SavedService, path: str, taken: set[tuple[str, str]]) -> bool:
         options = entry.options
-        if self.routes.conflicts(None, options.hosts, options.path_prefixes):
+        pairs = bindings_of(options)
+        if any(pair in taken for pair in pairs) or self.routes.conflicts(
+            None, options.hosts, options.path_prefixes
+        ):
             self._log.error(
                 "Unable to restore service",
                 path=path,
@@ -489,7 +488,7 @@ class Router:
             rollout_split=entry.rollout_split,
             error_pages=pages,
         )
-        self._rebuild_routes()  # the next entry's conflict check sees this one
+        taken.update(pairs)  # the next entry's conflict check sees this one (routes: once all are in)
         return True
 
     def _keep_copy(self, path: str) -> None:
@@ -526,12 +525,24 @@ class Router:
                 if len(targets.targets) > 1:
                     targets.start_health_checks(slots=self.health_slots, stagger=True)
 
-    def _saved_all(self) -> dict[str, SavedService]:
-        return {name: self._saved(s) for name, s in self._services.items()}
-
-    def _save(self, saved: dict[str, SavedService]) -> None:
+    def _save(self, changes: dict[str, SavedService | None]) -> None:
+        """Write the state file: every service as it is, but those in ``changes`` as given there
+        (None: removed; a new name comes last). Only those are encoded; the others' JSON is their
+        current entry's."""
+        texts: list[str] = []
+        for name, service in self._services.items():
+            if name in changes:
+                change = changes[name]
+                if change is not None:
+                    texts.append(encode_entry(change))
+                continue
+            cached = self._entries.get(name)
+            texts.append(cached[1].text if cached is not None else encode_entry(self._saved(service)))
+        texts += [
+            encode_entry(s) for name, s in changes.items() if s is not None and name not in self._services
+        ]
         try:
-            self._state.save(list(saved.values()))
+            self._state.save_encoded(texts)
         except (OSError, ValueError) as exc:
             self._log.error("Unable to save state", path=str(self._state.path), error=str(exc))
             raise ControlError(f"unable to save state: {exc}") from None
@@ -553,31 +564,75 @@ class Router:
         )
 
     # ------------------------------------------------------------------ routing snapshot
-    def _publish(self) -> int:
-        """Rebuild the routes and send the data plane a new snapshot; its version."""
-        self._rebuild_routes()
+    def _publish(self, *names: str) -> int:
+        """The services ``names`` changed (or were removed): bind them anew in the routes and send
+        the data plane the change; the new version."""
+        unbind = [pair for name in names for pair in self._bound.pop(name, ())]
+        services = [self._services[name] for name in names if name in self._services]
+        self.routes = rebind(self.routes, unbind=unbind, services=services, sync=sync_entry_rules)
+        for service in services:
+            self._bound[service.name] = bindings_of(service.options)
+        return self._send(names)
+
+    def _send(self, names: Collection[str]) -> int:
+        """A new version: whole (the first one), else what changed for ``names``."""
+        first = self._version == 0
         self._version += 1
-        self._dataplane.publish(self.snapshot())
+        snapshot = self.whole_snapshot() if first else self._change(names)
+        if first:  # (each service's health is in it)
+            self._health_dirty.clear()
+        else:
+            self._health_dirty.difference_update(names)
+        self._dataplane.publish(snapshot)
         return self._version
 
-    def snapshot(self) -> Snapshot:
-        entries = {name: self._entry(service) for name, service in self._services.items()}
-        self._entries = {name: self._entries[name] for name in entries}
+    def whole_snapshot(self) -> Snapshot:
+        """The current version as a whole snapshot: every service, every entry."""
+        states = [self._state_of(service) for service in self._services.values()]
+        self._entries = {name: self._entries[name] for name in self._services}
         return Snapshot(
             version=self._version,
-            services=tuple(
-                ServiceState(
-                    name=name,
-                    revision=entries[name].revision,
-                    target_set=service.active.ident,
-                    health=tuple(t.state for t in service.active.targets),
-                    rollout_set=service.rollout.ident if service.rollout is not None else 0,
-                    rollout_health=tuple(t.state for t in service.rollout.targets) if service.rollout else (),
-                )
-                for name, service in self._services.items()
-            ),
-            entries={e.revision: e for e in entries.values()},
+            services=tuple(state for state, _ in states),
+            entries={entry.revision: entry for _, entry in states},
         )
+
+    def _change(self, names: Collection[str]) -> Snapshot:
+        """The change to the previous version for the services ``names``: their state, the entries
+        of those whose configuration changed, the ones no longer there."""
+        states: list[ServiceState] = []
+        entries: dict[int, Entry] = {}
+        removed: list[str] = []
+        for name in dict.fromkeys(names):
+            service = self._services.get(name)
+            if service is None:
+                if self._entries.pop(name, None) is not None:
+                    removed.append(name)
+                continue
+            before = self._entries.get(name)
+            state, entry = self._state_of(service)
+            states.append(state)
+            if before is None or before[1] is not entry:
+                entries[entry.revision] = entry
+        return Snapshot(
+            version=self._version,
+            base=self._version - 1,
+            services=tuple(states),
+            entries=entries,
+            removed=tuple(removed),
+        )
+
+    def _state_of(self, service: Service) -> tuple[ServiceState, Entry]:
+        entry = self._entry(service)
+        rollout = service.rollout
+        state = ServiceState(
+            name=service.name,
+            revision=entry.revision,
+            target_set=service.active.ident,
+            health=tuple(t.state for t in service.active.targets),
+            rollout_set=rollout.ident if rollout is not None else 0,
+            rollout_health=tuple(t.state for t in rollout.targets) if rollout is not None else (),
+        )
+        return state, entry
 
     def _entry(self, service: Service) -> Entry:
         """The service's configuration as a revisioned entry, made (and encoded) only when it changed."""
@@ -599,8 +654,10 @@ class Router:
         self._entries[service.name] = (key, entry)
         return entry
 
-    def _health_changed(self) -> None:
-        """A target's health changed: publish once, after the other changes of this loop iteration."""
+    def _health_changed(self, name: str) -> None:
+        """A target of ``name`` changed its health: publish once, after the other changes of this
+        loop iteration."""
+        self._health_dirty.add(name)
         if self._health_publish is None:
             try:
                 loop = asyncio.get_running_loop()
@@ -610,20 +667,12 @@ class Router:
             self._health_publish = loop.call_soon(self._publish_health)
 
     def _publish_health(self) -> None:
-        """The services are the same, only their targets' health moved: a new snapshot, same routes."""
+        """The services are the same, only their targets' health moved: a new version, same routes."""
         self._health_publish = None
-        self._version += 1
-        self._dataplane.publish(self.snapshot())
-
-    def _rebuild_routes(self) -> None:
-        routes = ServiceMap(
-            (host, prefix, service)
-            for service in self._services.values()
-            for host in service.options.hosts
-            for prefix in service.options.path_prefixes
-        )
-        sync_entry_rules(self._services.values(), routes)
-        self.routes = routes
+        names = [n for n in self._health_dirty if n in self._services and n in self._entries]
+        self._health_dirty.clear()
+        if names:
+            self._send(names)
 
 
 def _targets_json(targets: TargetSet) -> list[dict[str, Any]]:

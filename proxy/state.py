@@ -181,6 +181,11 @@ def default_state_path() -> Path:
     return state_dir() / defaults.STATE_FILE
 
 
+def encode_entry(service: SavedService) -> str:
+    """One entry's JSON, as the state file holds it."""
+    return json.dumps(service.to_json(), separators=(",", ":"))
+
+
 class StateFile:
     def __init__(self, *, path: Path) -> None:
         self.path = path
@@ -239,7 +244,12 @@ class StateFile:
         return removed
 
     def save(self, services: list[SavedService]) -> None:
-        data = (json.dumps([s.to_json() for s in services], separators=(",", ":")) + "\n").encode()
+        self.save_encoded([encode_entry(s) for s in services])
+
+    def save_encoded(self, entries: list[str]) -> None:
+        """Save entries already encoded by ``encode_entry`` (a caller that keeps them encodes only
+        the ones that changed)."""
+        data = ("[" + ",".join(entries) + "]\n").encode()
         self.ensure_dir()
         fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=self.path.parent)
         try:

@@ -66,14 +66,29 @@ def server_context(
 
 
 def context_from_pem(pem: bytes, *, alpn: Iterable[str] = ALPN_PROTOCOLS) -> ssl.SSLContext:
-    """A server context from one PEM holding the private key and the certificate chain."""
+    """A server context from one PEM holding the private key and the certificate chain.
+
+    OpenSSL loads keys from files only: the PEM goes to a temporary file created 0600 (mkstemp),
+    which is removed before this returns, whether loading worked or not."""
     fd, path = tempfile.mkstemp(prefix="kamal-proxy-cert-", suffix=".pem")
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(pem)
+        view = memoryview(pem)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.close(fd)
+        fd = -1
         return server_context(certfile=path, alpn=alpn)
     finally:
+        if fd >= 0:
+            os.close(fd)
         os.unlink(path)
+
+
+def read_static_pem(certificate_path: str, private_key_path: str) -> bytes:
+    """A static certificate's key and chain as one PEM (read once, at deploy, by the control process)."""
+    key = Path(private_key_path).read_bytes()
+    chain = Path(certificate_path).read_bytes()
+    return key.rstrip(b"\n") + b"\n" + chain
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -102,6 +117,7 @@ class ServiceTls:
     service: str
     hosts: tuple[str, ...]
     static: ssl.SSLContext | None = None
+    static_pem: bytes = b""  # the key and chain ``static`` was loaded from (what workers load)
     acme: AcmeSettings | None = None
     on_demand_url: str = ""
     default_host: str = ""  # the host used for clients that send no server name
@@ -116,12 +132,11 @@ def prepare_service_tls(name: str, options: ServiceOptions) -> ServiceTls | None
     default_host = "" if options.tls_on_demand_url else first
     if options.tls_certificate_path and options.tls_private_key_path:
         try:
-            static = server_context(
-                certfile=options.tls_certificate_path, keyfile=options.tls_private_key_path
-            )
+            pem = read_static_pem(options.tls_certificate_path, options.tls_private_key_path)
+            static = context_from_pem(pem)
         except (OSError, ssl.SSLError, ValueError):
             raise TlsConfigError(UNABLE_TO_LOAD_CERTIFICATE) from None
-        return ServiceTls(service=name, hosts=hosts, static=static, default_host=default_host)
+        return ServiceTls(service=name, hosts=hosts, static=static, static_pem=pem, default_host=default_host)
     if any("*" in h for h in options.hosts):
         raise TlsConfigError(NO_WILDCARDS)
     cache_root = options.acme_cache_path or str(
@@ -147,6 +162,19 @@ class Issuer(Protocol):
     the store (``install``) before returning; raise when it cannot."""
 
     def obtain(self, tls: ServiceTls, host: str) -> Awaitable[None]: ...
+
+
+class StoreMirror(Protocol):
+    """Told every change of the control process's store, to copy it into the workers' stores."""
+
+    def service_tls(self, name: str, tls: ServiceTls | None) -> None: ...
+
+    def certificate(self, *, cache_dir: str, host: str, pem: bytes, not_after: float) -> None: ...
+
+    def alpn_challenge(self, host: str, pem: bytes | None) -> None: ...
+
+    async def synced(self) -> None:
+        """Return once every copy has what was told so far (bounded in time)."""
 
 
 @dataclass
@@ -176,6 +204,8 @@ class CertificateStore:
         self.http_challenges: dict[str, str] = {}  # token → key authorization
         # told the whole token table after each change (the control process sends it to its workers)
         self.on_http_challenges: Callable[[dict[str, str]], None] | None = None
+        # told every other change (the control process's store: the workers' stores follow it)
+        self.mirror: StoreMirror | None = None
 
     # ------------------------------------------------------------------ fed by the control side
     def set_service(self, tls: ServiceTls | None, *, name: str) -> None:
@@ -183,9 +213,11 @@ class CertificateStore:
             self._services.pop(name, None)
         else:
             self._services[name] = tls
+        if self.mirror is not None:
+            self.mirror.service_tls(name, tls)
 
     def remove_service(self, name: str) -> None:
-        self._services.pop(name, None)
+        self.set_service(None, name=name)
 
     def service(self, name: str) -> ServiceTls | None:
         return self._services.get(name)
@@ -193,17 +225,26 @@ class CertificateStore:
     def services(self) -> list[ServiceTls]:
         return list(self._services.values())
 
-    def install(self, *, cache_dir: Path, host: str, context: ssl.SSLContext, not_after: float) -> None:
+    def install(
+        self, *, cache_dir: Path | str, host: str, context: ssl.SSLContext, not_after: float, pem: bytes = b""
+    ) -> None:
+        """A certificate for ``host``; ``pem`` (key and chain) is what the mirror passes on."""
         self._certs[(str(cache_dir), host)] = _Installed(context=context, not_after=not_after)
+        if self.mirror is not None:
+            self.mirror.certificate(cache_dir=str(cache_dir), host=host, pem=pem, not_after=not_after)
 
     def has_certificate(self, *, cache_dir: Path, host: str) -> bool:
         return (str(cache_dir), host) in self._certs
 
-    def add_alpn_challenge(self, host: str, context: ssl.SSLContext) -> None:
+    def add_alpn_challenge(self, host: str, context: ssl.SSLContext, pem: bytes = b"") -> None:
         self._alpn_challenges[host] = context
+        if self.mirror is not None:
+            self.mirror.alpn_challenge(host, pem)
 
     def remove_alpn_challenge(self, host: str) -> None:
         self._alpn_challenges.pop(host, None)
+        if self.mirror is not None:
+            self.mirror.alpn_challenge(host, None)
 
     def add_http_challenge(self, token: str, key_authorization: str) -> None:
         self.http_challenges[token] = key_authorization
@@ -214,6 +255,11 @@ class CertificateStore:
         self.http_challenges.pop(token, None)
         if self.on_http_challenges is not None:
             self.on_http_challenges(dict(self.http_challenges))
+
+    async def synced(self) -> None:
+        """Return once every copy of this store (the workers') has the changes made so far."""
+        if self.mirror is not None:
+            await self.mirror.synced()
 
     # ------------------------------------------------------------------ asked by the data plane
     def default_host(self) -> str:

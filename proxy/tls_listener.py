@@ -1,7 +1,8 @@
 """The HTTPS listener: accept, read the ClientHello without consuming it, pick the context, hand over.
 
-Per connection: the socket is accepted here (non-blocking, from the listening socket's reader
-callback), then watched until the kernel holds the whole ClientHello. ``recv(MSG_PEEK)`` reads it
+The listening sockets are either bound here (``start``) or handed over ready (``adopt``: a worker's
+sockets, opened and kept by the control process). Per connection: the socket is accepted here
+(non-blocking, from the listening socket's reader callback), then watched until the kernel holds the whole ClientHello. ``recv(MSG_PEEK)`` reads it
 while leaving the bytes in place for the TLS library; ``SO_RCVLOWAT`` is set to the number of
 bytes still needed so a slow client does not wake the loop per segment. The hello's server name
 and ALPN go to the certificate store, which answers with a context (or refuses, or makes only this
@@ -25,6 +26,7 @@ from proxy import defaults
 from proxy.log import JsonLog
 from proxy.tls import CertificateStore
 from proxy.tls_hello import MAX_HELLO_BYTES, ClientHello, HelloError, Incomplete, parse_client_hello
+from proxy.worker.acceptor import ACCEPT_PAUSE, OUT_OF_DESCRIPTORS
 
 # A fatal unrecognized_name alert (RFC 6066), so a refused client sees why instead of a reset.
 UNRECOGNIZED_NAME_ALERT = b"\x15\x03\x01\x00\x02\x02\x70"
@@ -50,7 +52,8 @@ class TlsListener:
         self.hello_timeout = hello_timeout
         self.handshake_timeout = handshake_timeout
         self.port = 0
-        self._sock: socket.socket | None = None
+        self._socks: list[socket.socket] = []
+        self._closed = False
         self._pending: set[_PendingHello] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
 
@@ -66,16 +69,22 @@ class TlsListener:
         else:
             family = socket.AF_INET6 if ":" in host else socket.AF_INET
             sock = socket.create_server((host, port), family=family, backlog=backlog)
+        return self.adopt(sock)
+
+    def adopt(self, sock: socket.socket) -> int:
+        """Accept from ``sock``, a listening socket opened elsewhere; its port is returned."""
         sock.setblocking(False)
-        self._sock = sock
+        self._socks.append(sock)
         self.port = sock.getsockname()[1]
-        self.loop.add_reader(sock.fileno(), self._accept)
+        self.loop.add_reader(sock.fileno(), self._accept, sock)
         return self.port
 
     def close(self) -> None:
-        sock = self._sock
-        self._sock = None
-        if sock is not None:
+        """Stop accepting and close this process's listening sockets (a control process that
+        handed them over keeps its own copies) and every connection not handed over yet."""
+        self._closed = True
+        socks, self._socks = self._socks, []
+        for sock in socks:
             self.loop.remove_reader(sock.fileno())
             sock.close()
         for pending in list(self._pending):
@@ -84,23 +93,29 @@ class TlsListener:
             task.cancel()
 
     # ------------------------------------------------------------------ accept
-    def _accept(self) -> None:
-        sock = self._sock
-        if sock is None:
+    def _accept(self, sock: socket.socket) -> None:
+        if self._closed:
             return
         for _ in range(ACCEPTS_PER_WAKEUP):
             try:
                 conn, _addr = sock.accept()
             except (BlockingIOError, InterruptedError):
                 return
-            except OSError as exc:  # EMFILE and friends: try again on the next wakeup
-                self.log.error("Unable to accept TLS connection", error=str(exc))
-                return
+            except OSError as exc:
+                if exc.errno in OUT_OF_DESCRIPTORS:  # do not spin on a socket that stays readable
+                    self.loop.remove_reader(sock.fileno())
+                    self.loop.call_later(ACCEPT_PAUSE, self._resume, sock)
+                    self.log.debug("Unable to accept TLS connection", error=str(exc))  # (the sweep logs it)
+                return  # ECONNABORTED and the like: that client is gone
             conn.setblocking(False)
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             pending = _PendingHello(self, conn)
             self._pending.add(pending)
             pending.start()
+
+    def _resume(self, sock: socket.socket) -> None:
+        if not self._closed and sock in self._socks:
+            self.loop.add_reader(sock.fileno(), self._accept, sock)
 
     # ------------------------------------------------------------------ hand-over
     def chosen(self, conn: socket.socket, hello: ClientHello, size: int) -> None:
@@ -121,7 +136,7 @@ class TlsListener:
         except BaseException:
             conn.close()
             raise
-        if context is None or self._sock is None:
+        if context is None or self._closed:
             refuse(conn, size)
             return
         self._hand_over(conn, context, hello)

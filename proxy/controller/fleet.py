@@ -1,11 +1,18 @@
 """The worker processes: started, fed routing snapshots, asked to drain, replaced when they die, stopped.
 
 One stream per worker (a Unix socket pair; the worker's end is inherited with the listening
-sockets). What the Router publishes goes to every worker as a whole, versioned snapshot; a command
+sockets). What the Router publishes goes to every worker as a versioned snapshot — only what changed,
+to a worker that has the version it changes, else the whole state; a command
 waits (``applied``) until every live worker acknowledged its version. A worker that does not
 acknowledge within WORKER_ACK_TIMEOUT is killed and replaced, so a command never waits forever and
 no worker serves old routes for long. A new worker (at start or as a replacement) gets the current
 snapshot first, and accepts only once it applied it.
+
+The control process's certificate store mirrors itself here (``StoreMirror``): each service's TLS
+settings, ACME certificates and TLS-ALPN-01 challenge certificates go to every worker as messages,
+and are kept to give a worker started later the whole TLS state before its first snapshot. A
+worker's ``Obtain`` (a handshake needs an ACME certificate) is answered once the control process's
+issuer has it: the certificate reaches every worker first, then the ``Obtained`` reply.
 
 A worker that exits is logged ("Worker exited", with its exit code or signal) and started again at
 once — or after WORKER_RESTART_DELAY if it lived less than that, so a worker that cannot start does
@@ -21,7 +28,7 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -37,6 +44,12 @@ if TYPE_CHECKING:
     from proxy.controller.sockets import Listeners
     from proxy.service import Service
     from proxy.targets import TargetSet
+    from proxy.tls import ServiceTls
+
+# the fleet's command line for slot ``index``: (index, channel_fd, HTTP fds, HTTPS fds) → its config
+WorkerConfigFactory = Callable[[int, int, tuple[int, ...], tuple[int, ...]], WorkerConfig]
+# (service, host) → "" once the host's certificate is in the store, else why not
+ObtainHandler = Callable[[str, str], Awaitable[str]]
 
 PACKAGE_ROOT = str(Path(proxy.__file__).resolve().parents[1])
 
@@ -100,7 +113,7 @@ class WorkerSlot:
         self.metrics: RequestMetrics | None = None  # the last table it sent
         self.held: dict[str, int] = {}  # its held requests per service, as last sent
         self.idle: dict[str, int] = {}  # its idle upstream connections per service, as last sent
-        self.known: frozenset[int] = frozenset()  # entry revisions this worker was sent and keeps
+        self.sent = 0  # the snapshot version last sent to it (the stream keeps them in order)
         self.started_at = 0.0
         self.exited = asyncio.Event()
 
@@ -131,24 +144,36 @@ class WorkerFleet:
         *,
         count: int,
         log: JsonLog,
-        worker_config: Callable[[int, int, tuple[int, ...]], WorkerConfig],
+        worker_config: WorkerConfigFactory,
+        obtain: ObtainHandler | None = None,
     ) -> None:
-        """``worker_config(index, channel_fd, listen_fds)`` is the command line of slot ``index``."""
+        """``worker_config(index, channel_fd, listen_fds, tls_fds)`` is the command line of slot
+        ``index``; ``obtain`` answers the workers' ACME requests (None: every one is refused)."""
         self._log = log
         self._worker_config = worker_config
+        self._obtain = obtain
         self.slots = [WorkerSlot(index=i) for i in range(count)]
         self._listeners: Listeners | None = None
-        self._snapshot = ipc.Snapshot(version=0, services=(), entries={})
+        self._tls_listeners: Listeners | None = None
+        # the TLS state a new worker gets before its first snapshot, as frames
+        self._tls_services: dict[str, bytes] = {}
+        self._certificates: dict[tuple[str, str], bytes] = {}
+        self._alpn_challenges: dict[str, bytes] = {}
+        self._version = 0
+        # the whole routing state, kept up to date from the changes published (for new workers)
+        self._states: dict[str, ipc.ServiceState] = {}
+        self._entries: dict[str, ipc.Entry] = {}
         self._challenges = ipc.Challenges(tokens={})
         self._changed = asyncio.Event()  # an acknowledgement arrived or a worker exited
         self._requests = itertools.count(1)
         self._pending: dict[int, tuple[WorkerSlot, asyncio.Future[ipc.ToControl | None]]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = False
+        self._retired = RequestMetrics()  # the counters of workers that exited (their last tables)
 
     @property
     def version(self) -> int:
-        return self._snapshot.version
+        return self._version
 
     async def refresh_metrics(self) -> None:
         """Ask every worker for its request table now (a scrape); those that answer in time count."""
@@ -185,32 +210,64 @@ class WorkerFleet:
         return held, idle
 
     def metrics_tables(self) -> list[RequestMetrics]:
-        """The request table each worker last pushed (a replaced worker's counts start again)."""
-        return [s.metrics for s in self.slots if s.metrics is not None]
+        """The request table each live worker last sent, and the counters of those that exited
+        (so the sums never go backwards when a worker is replaced)."""
+        return [self._retired, *(s.metrics for s in self.slots if s.metrics is not None)]
+
+    def _retire_metrics(self, slot: WorkerSlot) -> None:
+        """A worker exited: its counters stay in the sums; its gauges (requests in flight, held
+        requests, idle connections) went with it."""
+        if slot.metrics is not None:
+            table = slot.metrics.snapshot()
+            table["in_flight"] = {}
+            self._retired.merge(table)
+        slot.metrics = None
+        slot.held, slot.idle = {}, {}
 
     def pids(self) -> list[int]:
         return [s.pid for s in self.slots if s.pid is not None and s.state is not SlotState.EXITED]
 
     # ------------------------------------------------------------------ DataPlane
     def publish(self, snapshot: ipc.Snapshot) -> None:
-        """Send ``snapshot`` to every worker (and to every worker started later), each with the
-        entries it does not have yet."""
-        self._snapshot = snapshot
-        frames: dict[frozenset[int], bytes] = {}  # workers that know the same revisions share a frame
+        """Serve ``snapshot`` (whole, or a change to the version published before) on every worker
+        and on every worker started later. A worker that was sent the change's base gets the change
+        (encoded once for all of them); any other gets the whole state."""
+        by_name = {state.name: state for state in snapshot.services}
+        if snapshot.base:
+            if snapshot.base != self._version:
+                raise ValueError(f"a change to version {snapshot.base} published after {self._version}")
+            for name in snapshot.removed:
+                self._states.pop(name, None)
+                self._entries.pop(name, None)
+        else:
+            self._states, self._entries = {}, {}
+        entries = self._entries
+        for state in snapshot.services:
+            entry = snapshot.entries.get(state.revision)
+            if entry is None:
+                entry = entries[state.name]
+                if entry.revision != state.revision:
+                    raise ValueError(f"service {state.name}: revision {state.revision} was never published")
+            entries[state.name] = entry
+        self._states.update(by_name)
+        self._version = snapshot.version
+        frames: dict[bool, bytes] = {}
         for slot in self.slots:
             if slot.writer is not None:
-                self._send_snapshot(slot, frames)
+                change = bool(snapshot.base) and slot.sent == snapshot.base
+                frame = frames.get(change)
+                if frame is None:
+                    frame = frames[change] = ipc.encode(snapshot if change else self.whole())
+                slot.send(frame)
+                slot.sent = snapshot.version
 
-    def _send_snapshot(self, slot: WorkerSlot, frames: dict[frozenset[int], bytes]) -> None:
-        snapshot = self._snapshot
-        known = slot.known
-        frame = frames.get(known)
-        if frame is None:
-            frame = frames[known] = ipc.encode_snapshot(
-                snapshot, include=[r for r in snapshot.entries if r not in known]
-            )
-        slot.send(frame)
-        slot.known = frozenset(snapshot.entries)
+    def whole(self) -> ipc.Snapshot:
+        """The current routing state as one whole snapshot (with every entry)."""
+        return ipc.Snapshot(
+            version=self._version,
+            services=tuple(self._states.values()),
+            entries={e.revision: e for e in self._entries.values()},
+        )
 
     def set_challenges(self, tokens: dict[str, str]) -> None:
         """The ACME HTTP-01 answers every worker gives (and every worker started later)."""
@@ -218,6 +275,49 @@ class WorkerFleet:
         frame = ipc.encode(self._challenges)
         for slot in self.slots:
             slot.send(frame)
+
+    # ------------------------------------------------------------------ StoreMirror
+    def service_tls(self, name: str, tls: ServiceTls | None) -> None:
+        """A service's TLS settings changed (deploy, remove, restore): every worker before the
+        snapshot that follows (the Router publishes after setting them), so ``applied`` covers them."""
+        frame = ipc.encode(ipc.TlsService.of(name, tls))
+        if tls is None:
+            self._tls_services.pop(name, None)
+        else:
+            self._tls_services[name] = frame
+        self._broadcast(frame)
+
+    def certificate(self, *, cache_dir: str, host: str, pem: bytes, not_after: float) -> None:
+        frame = ipc.encode(
+            ipc.Certificate(cache_dir=cache_dir, host=host, pem=pem.decode("latin-1"), not_after=not_after)
+        )
+        self._certificates[(cache_dir, host)] = frame
+        self._broadcast(frame)
+
+    def alpn_challenge(self, host: str, pem: bytes | None) -> None:
+        frame = ipc.encode(ipc.AlpnChallenge(host=host, pem=(pem or b"").decode("latin-1")))
+        if pem:
+            self._alpn_challenges[host] = frame
+        else:
+            self._alpn_challenges.pop(host, None)
+        self._broadcast(frame)
+
+    def _broadcast(self, frame: bytes) -> None:
+        for slot in self.slots:
+            slot.send(frame)
+
+    async def synced(self) -> None:
+        """Return once every live worker applied what was sent before (within WORKER_ACK_TIMEOUT)."""
+        await self._ask(lambda request: ipc.Sync(request=request), 0.0)
+
+    async def _answer_obtain(self, slot: WorkerSlot, message: ipc.Obtain) -> None:
+        writer = slot.writer
+        if self._obtain is None:
+            error = "no ACME issuer"
+        else:
+            error = await self._obtain(message.service, message.host)
+        if slot.writer is writer:  # (a replacement never asked)
+            slot.send(ipc.encode(ipc.Obtained(request=message.request, error=error)))
 
     async def applied(self, version: int) -> None:
         """Return once every live worker serves ``version`` (or a later one); a worker that does
@@ -259,11 +359,7 @@ class WorkerFleet:
                 timeout=timeout,
             )
 
-        # this process's own copy carries the HTTPS requests (served here for now)
-        (inflight, cancelled), here = await asyncio.gather(
-            self._ask_all(message, timeout), old.drain(timeout)
-        )
-        cancelled += here
+        inflight, cancelled = await self._ask_all(message, timeout)
         if inflight:
             self._log.info(
                 "Drained targets",
@@ -275,11 +371,8 @@ class WorkerFleet:
 
     async def settle(self, service: Service, timeout: float) -> None:
         """Every worker lets the requests in flight to ``service`` finish (pause, stop)."""
-        await asyncio.gather(
-            self._ask_all(
-                lambda request: ipc.Settle(request=request, service=service.name, timeout=timeout), timeout
-            ),
-            *(targets.settle(timeout) for targets in service.target_sets()),  # HTTPS: served here for now
+        await self._ask_all(
+            lambda request: ipc.Settle(request=request, service=service.name, timeout=timeout), timeout
         )
 
     async def _ask_all(self, message: Callable[[int], ipc.ToWorker], timeout: float) -> tuple[int, int]:
@@ -316,9 +409,10 @@ class WorkerFleet:
         return [(asked[f], f.result()) for f in done if not f.cancelled()]
 
     # ------------------------------------------------------------------ processes
-    async def start(self, listeners: Listeners) -> None:
+    async def start(self, listeners: Listeners, tls_listeners: Listeners | None = None) -> None:
         """Start every worker and return once all serve the current snapshot; StartFailed if one exits first."""
         self._listeners = listeners
+        self._tls_listeners = tls_listeners
         for slot in self.slots:
             await self._spawn(slot)
         loop = asyncio.get_running_loop()
@@ -343,7 +437,9 @@ class WorkerFleet:
         loop = asyncio.get_running_loop()
         parent_end, child_end = _socketpair()
         listen_fds = tuple(s.fileno() for s in self._listeners.per_slot[slot.index])
-        config = self._worker_config(slot.index, child_end.fileno(), listen_fds)
+        tls = self._tls_listeners
+        tls_fds = tuple(s.fileno() for s in tls.per_slot[slot.index]) if tls is not None else ()
+        config = self._worker_config(slot.index, child_end.fileno(), listen_fds, tls_fds)
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (PACKAGE_ROOT, env.get("PYTHONPATH", "")) if p)
         try:
@@ -352,7 +448,7 @@ class WorkerFleet:
                 "-m",
                 "proxy.worker",
                 config.to_json(),
-                pass_fds=(child_end.fileno(), *listen_fds),
+                pass_fds=(child_end.fileno(), *listen_fds, *tls_fds),
                 stdin=asyncio.subprocess.DEVNULL,
                 env=env,
             )
@@ -361,13 +457,22 @@ class WorkerFleet:
         reader, slot.writer = await asyncio.open_unix_connection(sock=parent_end)
         slot.state = SlotState.STARTING
         slot.applied = 0
-        slot.known = frozenset()
         slot.started_at = loop.time()
         slot.exited.clear()
-        self._send_snapshot(slot, {})
+        # the whole TLS state first: the worker applies it before the snapshot that lets it serve
+        for frame in (
+            *self._tls_services.values(),
+            *self._certificates.values(),
+            *self._alpn_challenges.values(),
+        ):
+            slot.send(frame)
         if self._challenges.tokens:
             slot.send(ipc.encode(self._challenges))
-        task = loop.create_task(self._follow(slot, reader))
+        slot.send(ipc.encode(self.whole()))
+        slot.sent = self._version
+        self._track(loop.create_task(self._follow(slot, reader)))
+
+    def _track(self, task: asyncio.Task[None]) -> None:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -392,7 +497,9 @@ class WorkerFleet:
             self._changed.set()
         elif isinstance(message, ipc.MetricsTable) and message.request == 0:  # pushed
             self._take_table(slot, message)
-        elif isinstance(message, ipc.Drained | ipc.MetricsTable):
+        elif isinstance(message, ipc.Obtain):
+            self._track(asyncio.get_running_loop().create_task(self._answer_obtain(slot, message)))
+        elif isinstance(message, ipc.Drained | ipc.MetricsTable | ipc.Synced):
             pending = self._pending.get(message.request)
             if pending is not None and pending[0] is slot and not pending[1].done():
                 pending[1].set_result(message)
@@ -410,6 +517,7 @@ class WorkerFleet:
             code = await process.wait()
         was = slot.state
         slot.apply(SlotEvent.EXIT)
+        self._retire_metrics(slot)
         for pending_slot, future in list(self._pending.values()):
             if pending_slot is slot and not future.done():
                 future.set_result(None)  # it had nothing left to drain

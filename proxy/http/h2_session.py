@@ -17,6 +17,10 @@ What this layer adds to ``h2``:
   backlog (``h2``'s own, 64 frames), rapid reset (CVE-2023-44487: a peer that cancels most of the
   streams it opens, past a floor, gets GOAWAY), and SETTINGS / PING floods (a rate limit; past it,
   GOAWAY ENHANCE_YOUR_CALM). Every limit ends in ``ConnectionEnded``; memory does not grow.
+- **Cheap response heads**: HPACK as nginx encodes it (static-table indexes and literals without
+  indexing, no Huffman), so a field's bytes never depend on the connection and each field is
+  encoded once per process (``_Encoder``); HTTP/1 field lines become h2 fields once each
+  (``response_fields``). h2's outbound normalisation and validation are off: these guarantee it.
 - **Flow control tied to the other side's pace**: request-body bytes are acknowledged to the client
   only when the exchange says they were consumed upstream (``consumed``), and response bytes beyond
   the client's window wait in a per-stream queue; ``send_body`` returns False while anything waits,
@@ -66,6 +70,8 @@ class StreamHead:
     host: bytes
     headers: list[tuple[bytes, bytes]]
     end_stream: bool
+    content_length: bytes = b""  # the (one, decimal) content-length field's value; b"": none
+    expect_continue: bool = False  # ``expect: 100-continue``
 
 
 @dataclass(slots=True)
@@ -234,7 +240,9 @@ class H2Session:
     def _request(self, event: h2.events.RequestReceived) -> StreamHead | None:
         assert event.stream_id is not None and event.headers is not None
         head = request_head(
-            event.stream_id, _as_bytes(event.headers), end_stream=event.stream_ended is not None
+            event.stream_id,
+            event.headers,  # bytes (header_encoding=None)
+            end_stream=event.stream_ended is not None,
         )
         if head is None:
             self._refuse(event.stream_id)  # a stream error: the connection and its other streams go on
@@ -273,8 +281,18 @@ class H2Session:
         fields += [(n.lower(), v) for n, v in headers if n.lower() not in _CONNECTION_SPECIFIC]
         self._conn.send_headers(stream_id, fields, end_stream=end)
 
+    def send_head_lines(self, stream_id: int, status: int, lines: list[bytes], *, end: bool) -> None:
+        """A response head given as HTTP/1 field lines (``Name: value``), the shape the exchange's
+        header rules produce: translated to HTTP/2 fields in one pass."""
+        self._conn.send_headers(stream_id, response_fields(status, lines), end_stream=end)
+
     def send_body(self, stream_id: int, data: bytes, *, end: bool = False) -> bool:
         """Send what the client's window allows, queue the rest; True when nothing waits."""
+        if stream_id not in self._pending:  # nothing queued before it: a piece that fits goes as it is
+            conn = self._conn
+            if len(data) <= min(conn.local_flow_control_window(stream_id), conn.max_outbound_frame_size):
+                conn.send_data(stream_id, data, end_stream=end)
+                return True
         queue = self._pending.setdefault(stream_id, [])
         queue.append((memoryview(data), end))
         return self._flush(stream_id)
@@ -337,11 +355,44 @@ _CALM = int(h2.errors.ErrorCodes.ENHANCE_YOUR_CALM)
 
 
 class _Encoder(hpack.Encoder):
-    """HPACK without Huffman coding for response heads: pure-Python Huffman costs more CPU per
-    response than the bytes it saves on the wire (repeated fields are indexed either way)."""
+    """HPACK for response heads, as nginx does it: static-table indexes and literals *without
+    indexing*, no Huffman. Nothing enters the dynamic table, so a field always encodes to the same
+    bytes and each is encoded once per process (``_ENCODED``), not per response: the pure-Python
+    table search, integer and Huffman coding cost more CPU per response than the bytes they save.
+    The peer's table size changes are still signalled, as RFC 7541 §4.2 requires.
+    """
 
     def encode(self, headers: Any, huffman: bool = False) -> bytes:
-        return super().encode(headers, huffman=False)
+        block = []
+        if self.header_table.resized:
+            block.append(self._encode_table_size_change())
+            self.header_table.resized = False
+        encoded = _ENCODED
+        for field in headers:
+            piece = encoded.get(field)
+            if piece is None:
+                piece = self._field(field)
+                if len(field[1]) <= ENCODED_VALUE_KEPT:  # (a request ID, a long cookie: once each)
+                    if len(encoded) >= ENCODED_FIELDS_KEPT:
+                        encoded.clear()
+                    encoded[field] = piece
+            block.append(piece)
+        return b"".join(block)
+
+    def _field(self, field: tuple[bytes, bytes]) -> bytes:
+        name, value = field
+        match = self.header_table.search(name, value)  # the static table: the dynamic one stays empty
+        if match is None:
+            return self._encode_literal(name, value, hpack.hpack.INDEX_NONE)
+        index, _, perfect = match
+        if perfect is not None:
+            return self._encode_indexed(index)
+        return self._encode_indexed_literal(index, value, hpack.hpack.INDEX_NONE)
+
+
+ENCODED_FIELDS_KEPT = 4096  # encoded response fields remembered (then forgotten at once, and refilled)
+ENCODED_VALUE_KEPT = 256  # longer values are encoded each time (the memo stays ~1 MiB at most)
+_ENCODED: dict[tuple[bytes, bytes], bytes] = {}
 
 
 # Request validation (h2's own inbound validation is off: it makes every bad field a connection
@@ -363,6 +414,7 @@ def request_head(
     None when the request is malformed: the caller resets the stream."""
     pseudo: dict[bytes, bytes] = {}
     host = length = b""
+    expect = False
     cookies: list[bytes] = []
     headers: list[tuple[bytes, bytes]] = []
     for name, value in fields:
@@ -390,8 +442,14 @@ def request_head(
         elif name == b"te" and value != b"trailers":
             return None
         else:
+            if name == b"expect":
+                expect = expect or value.lower() == b"100-continue"
             headers.append((name, value))
-    return _head(stream_id, pseudo, host, headers, cookies, end_stream)
+    head = _head(stream_id, pseudo, host, headers, cookies, end_stream)
+    if head is not None:
+        head.content_length = length
+        head.expect_continue = expect
+    return head
 
 
 def _head(
@@ -424,14 +482,45 @@ def _head(
     )
 
 
+_STATUS = {code: b"%d" % code for code in range(100, 600)}
+
+
+def response_fields(status: int, lines: list[bytes]) -> list[tuple[bytes, bytes]]:
+    """A response head as HTTP/2 fields: ``:status``, then each ``Name: value`` line with its name
+    lower-cased; connection-specific fields are dropped (RFC 9113 §8.2.2). h2's own outbound
+    normalisation and validation are off: this is where those guarantees come from. Lines repeat
+    from response to response (``Server``, ``Content-Type``, ...): each short one is translated
+    once (``_FIELDS``), and the same tuple then finds its HPACK bytes in ``_ENCODED`` quickly."""
+    fields = [(b":status", _STATUS.get(status) or b"%d" % status)]
+    append = fields.append
+    known = _FIELDS
+    for line in lines:
+        field = known.get(line, _UNKNOWN)
+        if field is _UNKNOWN:
+            field = _field(line)
+            if len(line) <= ENCODED_VALUE_KEPT:
+                if len(known) >= ENCODED_FIELDS_KEPT:
+                    known.clear()
+                known[line] = field
+        if field is not None:
+            append(field)
+    return fields
+
+
+def _field(line: bytes) -> tuple[bytes, bytes] | None:
+    colon = line.find(b":")
+    if colon <= 0:
+        return None
+    name = line[:colon].lower()
+    if name in _CONNECTION_SPECIFIC:
+        return None
+    return (name, line[colon + 1 :].strip())
+
+
+_UNKNOWN = (b"", b"")  # (a sentinel, by identity: not yet in _FIELDS)
+_FIELDS: dict[bytes, tuple[bytes, bytes] | None] = {}
+
+
 def _error_code(exc: h2.exceptions.ProtocolError) -> int:
     code = getattr(exc, "error_code", h2.errors.ErrorCodes.PROTOCOL_ERROR)
     return int(code)
-
-
-def _as_bytes(headers: Iterable[tuple[bytes | str, bytes | str]]) -> Iterable[tuple[bytes, bytes]]:
-    for name, value in headers:
-        yield (
-            name if isinstance(name, bytes) else name.encode("latin-1"),
-            value if isinstance(value, bytes) else value.encode("latin-1"),
-        )

@@ -1,9 +1,13 @@
 """One worker process: the data plane on the listening sockets it inherited, routes from the control process.
 
+It serves plain HTTP (``Acceptor`` per inherited socket) and HTTPS (``TlsListener`` on the
+inherited HTTPS sockets: HTTP/2 by ALPN, else HTTP/1), over the same routes; certificates come from
+its own certificate store, a copy of the control process's (``proxy/worker/certificates.py``).
+
 Start-up: tie its life to the control process (parent-death signal, then a check that the parent is
-still the one that started it), read messages until the first routing snapshot, apply it, and only
-then accept connections and acknowledge (``Applied``): a worker never serves before it has the
-current routes. Then it follows the message stream (``proxy/ipc.py``) until:
+still the one that started it), read messages until the first routing snapshot (applying the TLS
+state and HTTP-01 answers sent before it), apply it, and only then accept connections and
+acknowledge (``Applied``): a worker never serves before it has the current routes and certificates. Then it follows the message stream (``proxy/ipc.py``) until:
 
 - ``Shutdown``, SIGTERM or SIGINT: stop accepting, close idle connections, let busy ones finish
   within the timeout, close the rest, exit 0;
@@ -27,12 +31,15 @@ import uvloop
 
 from proxy import defaults, ipc
 from proxy.http.connection import ClientConnection
+from proxy.http.h2_connection import negotiated
 from proxy.http.listener import Listener, serving_listener
 from proxy.http.parsers import PARSER_KINDS, ParserKind
 from proxy.log import JsonLog
 from proxy.metrics import RequestMetrics
 from proxy.ratelimit import RateLimited, loop_error_handler
+from proxy.tls_listener import TlsListener
 from proxy.worker.acceptor import Acceptor
+from proxy.worker.certificates import WorkerCertificates
 from proxy.worker.routes import WorkerRoutes
 
 RESPONSE_SWEEP = 0.1  # seconds between checks of --target-timeout
@@ -57,10 +64,13 @@ class WorkerConfig:
     backlog: int
     debug: bool
     metrics: bool = False  # count requests and push the table to the control process
+    tls_fds: tuple[int, ...] = ()  # the HTTPS listening sockets (none: no HTTPS listener)
+    https_port: int = 0  # the HTTPS port the public sees (for forwarded headers)
 
     def to_json(self) -> str:
         data = {k: getattr(self, k) for k in self.__dataclass_fields__}
         data["listen_fds"] = list(self.listen_fds)
+        data["tls_fds"] = list(self.tls_fds)
         return json.dumps(data, separators=(",", ":"))
 
     @classmethod
@@ -68,12 +78,16 @@ class WorkerConfig:
         data = json.loads(text)
         if not isinstance(data, dict):
             raise ValueError("worker config must be a JSON object")
-        ints = ("index", "parent", "channel_fd", "port", "backlog")
+        data.setdefault("https_port", 0)
+        ints = ("index", "parent", "channel_fd", "port", "backlog", "https_port")
         if any(type(data.get(k)) is not int or data[k] < 0 for k in ints):
             raise ValueError(f"worker config: {', '.join(ints)} must be non-negative integers")
         fds = data.get("listen_fds")
         if not isinstance(fds, list) or not fds or any(type(fd) is not int or fd < 0 for fd in fds):
             raise ValueError("worker config: listen_fds must be a list of descriptors")
+        tls_fds = data.get("tls_fds", [])
+        if not isinstance(tls_fds, list) or any(type(fd) is not int or fd < 0 for fd in tls_fds):
+            raise ValueError("worker config: tls_fds must be a list of descriptors")
         parser = data.get("http_parser")
         if parser not in PARSER_KINDS:
             raise ValueError("worker config: unknown http_parser")
@@ -93,6 +107,8 @@ class WorkerConfig:
             backlog=data["backlog"],
             debug=bool(data.get("debug")),
             metrics=bool(data.get("metrics")),
+            tls_fds=tuple(tls_fds),
+            https_port=data["https_port"],
         )
 
 
@@ -128,6 +144,7 @@ class Worker:
         self._writer: asyncio.StreamWriter | None = None
         self.challenges: dict[str, str] = {}  # ACME HTTP-01: token → key authorization
         self.metrics = RequestMetrics() if config.metrics else None
+        self.certificates = WorkerCertificates(log=log, routes=self.routes.current, send=self._send)
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
@@ -140,20 +157,35 @@ class Worker:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._request_stop, defaults.SHUTDOWN_TIMEOUT)
 
-        first = await self._read(reader)  # messages before the first snapshot cannot concern us
+        first = await self._read(reader)  # the TLS state and HTTP-01 answers come before the snapshot
         while first is not None and not isinstance(first, ipc.Snapshot):
+            self._handle(first)
             first = await self._read(reader)
         if first is None:
             return EXIT_ORPHANED
         self.routes.apply(first)
 
-        ctx = self._context(loop)
+        ctx = self._context(loop, scheme="http", port=config.port)
         servers = [
             Acceptor(loop=loop, sock=socket.socket(fileno=fd), protocol_factory=lambda: ClientConnection(ctx))
             for fd in config.listen_fds
         ]
+        contexts = [ctx]
+        tls_listener = None
+        if config.tls_fds:
+            https = self._context(loop, scheme="https", port=config.https_port)
+            contexts.append(https)
+            tls_listener = TlsListener(
+                loop=loop,
+                store=self.certificates.store,
+                protocol_factory=lambda: negotiated(https),  # HTTP/2 by ALPN, else HTTP/1
+                log=self.log,
+                hello_timeout=min(config.read_header_timeout, defaults.TLS_HELLO_TIMEOUT),
+            )
+            for fd in config.tls_fds:
+                tls_listener.adopt(socket.socket(fileno=fd))
         self._send(ipc.Applied(version=self.routes.version))
-        sweeper = loop.create_task(self._sweep(ctx))
+        sweeper = loop.create_task(self._sweep(contexts))
         if self.metrics is not None:
             self._spawn(self._push_metrics(self.metrics))
         follower = loop.create_task(self._follow(reader))
@@ -164,11 +196,13 @@ class Worker:
         follower.cancel()
         for server in servers:
             server.close()
-        await self._finish(ctx, self._stop.result())
+        if tls_listener is not None:
+            tls_listener.close()
+        await asyncio.gather(*(self._finish(each, self._stop.result()) for each in contexts))
         sweeper.cancel()
         return 0
 
-    def _context(self, loop: asyncio.AbstractEventLoop) -> Listener:
+    def _context(self, loop: asyncio.AbstractEventLoop, *, scheme: str, port: int) -> Listener:
         config = self.config
         return serving_listener(
             loop=loop,
@@ -176,8 +210,8 @@ class Worker:
             metrics=self.metrics,
             routes=self.routes.current,
             http_parser=config.http_parser,
-            port=config.port,
-            scheme="http",
+            port=port,
+            scheme=scheme,
             read_header_timeout=config.read_header_timeout,
             idle_timeout=config.idle_timeout,
             request_body_timeout=config.request_body_timeout,
@@ -228,15 +262,27 @@ class Worker:
             if isinstance(message, ipc.Snapshot):
                 self.routes.apply(message)
                 self._send(ipc.Applied(version=self.routes.version))
-            elif isinstance(message, ipc.Drain | ipc.Settle):
-                self._spawn(self._drain(message))
-            elif isinstance(message, ipc.Challenges):
-                self.challenges.clear()
-                self.challenges.update(message.tokens)
-            elif isinstance(message, ipc.CollectMetrics):
-                self._send(ipc.MetricsTable(request=message.request, table=self._table()))
-            elif isinstance(message, ipc.Shutdown):
-                self._request_stop(message.timeout)
+            else:
+                self._handle(message)
+
+    def _handle(self, message: ipc.Message) -> None:
+        """Any message but a snapshot (these may also come before the first one)."""
+        if isinstance(message, ipc.Drain | ipc.Settle):
+            self._spawn(self._drain(message))
+        elif isinstance(message, ipc.TlsService | ipc.Certificate | ipc.AlpnChallenge | ipc.Obtained):
+            self.certificates.apply(message)
+        elif isinstance(message, ipc.Challenges):
+            self._set_challenges(message)
+        elif isinstance(message, ipc.CollectMetrics):
+            self._send(ipc.MetricsTable(request=message.request, table=self._table()))
+        elif isinstance(message, ipc.Shutdown):
+            self._request_stop(message.timeout)
+        elif isinstance(message, ipc.Sync):
+            self._send(ipc.Synced(request=message.request))
+
+    def _set_challenges(self, message: ipc.Challenges) -> None:
+        self.challenges.clear()  # (the listeners hold this dict)
+        self.challenges.update(message.tokens)
 
     async def _push_metrics(self, table: RequestMetrics) -> None:
         """The request table, every METRICS_PUSH_INTERVAL, for the control process's scrapes."""
@@ -276,21 +322,23 @@ class Worker:
                 cancelled = sum(await asyncio.gather(*(s.settle(message.timeout) for s in sets)))
         self._send(ipc.Drained(request=message.request, inflight=inflight, cancelled=cancelled))
 
-    async def _sweep(self, ctx: Listener) -> None:
+    async def _sweep(self, contexts: list[Listener]) -> None:
         ticks_per_idle = max(1, round(IDLE_SWEEP / RESPONSE_SWEEP))
         tick = 0
         while True:
             await asyncio.sleep(RESPONSE_SWEEP)
-            ctx.sweep_responses()
+            for ctx in contexts:
+                ctx.sweep_responses()
             tick += 1
             if tick >= ticks_per_idle:
                 tick = 0
-                ctx.sweep_idle()
+                for ctx in contexts:
+                    ctx.sweep_idle()
                 if descriptors_exhausted():
                     self.errors.error(
                         asyncio.get_running_loop().time(),
                         "Unable to accept connections: too many open files",
-                        connections=len(ctx.connections),
+                        connections=sum(len(ctx.connections) for ctx in contexts),
                         worker=self.config.index,
                     )
 

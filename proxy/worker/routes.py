@@ -2,7 +2,9 @@
 
 The data plane reads ``routes`` (an immutable ServiceMap) exactly as in one process; a snapshot is
 applied by building the next map completely and then replacing the reference, so no request ever
-sees half of a change. Objects that carry live state survive snapshots that do not change them:
+sees half of a change. A whole snapshot (the first one, or one sent to catch up) builds every
+service and a new map; a change to the version served builds only the services it lists and
+derives the map from the current one, so its cost follows the size of the change. Objects that carry live state survive snapshots that do not change them:
 a Service keeps its held requests, a TargetSet (same id) keeps its targets' pools and in-flight
 requests. A target set a deploy replaced is kept aside until the control process asks to drain it.
 """
@@ -15,7 +17,7 @@ from proxy.http.tls_rules import sync_entry_rules
 from proxy.ipc import Entry, MessageError, ServiceState, Snapshot
 from proxy.log import JsonLog
 from proxy.service import Service
-from proxy.service_map import ServiceMap
+from proxy.service_map import ServiceMap, bindings_of, rebind
 from proxy.state import SavedService
 from proxy.targets import TargetSet
 
@@ -29,6 +31,7 @@ class WorkerRoutes:
         self._entries: dict[str, Entry] = {}  # the configuration each service was built from
         self._sets: dict[int, TargetSet] = {}  # active target sets by id
         self.replaced: dict[int, TargetSet] = {}  # replaced by a deploy, waiting for their drain
+        self.built = 0  # services the last snapshot listed: what applying it looked at
 
     def current(self) -> ServiceMap[Service]:
         return self.routes
@@ -41,9 +44,25 @@ class WorkerRoutes:
 
     def apply(self, snapshot: Snapshot) -> bool:
         """Serve ``snapshot`` from now on; False (and nothing changes) if it is older than what is
-        served. MessageError (and nothing changes) if it names a revision this worker lacks."""
-        if snapshot.version <= self.version and self.version:
+        served. MessageError (and nothing changes) if it names a revision this worker lacks, or is
+        a change to another version than the one served."""
+        if not snapshot.base and snapshot.version <= self.version and self.version:
             return False
+        if snapshot.base and snapshot.base != self.version:
+            raise MessageError(f"a change to version {snapshot.base} cannot apply to version {self.version}")
+        unknown = [name for name in snapshot.removed if name not in self._services]
+        if unknown:
+            raise MessageError(f"service {unknown[0]}: removed but never sent")
+        entries = self._checked_entries(snapshot)
+        if snapshot.base:
+            self._apply_change(snapshot, entries)
+        else:
+            self._apply_whole(entries, snapshot.services)
+        self.version = snapshot.version
+        return True
+
+    def _checked_entries(self, snapshot: Snapshot) -> dict[str, Entry]:
+        """The entry of each service the snapshot lists, checked against its health (no change yet)."""
         entries: dict[str, Entry] = {}
         for state in snapshot.services:
             entry = snapshot.entries.get(state.revision)
@@ -57,9 +76,13 @@ class WorkerRoutes:
             ):
                 raise MessageError(f"service {state.name}: health does not list one state per target")
             entries[state.name] = entry
+        return entries
+
+    def _apply_whole(self, entries: dict[str, Entry], states: tuple[ServiceState, ...]) -> None:
+        """Exactly these services: build them all and a new map."""
         services: dict[str, Service] = {}
         sets: dict[int, TargetSet] = {}
-        for state in snapshot.services:
+        for state in states:
             service = self._service_for(state, entries[state.name])
             services[state.name] = service
             for target_set in service.target_sets():
@@ -76,6 +99,7 @@ class WorkerRoutes:
         self._services = services
         self._entries = entries
         self._sets = sets
+        self.built = len(states)
         if not same:  # (a change of health only keeps the map: it holds the same Service objects)
             routes = ServiceMap(
                 (host, prefix, service)
@@ -85,8 +109,38 @@ class WorkerRoutes:
             )
             sync_entry_rules(services.values(), routes)
             self.routes = routes
-        self.version = snapshot.version
-        return True
+
+    def _apply_change(self, snapshot: Snapshot, entries: dict[str, Entry]) -> None:
+        """Only what changed: the listed services are rebuilt (or kept, on health alone), the
+        removed ones dropped, and the map is derived from the current one."""
+        unbind: list[tuple[str, str]] = []
+        rebound: list[Service] = []
+        for name in snapshot.removed:
+            service = self._services.pop(name)
+            unbind += bindings_of(self._entries.pop(name).saved.options)
+            for target_set in service.target_sets():
+                if self._sets.pop(target_set.ident, None) is not None:
+                    target_set.close_idle()
+        for state in snapshot.services:
+            entry = entries[state.name]
+            before = self._entries.get(state.name)
+            old_sets = self._services[state.name].target_sets() if state.name in self._services else []
+            service = self._service_for(state, entry)
+            self._services[state.name] = service
+            self._entries[state.name] = entry
+            sets = service.target_sets()
+            for target_set in sets:
+                self._sets[target_set.ident] = target_set
+            for old in old_sets:
+                if all(old is not s for s in sets) and self._sets.pop(old.ident, None) is not None:
+                    self.replaced[old.ident] = old  # a deploy replaced it: the control process drains it
+            if before is not entry:
+                if before is not None:
+                    unbind += bindings_of(before.saved.options)
+                rebound.append(service)
+        self.built = len(snapshot.services)
+        if unbind or rebound:
+            self.routes = rebind(self.routes, unbind=unbind, services=rebound, sync=sync_entry_rules)
 
     def _target_set(
         self, saved: SavedService, ident: int, writers: tuple[str, ...], readers: tuple[str, ...]

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 from proxy.control import MAX_REQUEST, ControlServer
 from proxy.log import JsonLog
-from proxy.router import ControlError, InProcessDataPlane, Router
+from proxy.router import ControlError, DataPlane, InProcessDataPlane, Router
 from proxy.state import StateFile
 from tests.proxy.manual_clock import ManualClock, settle
 
@@ -56,7 +56,7 @@ class FakeProbe:
 
 
 class ControlPlane:
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, *, dataplane: DataPlane | None = None) -> None:
         self.clock = ManualClock(settle_rounds=50)
         self.probe = FakeProbe(self.clock)
         self.state = StateFile(path=tmp / "state" / "kamal-proxy.state")
@@ -64,7 +64,7 @@ class ControlPlane:
         self.router = Router(
             log=self.log,
             state=self.state,
-            dataplane=InProcessDataPlane(),
+            dataplane=dataplane if dataplane is not None else InProcessDataPlane(),
             clock=self.clock,
             prober=self.probe,
         )

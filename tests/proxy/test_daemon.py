@@ -13,7 +13,9 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
+from proxy.control import DaemonRunning, claim_socket
 from proxy.daemon import Daemon, DaemonConfig
 from proxy.ratelimit import RateLimited, loop_error_handler
 from tests.proxy.backend import Backend
@@ -93,7 +95,7 @@ def test_an_unreadable_state_file_is_kept_before_the_first_save(tmp_path: Path, 
 
 
 def run_cli(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    environ = clean_env(HOME=str(tmp_path), KAMAL_PROXY_SOCKET=str(tmp_path / "s.sock"), **env)
+    environ = clean_env(**{"HOME": str(tmp_path), "KAMAL_PROXY_SOCKET": str(tmp_path / "s.sock"), **env})
     return subprocess.run(
         [sys.executable, "-m", "proxy.cli.main", *args],
         env=environ,
@@ -277,3 +279,36 @@ def test_the_issues_bad_commands_over_the_real_socket_change_nothing(
         httpx.post(proxy.url("/echo"), headers={"Host": "app.test"}, content=b"x" * 1000).status_code == 200
     )
     proxy.deploy("other", backend.address, args=("--host=other.test",))  # the control plane still works
+
+
+def test_a_daemon_starting_while_another_holds_the_lock_is_refused(tmp_path: Path) -> None:
+    """The lock closes the window between the socket check and the socket bind: a second `run`
+    started at the same moment as the first is refused, before it binds any port."""
+    path = tmp_path / "kamal-proxy.sock"
+    holder = claim_socket(path)  # what a daemon still starting up holds
+    try:
+        result = run_cli(
+            tmp_path, "run", "--http-port", "0", "--https-port", "0", KAMAL_PROXY_SOCKET=str(path)
+        )
+        assert (result.returncode, result.stderr) == (
+            1,
+            f"Error: another kamal-proxy is already running on {path}\n",
+        )
+        assert not path.exists()  # it never took the socket
+    finally:
+        os.close(holder)
+    proxy = ProxyProcess(tmp=tmp_path).start()  # released: the next daemon starts
+    try:
+        assert proxy.ctl("list", "--json").stdout.strip() == "{}"
+    finally:
+        proxy.stop()
+
+
+def test_the_daemon_lock_is_exclusive_and_released_on_close(tmp_path: Path) -> None:
+    path = tmp_path / "sub" / "kamal-proxy.sock"
+    first = claim_socket(path)
+    with pytest.raises(DaemonRunning, match="already running"):
+        claim_socket(path)
+    os.close(first)
+    os.close(claim_socket(path))
+    assert (tmp_path / "sub" / "kamal-proxy.sock.lock").stat().st_mode & 0o777 == 0o600

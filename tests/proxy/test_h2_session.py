@@ -6,6 +6,7 @@ import h2.config
 import h2.connection
 import h2.errors
 import h2.events
+import h2.settings
 import pytest
 from hyperframe.frame import Frame, GoAwayFrame, HeadersFrame, RstStreamFrame
 
@@ -22,6 +23,7 @@ from proxy.http.h2_session import (
     StreamReset,
     StreamWritable,
     request_head,
+    response_fields,
 )
 
 
@@ -301,3 +303,60 @@ def test_request_head_needs_method_scheme_path_and_a_host() -> None:
     assert request_head(1, connect, end_stream=False) is None
     te = request_head(1, [*REQUEST, (b"te", b"trailers")], end_stream=True)
     assert te is not None and (b"te", b"trailers") in te.headers
+
+
+def test_request_head_carries_the_body_length_and_expect_continue() -> None:
+    fields = [*REQUEST, (b"content-length", b"12"), (b"expect", b"100-Continue")]
+    head = request_head(1, fields, end_stream=False)
+    assert head is not None and head.content_length == b"12" and head.expect_continue
+    plain = request_head(1, REQUEST, end_stream=True)
+    assert plain is not None and plain.content_length == b"" and not plain.expect_continue
+
+
+def test_response_lines_become_lowercase_fields_without_connection_specific_ones() -> None:
+    lines = [
+        b"Content-Type: text/plain",
+        b"Connection: keep-alive",
+        b"Keep-Alive: timeout=5",
+        b"Transfer-Encoding: chunked",
+        b"Upgrade: h2c",
+        b"TE: trailers",
+        b"X-Request-ID:  abc ",
+        b"Set-Cookie: a=1",
+    ]
+    assert response_fields(404, lines) == [
+        (b":status", b"404"),
+        (b"content-type", b"text/plain"),
+        (b"x-request-id", b"abc"),
+        (b"set-cookie", b"a=1"),
+    ]
+
+
+def test_response_heads_decode_the_same_and_leave_the_clients_hpack_table_empty() -> None:
+    pair = Pair()
+    lines = [b"Server: nginx", b"Date: Mon, 30 Nov 2026 12:00:00 GMT", b"Content-Type: text/plain"]
+    for _ in range(3):  # the second and third come from the encoded-field memo
+        sid = pair.request()
+        pair.exchange()
+        pair.server.send_head_lines(sid, 200, lines, end=True)
+        pair.exchange()
+        response = [e for e in pair.client_events if isinstance(e, h2.events.ResponseReceived)][-1]
+        assert response.stream_id == sid
+        assert response.headers == [
+            (b":status", b"200"),
+            (b"server", b"nginx"),
+            (b"date", b"Mon, 30 Nov 2026 12:00:00 GMT"),
+            (b"content-type", b"text/plain"),
+        ]
+    assert not pair.client.decoder.header_table.dynamic_entries  # nothing indexed: stateless encoding
+
+
+def test_a_smaller_hpack_table_from_the_client_is_acknowledged_in_the_next_head() -> None:
+    pair = Pair()
+    pair.client.update_settings({h2.settings.SettingCodes.HEADER_TABLE_SIZE: 0})
+    sid = pair.request()
+    pair.exchange()
+    pair.server.send_head_lines(sid, 200, [b"Server: nginx"], end=True)
+    pair.exchange()  # the client's decoder insists on the size update (RFC 7541 §4.2), else errors
+    response = [e for e in pair.client_events if isinstance(e, h2.events.ResponseReceived)]
+    assert response and response[0].headers == [(b":status", b"200"), (b"server", b"nginx")]

@@ -4,6 +4,7 @@ routes follow snapshots (WorkerRoutes)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 
 import pytest
@@ -13,9 +14,12 @@ from proxy.lifecycle import ServiceMode, TargetState
 from proxy.log import JsonLog
 from proxy.options import ServiceOptions, TargetOptions
 from proxy.state import SavedService
+from proxy.tls import AcmeSettings, ServiceTls
+from proxy.worker.process import WorkerConfig
 from proxy.worker.routes import WorkerRoutes
 
 Service = tuple[ipc.ServiceState, ipc.Entry]
+PEM = "-----BEGIN PRIVATE KEY-----\nMIG...\n-----END PRIVATE KEY-----\n"
 
 
 def service_state(
@@ -66,10 +70,30 @@ MESSAGES: list[ipc.Message] = [
     ipc.MetricsTable(
         request=3, table={"series": [["app", "GET", 200, 1, 0.01, [1] + [0] * 10]], "in_flight": {}}
     ),
+    ipc.TlsService(name="app", hosts=("a.test", "b.test"), default_host="a.test", static_pem=PEM),
+    ipc.TlsService(
+        name="auto",
+        hosts=("c.test",),
+        acme=True,
+        acme_directory="https://ca.test/dir",
+        acme_cache_root="/var/certs",
+        eab_kid="kid",
+        eab_hmac_key="hmac",
+        on_demand_url="http://check.test/",
+    ),
+    ipc.TlsService(name="gone", enabled=False),
+    ipc.Certificate(cache_dir="/var/certs/abc", host="c.test", pem=PEM, not_after=1.9e9),
+    ipc.AlpnChallenge(host="c.test", pem=PEM),
+    ipc.AlpnChallenge(host="c.test", pem=""),
+    ipc.Obtain(request=5, service="auto", host="c.test"),
+    ipc.Obtained(request=5),
+    ipc.Obtained(request=6, error="rate limited"),
+    ipc.Sync(request=7),
+    ipc.Synced(request=7),
 ]
 
 
-@pytest.mark.parametrize("message", MESSAGES, ids=lambda m: m.type)
+@pytest.mark.parametrize("message", MESSAGES, ids=lambda m: f"{m.type}-{MESSAGES.index(m)}")
 def test_every_message_reads_back_as_it_was_sent(message: ipc.Message) -> None:
     assert ipc.FrameReader().feed(ipc.encode(message)) == [message]
 
@@ -102,11 +126,63 @@ def test_frames_split_anywhere_come_out_whole_and_in_order() -> None:
             b'{"type": "snapshot", "version": 1, "services": [{"entry": {"name": "a"}, "set": 1, "health": []}]}',
             "snapshot: ",
         ),
+        (b'{"type": "tls_service"}', "tls_service: bad field"),
+        (b'{"type": "tls_service", "name": 7}', "name must be a string"),
+        (b'{"type": "tls_service", "name": "a", "enabled": "yes"}', "enabled must be true or false"),
+        (b'{"type": "tls_service", "name": "a", "hosts": "a.test"}', "hosts must be a list"),
+        (b'{"type": "tls_service", "name": "a", "hosts": [1]}', "hosts\\[\\] must be a string"),
+        (b'{"type": "tls_service", "name": "a", "static_pem": "not a pem"}', "static_pem must be PEM text"),
+        (b'{"type": "tls_service", "name": "a", "on_demand_url": null}', "on_demand_url must be a string"),
+        (
+            b'{"type": "certificate", "cache_dir": "/c", "host": "h", "pem": "", "not_after": 1}',
+            "pem must be PEM text",
+        ),
+        (
+            b'{"type": "certificate", "cache_dir": "/c", "host": "h", "pem": "-----BEGIN X", "not_after": "soon"}',
+            "not_after must be a unix time",
+        ),
+        (
+            b'{"type": "certificate", "cache_dir": "/c", "host": "h", "pem": "-----BEGIN X", "not_after": 1e300}',
+            "not_after must be a unix time",
+        ),
+        (b'{"type": "alpn_challenge", "host": ["h"], "pem": ""}', "host must be a string"),
+        (b'{"type": "obtain", "request": 1, "service": "a"}', "obtain: bad field"),
+        (b'{"type": "obtain", "request": -1, "service": "a", "host": "h"}', "request must be a non-negative"),
+        (b'{"type": "obtained", "request": 1, "error": 3}', "error must be a string"),
+        (b'{"type": "sync"}', "sync: bad field"),
     ],
 )
 def test_a_bad_frame_is_a_message_error_naming_the_problem(body: bytes, error: str) -> None:
     with pytest.raises(ipc.MessageError, match=error.replace("(", r"\(")):
         ipc.decode(body)
+
+
+def test_tls_texts_over_their_bounds_are_refused() -> None:
+    too_long_host = {"type": "tls_service", "name": "a", "hosts": ["h" * (ipc.MAX_TEXT + 1)]}
+    with pytest.raises(ipc.MessageError, match="at most"):
+        ipc.decode(json.dumps(too_long_host).encode())
+    too_big_pem = {"type": "alpn_challenge", "host": "h", "pem": "-----BEGIN " + "A" * ipc.MAX_PEM}
+    with pytest.raises(ipc.MessageError, match="at most"):
+        ipc.decode(json.dumps(too_big_pem).encode())
+
+
+def test_a_static_certificate_travels_as_the_exact_bytes_read_at_deploy() -> None:
+    pem = b"-----BEGIN PRIVATE KEY-----\n\xe9t\xe9\n-----END PRIVATE KEY-----\n"  # even non-ASCII bytes
+    tls = ServiceTls(service="app", hosts=("a.test",), static_pem=pem, default_host="a.test")
+    message = ipc.decode(ipc.encode(ipc.TlsService.of("app", tls))[4:])
+    assert isinstance(message, ipc.TlsService)
+    assert message.static_pem.encode("latin-1") == pem and message.hosts == ("a.test",)
+    assert message.acme_settings() is None
+
+
+def test_acme_settings_survive_the_trip() -> None:
+    acme = AcmeSettings(directory="https://ca.test/d", cache_root="/c", eab_kid="k", eab_hmac_key="m")
+    tls = ServiceTls(service="s", hosts=("a.test",), acme=acme, on_demand_url="http://ok.test/")
+    message = ipc.decode(ipc.encode(ipc.TlsService.of("s", tls))[4:])
+    assert isinstance(message, ipc.TlsService)
+    assert message.acme_settings() == acme and message.on_demand_url == "http://ok.test/"
+    removed = ipc.decode(ipc.encode(ipc.TlsService.of("s", None))[4:])
+    assert removed == ipc.TlsService(name="s", enabled=False)
 
 
 def test_a_snapshot_whose_health_does_not_match_its_targets_is_refused() -> None:
@@ -244,3 +320,47 @@ def test_a_snapshot_naming_a_revision_never_sent_changes_nothing() -> None:
     with pytest.raises(ipc.MessageError, match="revision 9 was never sent"):
         r.apply(snapshot(2, unknown, entries=False))
     assert r.current() is before and r.version == 1
+
+
+# ---------------------------------------------------------------------- a worker's command line
+
+
+def worker_config(**changes: object) -> WorkerConfig:
+    base = WorkerConfig(
+        index=1,
+        parent=10,
+        channel_fd=3,
+        listen_fds=(4, 5),
+        tls_fds=(6, 7),
+        https_port=8443,
+        port=8080,
+        http_parser="httptools",
+        read_header_timeout=30.0,
+        idle_timeout=60.0,
+        request_body_timeout=60.0,
+        backlog=2048,
+        debug=False,
+    )
+    return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
+
+
+def test_a_worker_config_carries_its_https_sockets_and_public_https_port() -> None:
+    config = worker_config()
+    assert WorkerConfig.from_json(config.to_json()) == config
+    plain = worker_config(tls_fds=(), https_port=0)
+    assert WorkerConfig.from_json(plain.to_json()) == plain
+
+
+@pytest.mark.parametrize(
+    ("change", "error"),
+    [
+        ({"tls_fds": "6"}, "tls_fds must be a list of descriptors"),
+        ({"tls_fds": [-1]}, "tls_fds must be a list of descriptors"),
+        ({"https_port": "443"}, "must be non-negative integers"),
+    ],
+)
+def test_a_worker_config_with_bad_https_fields_is_refused(change: dict[str, object], error: str) -> None:
+    data = json.loads(worker_config().to_json())
+    data.update(change)
+    with pytest.raises(ValueError, match=error):
+        WorkerConfig.from_json(json.dumps(data))

@@ -7,6 +7,9 @@ import asyncio
 from prometheus_client.exposition import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from proxy import ipc
+from proxy.controller.fleet import SlotState, WorkerFleet
+from proxy.log import JsonLog
 from proxy.metrics import (
     MetricsServerProtocol,
     ProxyCollector,
@@ -15,6 +18,7 @@ from proxy.metrics import (
     make_registry,
     normalize_method,
 )
+from proxy.worker.process import WorkerConfig
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -121,3 +125,35 @@ def test_every_path_of_the_metrics_listener_serves_the_exposition() -> None:
         head, _, body = response.partition(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 200 OK")
         assert b'kamal_proxy_http_requests_total{method="GET",service="app",status="200"} 1.0' in body
+
+
+def test_a_replaced_workers_counters_stay_in_the_sums_and_its_gauges_do_not() -> None:
+    def no_process(index: int, fd: int, fds: tuple[int, ...], tls_fds: tuple[int, ...]) -> WorkerConfig:
+        raise AssertionError("no worker process is started")
+
+    async def scenario() -> None:
+        fleet = WorkerFleet(count=2, log=JsonLog(fd=-1), worker_config=no_process)
+        dead, live = fleet.slots
+        worker = RequestMetrics()
+        for _ in range(3):
+            worker.started("app")
+            worker.finished("app", "GET", 200, 0.01)
+            worker.connect_failed("app")
+        worker.started("app")  # in flight when it died
+        table = {**worker.snapshot(), "held": {"app": 2}, "idle": {"app": 5}}
+        for slot in (dead, live):
+            slot.state = SlotState.READY
+            fleet._received(slot, ipc.MetricsTable(request=0, table=table))
+        dead.state = SlotState.EXITED
+        fleet._retire_metrics(dead)
+        assert dead.metrics is None  # its replacement's table starts from nothing
+        got = scrape(*fleet.metrics_tables())
+        assert (
+            got[("kamal_proxy_http_requests_total", labels(service="app", method="GET", status="200"))] == 6
+        )
+        assert got[("kamal_proxy_http_in_flight_requests", labels(service="app"))] == 1  # the live one's
+        held, idle = fleet.worker_gauges()
+        assert held == {"app": 2} and idle == {"app": 5}
+        assert sum(t.connect_errors.get("app", 0) for t in fleet.metrics_tables()) == 6
+
+    asyncio.run(scenario())

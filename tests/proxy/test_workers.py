@@ -307,3 +307,54 @@ def test_a_scrape_sums_the_requests_every_worker_served(tmp_path: Path, backend:
         assert got[("kamal_proxy_upstream_idle_connections", (("service", "app"),))] >= 2  # one per worker
     finally:
         proxy.stop(signal.SIGKILL)
+
+
+def test_services_deployed_and_removed_one_change_at_a_time_route_on_every_worker(
+    two_workers: ProxyProcess, backend: Backend, backend2: Backend
+) -> None:
+    """After the first snapshot each command reaches the workers as a change (only that service):
+    every worker must still route every service as the control process does."""
+    for i in range(6):
+        chosen = backend if i % 2 == 0 else backend2
+        two_workers.deploy(f"app{i}", chosen.address, args=(f"--host=app{i}.test",))
+    two_workers.ctl("remove", "app1")
+    two_workers.ctl("remove", "app4")
+    two_workers.deploy("app2", backend2.address, args=("--host=app2.test",))  # redeployed elsewhere
+    two_workers.deploy(
+        "app1", backend.address, args=("--host=app1.test", "--path-prefix=/echo", "--strip-path-prefix=false")
+    )
+    two_workers.ctl("stop", "app5")
+    two_workers.ctl("resume", "app5")
+    both = set(workers_of(two_workers))
+    expected = {"app0": "one", "app1": "one", "app2": "two", "app3": "two", "app5": "two"}
+    for name, backend_name in expected.items():
+        assert served_by(two_workers, f"{name}.test", count=12) == {backend_name: both}, name
+    for _ in range(CONNECTIONS):
+        with two_workers.connect() as sock:
+            assert status_of(raw_request(sock, b"GET / HTTP/1.1\r\nHost: app4.test\r\n\r\n")) == 404
+        with two_workers.connect() as sock:  # app1 is bound under /echo only now
+            assert status_of(raw_request(sock, b"GET /other HTTP/1.1\r\nHost: app1.test\r\n\r\n")) == 404
+
+
+def test_request_counters_do_not_go_backwards_when_a_worker_is_replaced(
+    tmp_path: Path, backend: Backend
+) -> None:
+    port = free_port()
+    proxy = ProxyProcess(tmp=tmp_path, workers=2, args=("--metrics-port", str(port))).start()
+    key = ("kamal_proxy_http_requests_total", (("method", "GET"), ("service", "app"), ("status", "200")))
+    try:
+        proxy.deploy("app", backend.address, args=("--host=app.test",))
+        victim, survivor = workers_of(proxy)
+        assert served_by(proxy, "app.test") == {"one": {victim, survivor}}  # both counted some
+        before = scrape(port)[key]
+        assert before == CONNECTIONS
+        os.kill(victim, signal.SIGKILL)
+        replaced = proxy.wait_log(lambda e: e.get("msg") == "Worker replaced", timeout=15)
+        after = scrape(port)
+        assert after[key] >= before  # the dead worker's counts stay in the sum
+        assert served_by(proxy, "app.test") == {"one": {survivor, replaced["pid"]}}
+        again = scrape(port)
+        assert again[key] == before + CONNECTIONS
+        assert again[("kamal_proxy_http_in_flight_requests", (("service", "app"),))] == 0
+    finally:
+        proxy.stop(signal.SIGKILL)

@@ -196,9 +196,12 @@ def test_the_image_boots_as_kamal_boots_it_non_root_with_every_capability_droppe
         "try:\n    os.getxattr(os.path.realpath(sys.executable), 'security.capability'); print('cap')\n"
         "except OSError:\n    print('no-cap')\n"
         "print([m for m in ('yaml', 'click', 'httpx') if u.find_spec(m)])\n"
+        "print([c for c in ('kamal-proxy', 'proxyctl', 'deployer') if shutil.which(c)])\n"
     )
+    probe = "import shutil\n" + probe
     out = host.engine.docker("exec", "kamal-proxy", "python3", "-c", probe).stdout
-    assert out == "no-cap\n[]\n"
+    # no `deployer` command either: the deployer is not in the image, so it could only fail
+    assert out == "no-cap\n[]\n['kamal-proxy', 'proxyctl']\n"
     labels = host.engine.docker("image", "inspect", proxy_image, "--format", "{{json .Config.Labels}}").stdout
     assert '"org.opencontainers.image.title":"kamal-proxy"' in labels
 
