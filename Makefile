@@ -44,7 +44,7 @@ $(VENV)/.native: $(VENV)/.installed $(NATIVE_SOURCES)
 install-system:
 	sh tests/deployer/setup.sh
 	sh tests/deployer/e2e/setup.sh
-	sh tests/proxy/setup.sh
+	PYTHON=$(PYTHON) sh tests/proxy/setup.sh
 
 # A fresh state every run (scripts/demo.sh); PORT, HTTPS_PORT and DEMO_PORT pick the ports.
 run: install
@@ -56,7 +56,8 @@ run: install
 # daemon again on the pure-Python sources, as where no compiler was at install time.
 PURE_TESTS = tests/proxy/test_exchange.py tests/proxy/test_exchange_state.py tests/proxy/test_headers.py \
 	tests/proxy/test_writer.py tests/proxy/test_parsers.py tests/proxy/test_proxying.py tests/proxy/test_native.py
-test: install install-system
+# install-system first: it brings the C compiler the install compiles the per-request modules with.
+test: install-system install
 	$(VPY) -m pytest -q
 	KAMAL_PROXY_PURE=1 $(VPY) -m pytest -q $(PURE_TESTS)
 	$(VPY) -m pytest -q -m e2e tests/deployer/e2e || $(VPY) -m pytest -q -m e2e tests/deployer/e2e
