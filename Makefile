@@ -14,16 +14,28 @@ DOCKER ?= docker
 BASE ?= python:3.11-slim
 IMAGE ?= kamal-proxy-py:v0.9.2
 
-.PHONY: install install-system run test test-e2e lint bench bench-setup image soak clean fuzz-parsers
+.PHONY: install build-ext install-system run test test-e2e lint bench bench-setup image soak clean fuzz-parsers
 
-install: $(VENV)/.installed
+install: $(VENV)/.installed $(VENV)/.native
 
 $(VENV)/bin/python:
 	@$(PYTHON) -c 'import sys; v = sys.version_info; sys.exit(0 if v >= (3, 11) else "Python 3.11 or newer is needed; $(PYTHON) is %d.%d (run: make PYTHON=python3.11 ...)" % v[:2])'
 	$(PYTHON) -m venv $(VENV)
 
-$(VENV)/.installed: pyproject.toml | $(VENV)/bin/python
+# The editable install also compiles the per-request modules with mypyc (setup.py; pure Python when
+# that is not possible). Editing one of them later makes the package run the pure-Python sources,
+# with a warning (proxy/native.py), until `make build-ext` (which `make install` runs) rebuilds them.
+$(VENV)/.installed: pyproject.toml setup.py | $(VENV)/bin/python
 	$(VPY) -m pip install --quiet -e '.[dev,deployer]'
+	@touch $@
+
+NATIVE_SOURCES = proxy/native.py $(shell $(PYTHON) -c 'import runpy; print(" ".join(m.replace(".", "/") + ".py" for m in runpy.run_path("proxy/native.py")["COMPILED"]))' 2>/dev/null)
+build-ext: $(VENV)/.installed
+	$(VPY) setup.py --quiet build_ext --inplace
+
+$(VENV)/.native: $(VENV)/.installed $(NATIVE_SOURCES)
+	@$(VPY) -c 'import runpy, sys; n = runpy.run_path("proxy/native.py"); sys.exit(1 if n["stale_sources"]() or not n["compiled_present"]() else 0)' \
+		|| $(VPY) setup.py --quiet build_ext --inplace
 	@touch $@
 
 # Debian packages the tests use: ruby (ERB), openssh-server, podman (+ netavark, aardvark-dns, runc),
@@ -32,7 +44,7 @@ $(VENV)/.installed: pyproject.toml | $(VENV)/bin/python
 install-system:
 	sh tests/deployer/setup.sh
 	sh tests/deployer/e2e/setup.sh
-	sh tests/proxy/setup.sh
+	PYTHON=$(PYTHON) sh tests/proxy/setup.sh
 
 # A fresh state every run (scripts/demo.sh); PORT, HTTPS_PORT and DEMO_PORT pick the ports.
 run: install
@@ -40,8 +52,14 @@ run: install
 
 # Everything, then the deployer's end-to-end loop on podman hosts. That loop is given a second
 # try: the podman engines' DNS (aardvark-dns) stalls while it reloads, which is not our code.
-test: install install-system
+# The second run: the data plane's in-process tests and the request-handling ones through the real
+# daemon again on the pure-Python sources, as where no compiler was at install time.
+PURE_TESTS = tests/proxy/test_exchange.py tests/proxy/test_exchange_state.py tests/proxy/test_headers.py \
+	tests/proxy/test_writer.py tests/proxy/test_parsers.py tests/proxy/test_proxying.py tests/proxy/test_native.py
+# install-system first: it brings the C compiler the install compiles the per-request modules with.
+test: install-system install
 	$(VPY) -m pytest -q
+	KAMAL_PROXY_PURE=1 $(VPY) -m pytest -q $(PURE_TESTS)
 	$(VPY) -m pytest -q -m e2e tests/deployer/e2e || $(VPY) -m pytest -q -m e2e tests/deployer/e2e
 
 # Only the deployer's end-to-end loop: sshd + podman engines in network namespaces, a local registry.
@@ -82,3 +100,5 @@ fuzz-parsers: install
 
 clean:
 	rm -rf build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -f *__mypyc.*.so proxy/_native_sources.json $(VENV)/.native
+	find proxy -name '*.so' -delete

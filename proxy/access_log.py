@@ -9,7 +9,7 @@ once, where they are made.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from proxy.log import JsonLog, quote
 
@@ -17,8 +17,8 @@ if TYPE_CHECKING:
     from proxy.http.parser import Headers
     from proxy.http.record import ExchangeRecord
 
-PROTO = {b"1.1": "HTTP/1.1", b"1.0": "HTTP/1.0", b"2.0": "HTTP/2.0"}
-_METHODS: dict[bytes, str] = {}
+PROTO: Final = {b"1.1": "HTTP/1.1", b"1.0": "HTTP/1.0", b"2.0": "HTTP/2.0"}
+_METHODS: Final[dict[bytes, str]] = {}
 
 
 def _header(headers: Headers, lname: bytes) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
 from proxy import defaults
 from proxy.error_pages import ErrorPages
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from proxy.targets import Target
 
 # Requests the readers may answer (the list; kamal-proxy's code takes GET and HEAD only).
-READ_METHODS = frozenset({b"GET", b"HEAD", b"OPTIONS"})
+READ_METHODS: Final = frozenset({b"GET", b"HEAD", b"OPTIONS"})
 
 
 class Held(Protocol):

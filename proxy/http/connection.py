@@ -13,7 +13,7 @@ mark (``FlowControl``).
 from __future__ import annotations
 
 import asyncio
-from typing import cast
+from typing import Final, cast
 
 from proxy import defaults
 from proxy.http import writer
@@ -35,11 +35,13 @@ from proxy.http.writer import Framing
 from proxy.log import quote
 
 # Enum members as module constants (an enum class attribute read is slow on the hot path)
-CHUNKED, LENGTH, CLOSE = Framing.CHUNKED, Framing.LENGTH, Framing.CLOSE
-HELD = ExchangeState.HELD
-ANSWERED = ExchangeState.ANSWERED
+CHUNKED: Final = Framing.CHUNKED
+LENGTH: Final = Framing.LENGTH
+CLOSE: Final = Framing.CLOSE
+HELD: Final = ExchangeState.HELD
+ANSWERED: Final = ExchangeState.ANSWERED
 # An exchange in these states has sent (part of) a response: a late error can only cut the connection.
-RESPONDED = frozenset({ExchangeState.STREAMING, ExchangeState.TUNNEL, ExchangeState.ANSWERED})
+RESPONDED: Final = frozenset({ExchangeState.STREAMING, ExchangeState.TUNNEL, ExchangeState.ANSWERED})
 
 
 class ClientConnection(asyncio.Protocol):

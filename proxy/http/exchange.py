@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import time
 from enum import IntEnum
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
 from proxy import defaults
 from proxy.http import headers as rules
@@ -47,8 +47,8 @@ if TYPE_CHECKING:
     from proxy.service import Service
     from proxy.targets import Target
 
-IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
-EVENT_STREAM = b"text/event-stream"
+IDEMPOTENT: Final = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
+EVENT_STREAM: Final = b"text/event-stream"
 
 
 # ---------------------------------------------------------------------------------- the lifecycle
@@ -107,14 +107,25 @@ TRANSITIONS: dict[tuple[ExchangeState, ExchangeEvent], ExchangeState] = {
 # Enum members as module constants: reading ``ExchangeState.X`` goes through the enum class each time,
 # which costs more than the rest of a state check. The common path's moves are looked up inline in
 # _MOVES, the same table indexed by state then event (an illegal move raises KeyError there).
-_MOVES: dict[ExchangeState, dict[ExchangeEvent, ExchangeState]] = {state: {} for state in _S}
+_MOVES: Final[dict[ExchangeState, dict[ExchangeEvent, ExchangeState]]] = {state: {} for state in _S}
 for (_state, _event), _next in TRANSITIONS.items():
     _MOVES[_state][_event] = _next
 
-_SEND, _RESPONSE_HEAD, _ANSWER, _FINISH = _E.SEND, _E.RESPONSE_HEAD, _E.ANSWER, _E.FINISH
-_ROUTING, _HELD, _BUFFERING, _WAITING = _S.ROUTING, _S.HELD, _S.BUFFERING, _S.WAITING
-_STREAMING, _TUNNEL, _ANSWERED, _DONE = _S.STREAMING, _S.TUNNEL, _S.ANSWERED, _S.DONE
-_RUNNING, _STOPPED, _DRAINING = ServiceMode.RUNNING, ServiceMode.STOPPED, TargetState.DRAINING
+_SEND: Final = _E.SEND
+_RESPONSE_HEAD: Final = _E.RESPONSE_HEAD
+_ANSWER: Final = _E.ANSWER
+_FINISH: Final = _E.FINISH
+_ROUTING: Final = _S.ROUTING
+_HELD: Final = _S.HELD
+_BUFFERING: Final = _S.BUFFERING
+_WAITING: Final = _S.WAITING
+_STREAMING: Final = _S.STREAMING
+_TUNNEL: Final = _S.TUNNEL
+_ANSWERED: Final = _S.ANSWERED
+_DONE: Final = _S.DONE
+_RUNNING: Final = ServiceMode.RUNNING
+_STOPPED: Final = ServiceMode.STOPPED
+_DRAINING: Final = TargetState.DRAINING
 
 
 def next_exchange_state(state: ExchangeState, event: ExchangeEvent) -> ExchangeState:
@@ -616,7 +627,7 @@ class Exchange(ExchangeRecord):
                 return
 
     def upstream_lost(self, conn: UpstreamConnection, events: list[ResponseEvent]) -> None:
-        if conn is not self.upstream:
+        if not self._uses(conn):
             return
         if self.state is _TUNNEL:
             self.upstream = None
@@ -634,6 +645,12 @@ class Exchange(ExchangeRecord):
             self._connect(self.target)
             return
         self._upstream_error("connection closed by target")
+
+    def _uses(self, conn: UpstreamConnection) -> bool:
+        # A call, not ``conn is not self.upstream`` inline: that would narrow ``self.upstream`` for
+        # the type checker across the calls below, which can clear it (compiled by mypyc, the
+        # narrowed read then raises TypeError on None).
+        return conn is self.upstream
 
     def _retryable(self, conn: UpstreamConnection) -> bool:
         head = self.head

@@ -25,6 +25,8 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Sequence
 from typing import Any, Final
 
+from mypy_extensions import mypyc_attr
+
 from proxy.http.parser import (
     UNKNOWN_LENGTH,
     Headers,
@@ -119,11 +121,11 @@ def connection_options(values: Sequence[bytes]) -> set[bytes]:
     return tokens
 
 
-_NO_TOKENS: frozenset[bytes] = frozenset()
+_NO_TOKENS: Final[frozenset[bytes]] = frozenset()
 
 
 # The tokens of the usual single Connection values, by their spelling on the wire.
-_KNOWN_TOKENS: dict[bytes, tuple[bytes]] = {
+_KNOWN_TOKENS: Final[dict[bytes, tuple[bytes]]] = {
     spelling: (spelling.lower(),)
     for spelling in (b"keep-alive", b"Keep-Alive", b"close", b"Close", b"upgrade", b"Upgrade")
 }
@@ -312,18 +314,53 @@ def not_parsing(mode: int, data: bytes) -> list[Any]:
     return []
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # the h11 parsers are not compiled
 class ParserBase:
-    """What every parser holds: its mode and limit, and (response parsers only) the queue of the
-    requests announced with ``expect_response``: one set of slots, so that a backend's own base
-    class can add slots of its own."""
+    """What every parser holds: its mode and limit, and (used by response parsers only) the queue
+    of the requests announced with ``expect_response``: one set of slots, so that a backend's own
+    base class can add slots of its own, and one line of inheritance (a backend's response parser
+    derives from its own base, not from ``ResponseParserBase`` too: mypyc compiles single
+    inheritance only).
+
+    ``_head_only`` / ``_upgrade`` describe the request the current (or next) response answers; one
+    more request may be announced while a response is in progress (``_next``).
+    """
 
     __slots__ = ("_head_only", "_max_head_size", "_mode", "_next", "_started", "_upgrade")
 
     def __init__(self, *, max_head_size: int) -> None:
         self._max_head_size = max_head_size
         self._mode = PARSE
+        self._head_only = False  # the current/next response answers a HEAD request
+        self._upgrade = False  # ... a request that asked for an upgrade
+        self._next: tuple[bool, bool] | None = None  # announced while a response was in progress
+        self._started = False  # bytes of the current response were received
+
+    def _announce(self, method: bytes, upgrade: bool) -> None:
+        """``expect_response``: the next response answers a request with this method."""
+        head_only = method == b"HEAD"
+        if not self._started:
+            self._head_only = head_only
+            self._upgrade = upgrade
+            self._next = None
+        else:
+            self._next = (head_only, upgrade)
+
+    def _response_done(self, keep_alive: bool) -> None:
+        """A final response is complete: the next one answers the next announced request."""
+        if not keep_alive:
+            self._mode = DONE  # whatever the server sends after it is ignored
+        self._started = False
+        nxt = self._next
+        if nxt is None:
+            self._head_only = False
+            self._upgrade = False
+        else:
+            self._head_only, self._upgrade = nxt
+            self._next = None
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class RequestParserBase(ParserBase):
     """The skeleton of a request parser: modes and the ``feed()`` guard."""
 
@@ -339,30 +376,14 @@ class RequestParserBase(ParserBase):
         raise NotImplementedError
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class ResponseParserBase(ParserBase):
-    """The skeleton of a response parser: modes, the ``feed()`` guard and the announced requests.
-
-    ``_head_only`` / ``_upgrade`` describe the request the current (or next) response answers; one
-    more request may be announced while a response is in progress (``_next``).
-    """
+    """The skeleton of a response parser: modes, the ``feed()`` guard and the announced requests."""
 
     __slots__ = ()
 
-    def __init__(self, *, max_head_size: int) -> None:
-        super().__init__(max_head_size=max_head_size)
-        self._head_only = False  # the current/next response answers a HEAD request
-        self._upgrade = False  # ... a request that asked for an upgrade
-        self._next: tuple[bool, bool] | None = None  # announced while a response was in progress
-        self._started = False  # bytes of the current response were received
-
     def expect_response(self, *, method: bytes, upgrade: bool) -> None:
-        head_only = method == b"HEAD"
-        if not self._started:
-            self._head_only = head_only
-            self._upgrade = upgrade
-            self._next = None
-        else:
-            self._next = (head_only, upgrade)
+        self._announce(method, upgrade)
 
     def feed(self, data: bytes) -> list[ResponseEvent]:
         if self._mode != PARSE:
@@ -372,16 +393,3 @@ class ResponseParserBase(ParserBase):
 
     def _parse(self, data: bytes) -> list[ResponseEvent]:
         raise NotImplementedError
-
-    def _response_done(self, keep_alive: bool) -> None:
-        """A final response is complete: the next one answers the next announced request."""
-        if not keep_alive:
-            self._mode = DONE  # whatever the server sends after it is ignored
-        self._started = False
-        nxt = self._next
-        if nxt is None:
-            self._head_only = False
-            self._upgrade = False
-        else:
-            self._head_only, self._upgrade = nxt
-            self._next = None

@@ -19,6 +19,7 @@ Everything works on raw byte pairs as the parser delivered them; the kept fields
 from __future__ import annotations
 
 import random
+from typing import Final
 
 from proxy.http.cookies import WRITER_AFFINITY_OPT_OUT, scope_cookie_path
 from proxy.http.parser import Headers
@@ -26,10 +27,10 @@ from proxy.http.writer import COLON, Lines
 
 _random_bits = random.Random().getrandbits
 # UUIDv4: version nibble 4 (bits 76-79), variant 10 (bits 62-63)
-_UUID4_KEEP = ~(0xF << 76) & ~(0x3 << 62)
-_UUID4_SET = (0x4 << 76) | (0x2 << 62)
+_UUID4_KEEP: Final = ~(0xF << 76) & ~(0x3 << 62)
+_UUID4_SET: Final = (0x4 << 76) | (0x2 << 62)
 
-HOP_BY_HOP = frozenset(
+HOP_BY_HOP: Final = frozenset(
     {
         b"connection",
         b"keep-alive",
@@ -44,9 +45,9 @@ HOP_BY_HOP = frozenset(
 )
 
 # Connection tokens that name no header field
-_CONNECTION_OPTIONS = frozenset({b"close", b"keep-alive", b"upgrade"})
-_NO_TOKENS: frozenset[bytes] = frozenset()
-CONTENT_LENGTH = frozenset({b"content-length"})
+_CONNECTION_OPTIONS: Final = frozenset({b"close", b"keep-alive", b"upgrade"})
+_NO_TOKENS: Final[frozenset[bytes]] = frozenset()
+CONTENT_LENGTH: Final = frozenset({b"content-length"})
 
 
 def new_request_id() -> str:
@@ -138,7 +139,7 @@ class RequestFields:
         ) = forwarding
 
 
-_NO_FORWARDING = (b"", b"", b"", b"", b"", False, b"")
+_NO_FORWARDING: Final = (b"", b"", b"", b"", b"", False, b"")
 
 
 def scan_request(headers: Headers) -> RequestFields:
@@ -176,7 +177,7 @@ def scan_request(headers: Headers) -> RequestFields:
     return RequestFields(kept, host, user_agent, content_type, upgrade, forwarding)
 
 
-_REBUILT = frozenset(
+_REBUILT: Final = frozenset(
     {b"x-forwarded-for", b"x-forwarded-host", b"x-forwarded-proto", b"x-forwarded-port", b"x-kamal-target"}
 )
 
@@ -285,8 +286,8 @@ def all_lines(headers: Headers) -> Lines:
     return [name + COLON + value for name, value in headers]
 
 
-_SET_COOKIE = b"set-cookie"
-_OPT_OUT = WRITER_AFFINITY_OPT_OUT.encode()
+_SET_COOKIE: Final = b"set-cookie"
+_OPT_OUT: Final = WRITER_AFFINITY_OPT_OUT.encode()
 
 
 def scope_cookie_paths(lines: Lines, *, prefix: str, host: str) -> Lines:

@@ -21,7 +21,7 @@ upgrades.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 import httptools
 from httptools import HttpParserError, HttpParserUpgrade
@@ -33,8 +33,6 @@ from proxy.http.framing import (
     TUNNEL,
     Fields,
     ParserBase,
-    RequestParserBase,
-    ResponseParserBase,
     incomplete_request_problem,
     not_parsing,
     request_head,
@@ -56,14 +54,19 @@ from proxy.http.parser import (
 __all__ = ["HttptoolsRequestParser", "HttptoolsResponseParser"]
 
 # message states
-_IDLE = 0  # between messages
-_HEAD = 1  # request/status line or header fields being received
-_BODY = 2  # head complete, body (or trailers) being received
-_SKIP = 3  # response head to a HEAD request delivered; llhttp's idea of the body is ignored
+_IDLE: Final = 0  # between messages
+_HEAD: Final = 1  # request/status line or header fields being received
+_BODY: Final = 2  # head complete, body (or trailers) being received
+_SKIP: Final = 3  # response head to a HEAD request delivered; llhttp's idea of the body is ignored
 
 # The fields framing looks at, by the length of their name (most names are not looked at further).
-_HOST, _CL, _TE, _EXPECT, _CONNECTION, _UPGRADE = range(6)
-_FRAMING = {
+_HOST: Final = 0
+_CL: Final = 1
+_TE: Final = 2
+_EXPECT: Final = 3
+_CONNECTION: Final = 4
+_UPGRADE: Final = 5
+_FRAMING: Final = {
     b"host": _HOST,
     b"content-length": _CL,
     b"transfer-encoding": _TE,
@@ -71,9 +74,9 @@ _FRAMING = {
     b"connection": _CONNECTION,
     b"upgrade": _UPGRADE,
 }
-_LENGTHS = frozenset(len(name) for name in _FRAMING)
-_NONE: tuple[bytes, ...] = ()
-_VERSIONS = {"1.1": b"1.1", "1.0": b"1.0", "0.9": b"0.9"}
+_LENGTHS: Final = frozenset(len(name) for name in _FRAMING)
+_NONE: Final[tuple[bytes, ...]] = ()
+_VERSIONS: Final = {"1.1": b"1.1", "1.0": b"1.0", "0.9": b"0.9"}
 
 
 def _other_field(f: Fields, kind: int, value: bytes) -> None:
@@ -243,14 +246,14 @@ class _HttptoolsParser(ParserBase):
         self._events.append(Data(body))
 
 
-class HttptoolsRequestParser(_HttptoolsParser, RequestParserBase):
+class HttptoolsRequestParser(_HttptoolsParser):
     """Parses the requests a client sends (pipelined ones included) with httptools."""
 
     _what = "request"
     __slots__ = ("_bare", "_ended", "_keep_alive", "_line", "_upgrading", "_url")
 
     def __init__(self, *, max_head_size: int) -> None:
-        RequestParserBase.__init__(self, max_head_size=max_head_size)
+        super().__init__(max_head_size=max_head_size)
         self._init_fields(httptools.HttpRequestParser(self))
         self._url = b""
         self._keep_alive = True
@@ -260,7 +263,7 @@ class HttptoolsRequestParser(_HttptoolsParser, RequestParserBase):
         self._line: bytes | None = None  # an incomplete request line, kept until its end arrives
 
     def feed(self, data: bytes) -> list[RequestEvent]:
-        # RequestParserBase.feed with _parse inlined: this is the hot path
+        # framing.RequestParserBase.feed with _parse inlined: this is the hot path
         if self._mode != PARSE:
             skipped: list[RequestEvent] = not_parsing(self._mode, data)
             return skipped
@@ -378,7 +381,7 @@ class HttptoolsRequestParser(_HttptoolsParser, RequestParserBase):
             raise _Abort("connection closes after this request")
 
 
-class HttptoolsResponseParser(_HttptoolsParser, ResponseParserBase):
+class HttptoolsResponseParser(_HttptoolsParser):
     """Parses the responses to the requests we send, one at a time, with httptools.
 
     llhttp cannot be told that a response answers a HEAD request, so such a response is handled by
@@ -390,7 +393,7 @@ class HttptoolsResponseParser(_HttptoolsParser, ResponseParserBase):
     __slots__ = ("_head_buf", "_head_fed", "_keep_alive", "_reason", "_status", "_until_eof")
 
     def __init__(self, *, max_head_size: int) -> None:
-        ResponseParserBase.__init__(self, max_head_size=max_head_size)
+        super().__init__(max_head_size=max_head_size)
         self._init_fields(httptools.HttpResponseParser(self))
         self._head_buf = b""  # a head to a HEAD request, until its end arrives
         self._head_fed = 0  # how much of it llhttp has seen
@@ -400,7 +403,7 @@ class HttptoolsResponseParser(_HttptoolsParser, ResponseParserBase):
         self._until_eof = False
 
     def feed(self, data: bytes) -> list[ResponseEvent]:
-        # ResponseParserBase.feed with _parse inlined: this is the hot path
+        # framing.ResponseParserBase.feed with _parse inlined: this is the hot path
         if self._mode != PARSE:
             skipped: list[ResponseEvent] = not_parsing(self._mode, data)
             return skipped
@@ -423,6 +426,9 @@ class HttptoolsResponseParser(_HttptoolsParser, ResponseParserBase):
         if self._started:  # also: a head, or only an interim response, received
             return [ParseError(400, "connection closed before the response was complete")]
         return []
+
+    def expect_response(self, *, method: bytes, upgrade: bool) -> None:
+        self._announce(method, upgrade)
 
     def _upgraded(self, data: bytes, offset: int) -> None:
         self._tunnel(data, offset)  # only after a 101, which on_headers_complete checked

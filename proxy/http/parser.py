@@ -14,12 +14,12 @@ body was framed so the transport can re-frame it for the other side.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Final, Protocol
 
 Headers = list[tuple[bytes, bytes]]
 
 # Bodies whose length the head does not say: chunked, or (responses only) until the connection closes.
-UNKNOWN_LENGTH = -1
+UNKNOWN_LENGTH: Final = -1
 
 
 class RequestHead:
@@ -118,7 +118,7 @@ class EndOfMessage:
         return "EndOfMessage()"
 
 
-END_OF_MESSAGE = EndOfMessage()
+END_OF_MESSAGE: Final = EndOfMessage()
 
 
 class TunnelData:

@@ -9,11 +9,12 @@ a chunked body as ``chunk()`` pieces and ``LAST_CHUNK``. Nothing here owns a soc
 from __future__ import annotations
 
 from enum import IntEnum
+from typing import Final
 
-CRLF = b"\r\n"
-COLON = b": "
-LAST_CHUNK = b"0\r\n\r\n"
-CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+CRLF: Final = b"\r\n"
+COLON: Final = b": "
+LAST_CHUNK: Final = b"0\r\n\r\n"
+CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 Lines = list[bytes]
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from proxy import native
 from tests.proxy.backend import Backend
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -25,7 +26,7 @@ def clean_env(**extra: str) -> dict[str, str]:
     env = {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith("KAMAL_PROXY_")
+        if (not k.startswith("KAMAL_PROXY_") or k == native.PURE_ENV)  # the pure-Python test run
         and k not in ("HTTP_PORT", "HTTPS_PORT", "METRICS_PORT", "DEBUG", "XDG_RUNTIME_DIR", "WORKERS")
     }
     env["PYTHONPATH"] = str(ROOT)
