@@ -10,7 +10,6 @@ import os
 import signal
 import socket
 import ssl
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,7 +24,7 @@ from tests.proxy.h2_client import RawH2
 from tests.proxy.pebble import CHALLTESTSRV, PEBBLE, Pebble, free_port
 from tests.proxy.test_acme import deploy_acme
 from tests.proxy.test_tls import HOST, client_context, deploy_static
-from tests.proxy.test_workers import CONNECTIONS, owner, workers_of
+from tests.proxy.test_workers import CONNECTIONS, kill_under_load, owner, workers_of
 
 
 @pytest.fixture(scope="module")
@@ -126,37 +125,14 @@ def test_a_killed_worker_is_replaced_and_serves_https_with_the_current_certifica
     deploy_static(two_workers, ca, backend, HOST)  # the current certificate is not the first one
     [current] = https_served_by(two_workers, ctx, count=4).keys()
     victim, survivor = workers_of(two_workers)
-    outcomes: list[int | str] = []
-    stop = threading.Event()
 
-    def load() -> None:
-        deadline = time.monotonic() + 20
-        while not stop.is_set() and time.monotonic() < deadline and len(outcomes) < 2000:
-            try:
-                raw = socket.create_connection(("127.0.0.1", two_workers.https_port), timeout=10)
-            except ConnectionRefusedError:
-                outcomes.append("refused")
-                continue
-            except OSError:
-                outcomes.append("reset")
-                continue
-            try:
-                with ctx.wrap_socket(raw, server_hostname=HOST) as sock:
-                    request = f"GET /echo HTTP/1.1\r\nHost: {HOST}\r\n\r\n".encode()
-                    outcomes.append(status_of(raw_request(sock, request, timeout=10)))
-            except (OSError, IndexError, ValueError):
-                outcomes.append("reset")  # the victim's own connections in flight may be lost
+    def one_request() -> int:
+        raw = socket.create_connection(("127.0.0.1", two_workers.https_port), timeout=10)
+        with ctx.wrap_socket(raw, server_hostname=HOST) as sock:
+            request = f"GET /echo HTTP/1.1\r\nHost: {HOST}\r\n\r\n".encode()
+            return status_of(raw_request(sock, request, timeout=10))
 
-    thread = threading.Thread(target=load)
-    thread.start()
-    try:
-        time.sleep(0.3)
-        os.kill(victim, signal.SIGKILL)
-        replaced = two_workers.wait_log(lambda e: e.get("msg") == "Worker replaced", timeout=15)
-        time.sleep(0.5)
-    finally:
-        stop.set()
-        thread.join(25)
+    outcomes, replaced = kill_under_load(two_workers, victim, one_request, limit=2000)
     assert "refused" not in outcomes
     assert outcomes.count("reset") <= 2  # at most what the victim had accepted when it died
     assert outcomes.count(200) > 10

@@ -10,8 +10,9 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -214,22 +215,19 @@ def test_a_deploy_returns_only_after_every_worker_drained_the_old_target(
             sock.close()
 
 
-def test_a_killed_worker_is_replaced_and_no_connection_is_refused(
-    two_workers: ProxyProcess, backend: Backend
-) -> None:
-    two_workers.deploy("app", backend.address, args=("--host=app.test",))
-    victim, survivor = workers_of(two_workers)
+def kill_under_load(
+    proxy: ProxyProcess, victim: int, one_request: Callable[[], int], *, limit: int
+) -> tuple[list[int | str], dict[str, Any]]:
+    """SIGKILL worker ``victim`` while a thread makes requests one new connection at a time (at
+    most ``limit``, 20 s); each outcome (a status, "refused" or "reset") and the "Worker replaced" line."""
     outcomes: list[int | str] = []
     stop = threading.Event()
 
     def load() -> None:
         deadline = time.monotonic() + 20
-        while not stop.is_set() and time.monotonic() < deadline and len(outcomes) < 5000:
+        while not stop.is_set() and time.monotonic() < deadline and len(outcomes) < limit:
             try:
-                with two_workers.connect() as sock:
-                    outcomes.append(
-                        status_of(raw_request(sock, b"GET /echo HTTP/1.1\r\nHost: app.test\r\n\r\n"))
-                    )
+                outcomes.append(one_request())
             except ConnectionRefusedError:
                 outcomes.append("refused")
             except (OSError, IndexError, ValueError):
@@ -240,11 +238,25 @@ def test_a_killed_worker_is_replaced_and_no_connection_is_refused(
     try:
         time.sleep(0.3)
         os.kill(victim, signal.SIGKILL)
-        replaced = two_workers.wait_log(lambda e: e.get("msg") == "Worker replaced", timeout=15)
+        replaced = proxy.wait_log(lambda e: e.get("msg") == "Worker replaced", timeout=15)
         time.sleep(0.5)
     finally:
         stop.set()
         thread.join(25)
+    return outcomes, replaced
+
+
+def test_a_killed_worker_is_replaced_and_no_connection_is_refused(
+    two_workers: ProxyProcess, backend: Backend
+) -> None:
+    two_workers.deploy("app", backend.address, args=("--host=app.test",))
+    victim, survivor = workers_of(two_workers)
+
+    def one_request() -> int:
+        with two_workers.connect() as sock:
+            return status_of(raw_request(sock, b"GET /echo HTTP/1.1\r\nHost: app.test\r\n\r\n"))
+
+    outcomes, replaced = kill_under_load(two_workers, victim, one_request, limit=5000)
     exited = two_workers.wait_log(lambda e: e.get("msg") == "Worker exited")
     assert (exited["level"], exited["pid"], exited["signal"]) == ("ERROR", victim, "SIGKILL")
     assert "refused" not in outcomes
