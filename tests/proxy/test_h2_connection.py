@@ -82,6 +82,26 @@ class Client:
         ]
 
 
+def post(client: Client, path: str, *, length: int) -> int:
+    sid = int(client.h2.get_next_available_stream_id())
+    fields = [
+        (b":method", b"POST"),
+        (b":scheme", b"https"),
+        (b":authority", b"app.test"),
+        (b":path", path.encode()),
+        (b"content-length", b"%d" % length),
+    ]
+    client.h2.send_headers(sid, fields)
+    return sid
+
+
+def status(client: Client, sid: int) -> int | None:
+    for e in client.events:
+        if isinstance(e, h2.events.ResponseReceived) and e.stream_id == sid:
+            return int(dict(e.headers or [])[b":status"])
+    return None
+
+
 BIG = 300_000  # more than the client's 65,535-byte stream window
 
 
@@ -139,14 +159,7 @@ def test_request_data_is_acknowledged_only_once_the_target_takes_it() -> None:
         h.deploy("app", "app:3000", hosts=("app.test",))
         client = Client(h)
         await client.pump()
-        sid = int(client.h2.get_next_available_stream_id())
-        fields = [
-            (b":method", b"POST"),
-            (b":scheme", b"https"),
-            (b":authority", b"app.test"),
-            (b":path", b"/up"),
-        ]
-        client.h2.send_headers(sid, [*fields, (b"content-length", b"250000")])
+        sid = post(client, "/up", length=250_000)
         await client.pump()
         _, upstream = h.targets.last()
         upstream.pause_writing()  # the target's socket buffer is full
@@ -161,26 +174,6 @@ def test_request_data_is_acknowledged_only_once_the_target_takes_it() -> None:
         assert client.h2.local_flow_control_window(sid) > stalled
 
     run("httptools", scenario)
-
-
-def post(client: Client, path: str, *, length: int) -> int:
-    sid = int(client.h2.get_next_available_stream_id())
-    fields = [
-        (b":method", b"POST"),
-        (b":scheme", b"https"),
-        (b":authority", b"app.test"),
-        (b":path", path.encode()),
-        (b"content-length", b"%d" % length),
-    ]
-    client.h2.send_headers(sid, fields)
-    return sid
-
-
-def status(client: Client, sid: int) -> int | None:
-    for e in client.events:
-        if isinstance(e, h2.events.ResponseReceived) and e.stream_id == sid:
-            return int(dict(e.headers or [])[b":status"])
-    return None
 
 
 def test_a_stalled_request_body_is_408_on_its_stream_and_progress_resets_the_timeout() -> None:
