@@ -43,6 +43,7 @@ COMPILED = (
     "proxy.http.record",
     "proxy.http.upstream",
     "proxy.http.writer",
+    "proxy.service",
     "proxy.targets",
 )
 STAMP = "_native_sources.json"

@@ -636,19 +636,21 @@ class Router:
 
     def _entry(self, service: Service) -> Entry:
         """The service's configuration as a revisioned entry, made (and encoded) only when it changed."""
+        # objects by identity (a new one is a change), numbers and strings by value (a compiled
+        # Service hands out a new float object at every read of a float field)
         key = (
             service.options,
             service.target_options,
             service.active,
             service.rollout,
-            service.rollout_split,
             service.error_pages,
             service.mode,
-            service.stop_message,
-            service.pause_timeout,
+            (service.rollout_split, service.stop_message, service.pause_timeout),
         )
         cached = self._entries.get(service.name)
-        if cached is not None and all(a is b for a, b in zip(cached[0], key, strict=True)):
+        if cached is not None and all(
+            a is b or (type(a) is tuple and a == b) for a, b in zip(cached[0], key, strict=True)
+        ):
             return cached[1]
         entry = Entry.of(next(self._revisions), self._saved(service))
         self._entries[service.name] = (key, entry)
