@@ -35,6 +35,7 @@ import h2.events
 import h2.settings
 import uvloop
 
+from benchmarks.request_cost import RESPONSE  # the same nginx hello-world answer
 from proxy.http.h2_connection import H2Connection
 from proxy.http.listener import serving_listener
 from proxy.http.tls_rules import sync_entry_rules
@@ -47,16 +48,6 @@ from tests.proxy.harness import MockTargets, MockTransport
 
 STREAMS_PER_READ = 10  # h2load -m 10: ten requests in flight, sent together
 AUTHORITY = b"localhost:8443"
-RESPONSE = (
-    b"HTTP/1.1 200 OK\r\n"
-    b"Server: nginx/1.22.1\r\n"
-    b"Date: Mon, 30 Nov 2026 12:00:00 GMT\r\n"
-    b"Content-Type: text/plain\r\n"
-    b"Content-Length: 12\r\n"
-    b"Connection: keep-alive\r\n"
-    b"\r\n"
-    b"hello world\n"
-)
 
 
 def client_reads(requests: int, *, keep: bool) -> tuple[h2.connection.H2Connection, list[bytes]]:
