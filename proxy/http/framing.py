@@ -54,6 +54,11 @@ METHODS: Final = frozenset(
 )
 
 
+# Fields llhttp acts on for the connection wherever they appear (a "close" in them ends it), so both
+# backends refuse them in a trailer section, where no HTTP/1 rule gives them a meaning.
+CONNECTION_FIELDS: Final = frozenset({b"connection", b"proxy-connection"})
+
+
 class Fields:
     """What the framing and connection rules need from a header section.
 

@@ -14,7 +14,8 @@ What llhttp rejects and h11 lets through is rejected here too: methods llhttp do
 LF, obs-fold, CTL bytes in field values, a comma list in ``Content-Length``, an HTTP/0.9 request
 line (at once, not when the head is complete). Chunked bodies are read by ``_ChunkedReader``, which
 follows llhttp's rules for chunk-size lines (any number of hex digits but no overflow of 64 bits,
-llhttp's chunk-extension syntax, no whitespace) and for the trailer section.
+llhttp's chunk-extension syntax, no whitespace) and for the trailer section, whose fields it
+hands on with the EndOfMessage.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import h11
 from h11._readers import ChunkedReader
 
 from proxy.http.framing import (
+    CONNECTION_FIELDS,
     DONE,
     ERROR,
     METHODS,
@@ -41,6 +43,7 @@ from proxy.http.framing import (
 from proxy.http.parser import (
     END_OF_MESSAGE,
     Data,
+    EndOfMessage,
     Headers,
     ParseError,
     RequestEvent,
@@ -137,6 +140,7 @@ class _ChunkedReader:
         self._left = 0  # bytes of the current chunk's data still to come
         self._crlf = b""  # what is left of the CRLF after a chunk's data
         self._trailers = -1  # bytes of trailer lines read, once in the trailer section
+        self._fields: Headers = []  # the trailer fields
 
     def __call__(self, buf: Any) -> h11.Data | h11.EndOfMessage | None:
         if self._crlf:
@@ -179,18 +183,29 @@ class _ChunkedReader:
             if line is None:
                 return None
             if line == b"\r\n":
-                return h11.EndOfMessage()
+                return h11.EndOfMessage(headers=self._fields)
             match = _TRAILER_LINE.fullmatch(line)
             if match is None or b"\n" in line[:-1] or b"\r" in line[:-2]:
                 raise h11.RemoteProtocolError(f"invalid trailer field {bytes(line[:40])!r}")
-            if match[1].lower() in (b"content-length", b"transfer-encoding"):
+            name = match[1].lower()
+            if name == b"content-length" or name == b"transfer-encoding":
                 raise h11.RemoteProtocolError("framing field in the trailer section")
+            if name in CONNECTION_FIELDS:
+                raise h11.RemoteProtocolError("connection field in the trailer section")
             self._trailers += len(line)
             if self._trailers > self._limit:
                 raise h11.RemoteProtocolError("trailer section too large", error_status_hint=431)
+            self._fields.append((bytes(match[1]), bytes(match[2])))
 
     def read_eof(self) -> h11.EndOfMessage:
         raise h11.RemoteProtocolError("peer closed connection without sending complete chunked body")
+
+
+def _end(event: h11.EndOfMessage) -> EndOfMessage:
+    """Our EndOfMessage for h11's: the shared one, or one with the trailer fields (``_ChunkedReader``)."""
+    if not event.headers:
+        return END_OF_MESSAGE
+    return EndOfMessage(list(event.headers.raw_items()))
 
 
 def _use_strict_chunks(conn: h11.Connection, limit: int) -> None:
@@ -264,7 +279,7 @@ class H11RequestParser(RequestParserBase):
             elif isinstance(event, h11.Data):
                 events.append(Data(bytes(event.data)))
             elif isinstance(event, h11.EndOfMessage):
-                next_conn = self._end_of_message(events)
+                next_conn = self._end_of_message(events, _end(event))
                 if next_conn is None:
                     return None
                 conn = next_conn
@@ -280,9 +295,9 @@ class H11RequestParser(RequestParserBase):
         if problem is not None:
             self._fail(events, problem)
 
-    def _end_of_message(self, events: list[RequestEvent]) -> h11.Connection | None:
+    def _end_of_message(self, events: list[RequestEvent], end: EndOfMessage) -> h11.Connection | None:
         """After a request: the connection that parses the next one, if there is one."""
-        events.append(END_OF_MESSAGE)
+        events.append(end)
         rest = self._conn.trailing_data[0]
         if self._upgrading:
             self._mode = TUNNEL
@@ -407,7 +422,7 @@ class H11ResponseParser(ResponseParserBase):
             elif isinstance(event, h11.Data):
                 events.append(Data(bytes(event.data)))
             elif isinstance(event, h11.EndOfMessage):
-                next_conn = self._end_of_message(events)
+                next_conn = self._end_of_message(events, _end(event))
                 if next_conn is None:
                     return None
                 conn = next_conn
@@ -433,9 +448,9 @@ class H11ResponseParser(ResponseParserBase):
                 _use_strict_chunks(conn, self._max_head_size)
         return True
 
-    def _end_of_message(self, events: list[ResponseEvent]) -> h11.Connection | None:
+    def _end_of_message(self, events: list[ResponseEvent], end: EndOfMessage) -> h11.Connection | None:
         """After a final response: the connection that parses the next one, if bytes are there."""
-        events.append(END_OF_MESSAGE)
+        events.append(end)
         assert self._conn is not None
         rest = self._conn.trailing_data[0]
         self._conn = None

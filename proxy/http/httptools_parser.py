@@ -14,8 +14,9 @@ What llhttp rejects (strict mode, no leniencies set): ``Transfer-Encoding`` toge
 ``Content-Length``, duplicate or non-numeric ``Content-Length``, a request ``Transfer-Encoding``
 whose final coding is not chunked, bad chunk sizes and chunk-size overflow, obs-fold, whitespace
 before the colon, bare LF, NUL/CTL bytes in values, unknown methods, invalid request-target bytes.
-What this module adds: the shared framing rules, the head size limit (431) on heads and trailers,
-an HTTP/0.9 request line rejected at once, and a check that llhttp and the shared rules agree on
+What this module adds: the shared framing rules, the head size limit (431) on heads and trailers
+(trailer fields are handed on with the EndOfMessage; a Connection field among them is refused), an
+HTTP/0.9 request line rejected at once, and a check that llhttp and the shared rules agree on
 upgrades.
 """
 
@@ -27,6 +28,7 @@ import httptools
 from httptools import HttpParserError, HttpParserUpgrade
 
 from proxy.http.framing import (
+    CONNECTION_FIELDS,
     DONE,
     ERROR,
     PARSE,
@@ -42,6 +44,7 @@ from proxy.http.parser import (
     END_OF_MESSAGE,
     UNKNOWN_LENGTH,
     Data,
+    EndOfMessage,
     Headers,
     ParseError,
     RequestEvent,
@@ -175,14 +178,20 @@ class _HttptoolsParser(ParserBase):
         if offset < len(data):
             self._events.append(TunnelData(bytes(data[offset:])))
 
-    def _check_trailers(self) -> None:
+    def _trailers(self) -> EndOfMessage:
+        """The end of a message whose trailer fields were collected: bounded, then handed on."""
         trailers = self._headers
         self._headers = []
+        self._reset_fields()
         size = 0
         for name, value in trailers:
             size += len(name) + len(value)
+            if name.lower() in CONNECTION_FIELDS:
+                # llhttp would act on a "close" in it (and then fail what follows): refused
+                raise self._reject(ParseError(400, "connection field in the trailer section"))
         if size > self._max_head_size:
             raise self._reject(ParseError(431, "trailer section too large"))
+        return EndOfMessage(trailers)
 
     def _check_head_size(self) -> None:
         """At the end of a head that did not arrive in one small feed (else: within the limit)."""
@@ -368,10 +377,7 @@ class HttptoolsRequestParser(_HttptoolsParser):
         self._events.append(head)
 
     def on_message_complete(self) -> None:
-        if self._headers:  # trailer fields: dropped, but bounded
-            self._check_trailers()
-            self._reset_fields()
-        self._events.append(END_OF_MESSAGE)
+        self._events.append(END_OF_MESSAGE if not self._headers else self._trailers())
         self._state = _IDLE
         self._ended = True
         if not self._keep_alive and not self._upgrading:
@@ -533,14 +539,12 @@ class HttptoolsResponseParser(_HttptoolsParser):
     def on_message_complete(self) -> None:
         if self._state == _SKIP:
             return
-        if self._headers:  # trailer fields: dropped, but bounded
-            self._check_trailers()
-            self._reset_fields()
+        end = END_OF_MESSAGE if not self._headers else self._trailers()
         self._state = _IDLE
         status = self._status
         if status == 101:  # no EndOfMessage: the head is followed by the tunnel
             return
-        self._events.append(END_OF_MESSAGE)
+        self._events.append(end)
         if status >= 200:
             self._response_done(self._keep_alive)
             if self._mode == DONE:  # stop llhttp here: nothing after this response is read

@@ -9,7 +9,8 @@ Python); ``parsers.py`` picks one, ``framing.py`` holds the rules they share. Bo
 
 Header names keep the case they had on the wire; values are stripped of surrounding whitespace.
 Bodies come out decoded from their transfer coding (chunk sizes removed); the head says how the
-body was framed so the transport can re-frame it for the other side.
+body was framed so the transport can re-frame it for the other side. The trailer fields of a
+chunked body ride on its ``EndOfMessage``.
 """
 
 from __future__ import annotations
@@ -110,15 +111,24 @@ class Data:
 
 
 class EndOfMessage:
-    """The current message is complete."""
+    """The current message is complete.
 
-    __slots__ = ()
+    ``trailers``: the trailer fields that ended a chunked body, as they came (names in their wire
+    case, values stripped; the parsers bound them by the head size limit and refuse framing fields
+    among them), or None when there were none. Messages without trailers all share
+    ``END_OF_MESSAGE``, so the common case allocates nothing.
+    """
+
+    __slots__ = ("trailers",)
+
+    def __init__(self, trailers: Headers | None) -> None:
+        self.trailers = trailers
 
     def __repr__(self) -> str:
-        return "EndOfMessage()"
+        return "EndOfMessage()" if self.trailers is None else f"EndOfMessage({self.trailers!r})"
 
 
-END_OF_MESSAGE: Final = EndOfMessage()
+END_OF_MESSAGE: Final = EndOfMessage(None)
 
 
 class TunnelData:

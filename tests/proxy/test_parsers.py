@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import pytest
 
 from proxy.http.parser import (
+    END_OF_MESSAGE,
     UNKNOWN_LENGTH,
     Data,
     EndOfMessage,
@@ -45,7 +46,12 @@ def norm(events: Sequence[RequestEvent | ResponseEvent]) -> list[Event]:
             assert type(e.data) is bytes
             out.append(("data", e.data))
         elif isinstance(e, EndOfMessage):
-            out.append(("eom",))
+            if e.trailers is None:
+                assert e is END_OF_MESSAGE  # a message without trailers allocates no event
+                out.append(("eom",))
+            else:
+                assert e.trailers and all(type(n) is bytes and type(v) is bytes for n, v in e.trailers)
+                out.append(("eom", tuple(e.trailers)))
         elif isinstance(e, TunnelData):
             assert type(e.data) is bytes
             out.append(("tunnel", e.data))
@@ -116,6 +122,13 @@ def tunnel(b: bytes) -> Event:
 
 
 EOM: Event = ("eom",)
+
+
+def eom(*trailers: tuple[bytes, bytes]) -> Event:
+    """The end of a message that came with these trailer fields."""
+    return ("eom", trailers)
+
+
 E400: Event = ("error", 400)
 E431: Event = ("error", 431)
 
@@ -209,7 +222,7 @@ REQUEST_TABLE: list[tuple[str, bytes, list[Event]]] = [
             ),
             data(b"hello"),
             data(b" world"),
-            EOM,
+            eom((b"X-Trailer", b"yes"), (b"X-Other", b"1")),
         ],
     ),
     (
@@ -540,6 +553,31 @@ REQUEST_TABLE: list[tuple[str, bytes, list[Event]]] = [
     ),
     ("bare LF in the trailer section", CHUNKED_HEAD + b"0\r\nX: y\n\r\n", [CHUNKED_REQ, E400]),
     (
+        "trailer fields: names as sent, values stripped, repeats kept in order",
+        CHUNKED_HEAD + b"2\r\nab\r\n0\r\nX-Sum:  a b \t\r\nx-sum:c\r\nHost: elsewhere\r\n\r\n",
+        [CHUNKED_REQ, data(b"ab"), eom((b"X-Sum", b"a b"), (b"x-sum", b"c"), (b"Host", b"elsewhere"))],
+    ),
+    (
+        "trailers end their own message: the next request's head does not see them",
+        CHUNKED_HEAD + b"0\r\nX-T: 1\r\n\r\nGET /n HTTP/1.1\r\nHost: example.com\r\n\r\n",
+        [CHUNKED_REQ, eom((b"X-T", b"1")), req(b"/n"), EOM],
+    ),
+    (
+        "Transfer-Encoding in the trailer section",
+        CHUNKED_HEAD + b"0\r\nTransfer-Encoding: chunked\r\n\r\n",
+        [CHUNKED_REQ, E400],
+    ),
+    ("Connection in the trailer section", CHUNKED_HEAD + b"0\r\nConnection: x\r\n\r\n", [CHUNKED_REQ, E400]),
+    (
+        "Proxy-Connection in the trailer section (llhttp would close on it)",
+        CHUNKED_HEAD + b"0\r\nProxy-Connection: close\r\n\r\n",
+        [CHUNKED_REQ, E400],
+    ),
+    ("CR inside a trailer value", CHUNKED_HEAD + b"0\r\nX: a\rb\r\n\r\n", [CHUNKED_REQ, E400]),
+    ("NUL in a trailer value", CHUNKED_HEAD + b"0\r\nX: a\x00b\r\n\r\n", [CHUNKED_REQ, E400]),
+    ("obs-fold in the trailer section", CHUNKED_HEAD + b"0\r\nX: a\r\n b\r\n\r\n", [CHUNKED_REQ, E400]),
+    ("whitespace before a trailer colon", CHUNKED_HEAD + b"0\r\nX : a\r\n\r\n", [CHUNKED_REQ, E400]),
+    (
         "Transfer-Encoding chunked followed by a tab: not chunked to llhttp, so refused",
         b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\t\r\n\r\n0\r\n\r\n",
         [E400],
@@ -607,7 +645,7 @@ def test_chunked_body_split_everywhere(kind: ParserKind) -> None:
         ),
         data(b"hello"),
         data(b"0123456789abcdef"),
-        EOM,
+        eom((b"Trailer-A", b"x")),
     ]
     for cut in range(1, len(raw)):
         assert merge_data(parse_requests(kind, [raw[:cut], raw[cut:]])) == merge_data(whole), cut
@@ -771,7 +809,48 @@ RESPONSE_TABLE: list[tuple[str, list[Step], list[Event]]] = [
             ),
             data(b"Wiki"),
             data(b"pedia"),
+            eom((b"Expires", b"never")),
+        ],
+    ),
+    (
+        "trailers end their response: the next response is parsed without them",
+        [
+            expect(),
+            expect(),
+            feed(
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-T\r\n\r\n"
+                b"1\r\na\r\n0\r\nX-T: 1\r\nX-U: 2\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n"
+            ),
+        ],
+        [
+            resp(
+                200,
+                b"OK",
+                [(b"Transfer-Encoding", b"chunked"), (b"Trailer", b"X-T")],
+                content_length=UNKNOWN_LENGTH,
+                chunked=True,
+            ),
+            data(b"a"),
+            eom((b"X-T", b"1"), (b"X-U", b"2")),
+            resp(204, b"No Content"),
             EOM,
+        ],
+    ),
+    (
+        "Connection in a response's trailer section",
+        [
+            expect(),
+            feed(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nConnection: close\r\n\r\n"),
+        ],
+        [
+            resp(
+                200,
+                b"OK",
+                [(b"Transfer-Encoding", b"chunked")],
+                content_length=UNKNOWN_LENGTH,
+                chunked=True,
+            ),
+            E400,
         ],
     ),
     (
