@@ -5,9 +5,9 @@ that differs). It parses requests and makes one ``Exchange`` per request head, o
 pipelined requests are parsed as they arrive but queued until the current response is complete;
 past PIPELINE_MAX_BUFFERED queued bytes the connection stops reading. It is the exchange's
 ``ClientSide``: it frames what the exchange sends (chunked for HTTP/1.1 when the length is
-unknown, close-delimited for HTTP/1.0, ``Connection`` fields) and decides keep-alive. Bodies stream
-both ways: each side stops reading while the other side's write buffer is above its high-water
-mark (``FlowControl``).
+unknown, close-delimited for HTTP/1.0, ``Connection`` fields, trailer fields after the last chunk)
+and decides keep-alive. Bodies stream both ways: each side stops reading while the other side's
+write buffer is above its high-water mark (``FlowControl``).
 """
 
 from __future__ import annotations
@@ -164,7 +164,7 @@ class ClientConnection(asyncio.Protocol):
                 if self.exchange is not None:
                     self.exchange.request_body(event.data)  # type: ignore[union-attr]
             elif kind is EndOfMessage:
-                self._request_end()
+                self._request_end(event.trailers)  # type: ignore[union-attr]
             elif kind is RequestHead:
                 if self.exchange is not None:  # the next pipelined request: wait for this response
                     self._enqueue(events, i)
@@ -212,13 +212,13 @@ class ClientConnection(asyncio.Protocol):
         exchange.start()
         return exchange.state
 
-    def _request_end(self) -> None:
+    def _request_end(self, trailers: Headers | None) -> None:
         self.receiving = False
         self.deadline = 0.0
         exchange = self.exchange
         if exchange is None:
             return
-        exchange.request_end()
+        exchange.request_end(trailers)
         if exchange.state is ANSWERED and self.exchange is exchange:
             self._response_complete()  # answered before the request was read: now it is
 
@@ -314,6 +314,12 @@ class ClientConnection(asyncio.Protocol):
             # skipped reliably, so this client connection ends with the response.
             self.keep_alive = False
         self._response_complete()
+
+    def end_with_trailers(self, trailers: Headers) -> None:
+        if self.framing is CHUNKED:
+            self._write(writer.last_chunk(trailers))
+            self.framing = LENGTH  # (the body is ended: end() adds nothing)
+        self.end()
 
     def abort(self) -> None:
         self.corked = None

@@ -165,6 +165,11 @@ class ClientSide(Protocol):
         """The response is complete."""
         ...
 
+    def end_with_trailers(self, trailers: Headers) -> None:
+        """The response is complete, and these trailer fields (checked by ``rules.trailer_fields``)
+        follow its body where the framing allows (chunked, HTTP/2); else they are dropped."""
+        ...
+
     def abort(self) -> None:
         """The response cannot be completed: cut the connection."""
         ...
@@ -361,7 +366,12 @@ class Exchange(ExchangeRecord):
             return  # answered already (error page); the body is read and dropped
         self._to_upstream(writer.chunk(data) if self.head.chunked else data)
 
-    def request_end(self) -> None:
+    def request_end(self, trailers: Headers | None) -> None:
+        """The whole request body is in; ``trailers``: the trailer fields that ended it, if any.
+
+        They follow the last chunk of a chunked request (as Go's transport sends ``req.Trailer``);
+        a buffered body goes with a Content-Length, so its trailer fields are dropped.
+        """
         buffer = self.request_buffer
         if buffer is not None and self.target is not None and self.state is _BUFFERING:
             self.upstream_head = writer.close_head(self.upstream_head, buffer.size)
@@ -370,7 +380,10 @@ class Exchange(ExchangeRecord):
                 self._send_buffered_request()
             return  # the request is complete once the buffer went out
         if self.head.chunked and self.target is not None:
-            self._to_upstream(writer.LAST_CHUNK)
+            if trailers is None:
+                self._to_upstream(writer.LAST_CHUNK)
+            else:
+                self._to_upstream(writer.last_chunk(rules.trailer_fields(trailers)))
         self.request_complete = True
 
     def tunnel_in(self, data: bytes) -> None:
@@ -480,7 +493,7 @@ class Exchange(ExchangeRecord):
                 self.client.send_continue()
             self.request_buffer = SpoolBuffer(memory=service.buffer_memory, limit=service.max_request_body)
             # the head is finished once the body's size is known
-            lines = rules.without(fields.lines, rules.CONTENT_LENGTH)
+            lines = rules.without(fields.lines, rules.BUFFERED_BODY_DROPS)
             self.upstream_head = writer.request_head_open(head.method, self.raw_path, self.raw_query, lines)
             return
         if head.chunked:
@@ -616,7 +629,7 @@ class Exchange(ExchangeRecord):
             elif kind is EndOfMessage:
                 if self.response_head is None:
                     continue  # the end of an interim (1xx) response: the final one follows
-                self._response_end()
+                self._response_end(event.trailers)  # type: ignore[union-attr]
                 return  # one response per request; the next exchange may already own the connection
             elif kind is TunnelData:
                 self.client.send_body(event.data)  # type: ignore[union-attr]
@@ -715,7 +728,7 @@ class Exchange(ExchangeRecord):
         self.resp_bytes += len(data)
         self.client.send_body(data)
 
-    def _response_end(self) -> None:
+    def _response_end(self, trailers: Headers | None) -> None:
         buffer = self.response_buffer
         client = self.client
         upstream = self.upstream
@@ -729,7 +742,8 @@ class Exchange(ExchangeRecord):
         if buffer is not None:
             head = self.response_head
             assert head is not None
-            lines = rules.without(self.response_lines, rules.CONTENT_LENGTH)
+            # (sent with its length: the trailer fields, if any, are dropped with their announcement)
+            lines = rules.without(self.response_lines, rules.BUFFERED_BODY_DROPS)
             lines.append(b"Content-Length: %d" % buffer.size)
             self.response_lines = []
             # self.response_buffer stays until the body went out
@@ -738,7 +752,10 @@ class Exchange(ExchangeRecord):
             self._send_buffered_response()
             return
         self.state = _MOVES[self.state][_ANSWER]
-        client.end()
+        if trailers is None:
+            client.end()
+        else:
+            client.end_with_trailers(rules.trailer_fields(trailers))
 
     def _send_buffered_response(self) -> None:
         """The buffered body goes to the client one slice at a time, while it takes it

@@ -156,17 +156,17 @@ class H2Stream:
         else:
             self.conn.session.consumed(self.stream_id, event.flow_length)
 
-    def end_of_request(self) -> None:
+    def end_of_request(self, event: StreamEnd) -> None:
         if self.held is not None:
-            self.held.append(StreamEnd(self.stream_id))
+            self.held.append(event)
             return
-        self._request_end()
+        self._request_end(event.trailers)
 
-    def _request_end(self) -> None:
+    def _request_end(self, trailers: Headers | None) -> None:
         self.receiving = False
         exchange = self.exchange
         if exchange is not None and not self.finished:
-            exchange.request_end()
+            exchange.request_end(trailers)
         if self.ended:
             self.conn.stream_done(self)
 
@@ -285,6 +285,14 @@ class H2Stream:
         self.conn.session.send_body(self.stream_id, tail, end=True)
         self._response_complete()
 
+    def end_with_trailers(self, trailers: Headers) -> None:
+        if not trailers:
+            self.end()
+            return
+        self.release_tail()
+        self.conn.session.send_trailers(self.stream_id, trailers)
+        self._response_complete()
+
     def abort(self) -> None:
         """The response cannot be completed: reset the stream (the connection and other streams go on)."""
         if self.ended:
@@ -327,7 +335,7 @@ class H2Stream:
             if isinstance(event, StreamData):
                 self.data(StreamData(event.stream_id, event.data, 0))
             else:
-                self._request_end()
+                self._request_end(event.trailers)
         if self.flow is not None and self.flow.paused:
             self.owed += owed
         elif owed:
@@ -438,7 +446,7 @@ class H2Connection(asyncio.Protocol):
         elif kind is StreamEnd:
             stream = self.streams.get(event.stream_id)  # type: ignore[attr-defined]
             if stream is not None:
-                stream.end_of_request()
+                stream.end_of_request(event)  # type: ignore[arg-type]
         elif kind is StreamWritable:
             stream = self.streams.get(event.stream_id)  # type: ignore[attr-defined]
             if stream is not None:

@@ -6,8 +6,9 @@ request stream drives the same exchange logic an HTTP/1.1 request does.
 
 What this layer adds to ``h2``:
 - **Translation to HTTP/1 semantics**: a request head with ``:authority`` as ``Host``, cookies split
-  across fields joined with ``; ``, the origin-form target; response heads with connection-specific
-  fields dropped and names lower-cased.
+  across fields joined with ``; ``, the origin-form target, request trailer fields on the stream's
+  ``StreamEnd``; response heads with connection-specific fields dropped and names lower-cased, and
+  response trailer fields as a last HEADERS frame (``send_trailers``).
 - **Validation** (where h2→h1 translation is where smuggling hides): ``request_head`` rejects
   names that are not lower-case tokens, NUL/CR/LF or surrounding whitespace in values,
   connection-specific fields, ``te`` other than ``trailers``, pseudo-header misuse, two different
@@ -84,6 +85,8 @@ class StreamData:
 @dataclass(slots=True)
 class StreamEnd:
     stream_id: int
+    # the request's trailer fields (checked by ``trailer_problem``), when its end came with them
+    trailers: list[tuple[bytes, bytes]] | None = None
 
 
 @dataclass(slots=True)
@@ -163,6 +166,10 @@ class H2Session:
             },
         )
         self._pending: dict[int, list[tuple[memoryview, bool]]] = {}
+        # response trailer fields waiting behind the stream's queued DATA (``send_trailers``)
+        self._pending_trailers: dict[int, list[tuple[bytes, bytes]]] = {}
+        # request trailer fields received, until the StreamEnded h2 reports right after them
+        self._trailers: dict[int, list[tuple[bytes, bytes]]] = {}
         self._writable: list[StreamWritable] = []  # made by the current event, handed out after it
         self._control = _RateLimit(burst=CONTROL_FRAME_BURST, rate=CONTROL_FRAMES_PER_SECOND, clock=clock)
         self.streams_opened = 0
@@ -212,10 +219,12 @@ class H2Session:
             return StreamData(event.stream_id, event.data, event.flow_controlled_length or 0)
         if isinstance(event, h2.events.StreamEnded):
             assert event.stream_id is not None
+            if self._trailers:
+                return StreamEnd(event.stream_id, self._trailers.pop(event.stream_id, None))
             return StreamEnd(event.stream_id)
         if isinstance(event, h2.events.StreamReset):
             assert event.stream_id is not None
-            self._pending.pop(event.stream_id, None)
+            self._forget(event.stream_id)
             if event.remote_reset:
                 self.resets_by_peer += 1
                 if self.resets_by_peer > RAPID_RESET_FLOOR and self.resets_by_peer * 2 > self.streams_opened:
@@ -234,8 +243,29 @@ class H2Session:
             self.ended = ConnectionEnded("the client sent GOAWAY", int(event.error_code or 0))
             return None
         if isinstance(event, h2.events.TrailersReceived):
-            return None  # request trailers are not forwarded (HTTP/1.1 upstreams would need chunked)
+            return self._request_trailers(event)
         return None
+
+    def _request_trailers(self, event: h2.events.TrailersReceived) -> StreamReset | None:
+        """Request trailer fields ride on the stream's StreamEnd (h2 reports it next: trailers
+        carry END_STREAM); malformed ones are a stream error, as a malformed head."""
+        sid = event.stream_id
+        assert sid is not None and event.headers is not None
+        fields = list(event.headers)  # bytes (header_encoding=None)
+        if trailer_problem(fields):
+            self._refuse(sid)
+            self._forget(sid)
+            return StreamReset(sid, int(h2.errors.ErrorCodes.PROTOCOL_ERROR))
+        self._trailers[sid] = fields
+        return None
+
+    def _forget(self, stream_id: int) -> None:
+        """What waits for a stream that was reset."""
+        self._pending.pop(stream_id, None)
+        if self._pending_trailers:
+            self._pending_trailers.pop(stream_id, None)
+        if self._trailers:
+            self._trailers.pop(stream_id, None)
 
     def _request(self, event: h2.events.RequestReceived) -> StreamHead | None:
         assert event.stream_id is not None and event.headers is not None
@@ -311,7 +341,22 @@ class H2Session:
             else:
                 queue.pop(0)
         self._pending.pop(stream_id, None)
+        if self._pending_trailers:
+            trailers = self._pending_trailers.pop(stream_id, None)
+            if trailers is not None:
+                self._conn.send_headers(stream_id, trailers, end_stream=True)
         return True
+
+    def send_trailers(self, stream_id: int, trailers: list[tuple[bytes, bytes]]) -> None:
+        """End the stream with trailer fields (a HEADERS frame with END_STREAM), after its DATA:
+        at once, or once the DATA still queued for the client's window went out. Names are
+        lower-cased here; the exchange left out the fields that may not be trailers (connection-
+        specific ones among them) and HTTP/1 parsers deliver no CR, LF or NUL, nor a ``:`` name."""
+        fields = [(name.lower(), value) for name, value in trailers]
+        if stream_id in self._pending:
+            self._pending_trailers[stream_id] = fields
+        else:
+            self._conn.send_headers(stream_id, fields, end_stream=True)
 
     def consumed(self, stream_id: int, flow_length: int) -> None:
         """Request-body bytes went upstream: let the client send that much more."""
@@ -322,7 +367,7 @@ class H2Session:
                 pass
 
     def reset(self, stream_id: int, *, code: int = h2.errors.ErrorCodes.CANCEL) -> None:
-        self._pending.pop(stream_id, None)
+        self._forget(stream_id)
         try:
             self._conn.reset_stream(stream_id, code)
         except h2.exceptions.StreamClosedError:
@@ -467,6 +512,16 @@ def request_head(
         head.content_length = length
         head.expect_continue = expect
     return head
+
+
+def trailer_problem(fields: Iterable[tuple[bytes, bytes]]) -> bool:
+    """Whether request trailer fields are malformed (RFC 9113 §8.1, §8.2): pseudo-fields, names
+    that are not lower-case tokens, NUL / CR / LF or surrounding whitespace in values. Fields that
+    are well formed but may not be trailers are left out later (``headers.trailer_fields``)."""
+    for name, value in fields:
+        if not _NAME.match(name) or _BAD_VALUE.search(value):
+            return True
+    return False
 
 
 def _head(

@@ -12,6 +12,10 @@ as kamal-proxy keeps one small middleware per rule:
   connection and, with forward-headers on, extend what the client sent;
 - ``add_kamal_target``: ``X-Kamal-Target`` names the target (extended likewise).
 
+Trailers pass as Go's ReverseProxy passes them: the hop-by-hop ``Trailer`` field is re-announced
+(``announced_trailers``), and the trailer fields themselves are forwarded without those that must
+never be trailers (``trailer_fields``: framing, routing, authentication, controls, content format).
+
 Everything works on raw byte pairs as the parser delivered them; the kept fields are field lines
 (``Name: value``, no CRLF) that ``writer.py`` joins once. No dict of the headers is built.
 """
@@ -47,7 +51,57 @@ HOP_BY_HOP: Final = frozenset(
 # Connection tokens that name no header field
 _CONNECTION_OPTIONS: Final = frozenset({b"close", b"keep-alive", b"upgrade"})
 _NO_TOKENS: Final[frozenset[bytes]] = frozenset()
-CONTENT_LENGTH: Final = frozenset({b"content-length"})
+# What a body we buffered and send with its own Content-Length does not keep: the target's length,
+# and the announcement of trailer fields that are dropped (they need a chunked body).
+BUFFERED_BODY_DROPS: Final = frozenset({b"content-length", b"trailer"})
+
+# Fields that are never forwarded as trailer fields (RFC 9110 section 6.5.1: framing, routing,
+# authentication, request modifiers, response controls, content format): Go's list
+# (``httpguts.badTrailer``, which its ReverseProxy's server side applies) plus ``upgrade``, the one
+# connection-specific field missing from it; and every ``if-*`` field, as Go.
+FORBIDDEN_TRAILERS: Final = frozenset(
+    {
+        b"authorization",
+        b"cache-control",
+        b"connection",
+        b"content-encoding",
+        b"content-length",
+        b"content-range",
+        b"content-type",
+        b"expect",
+        b"host",
+        b"keep-alive",
+        b"max-forwards",
+        b"pragma",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"proxy-connection",
+        b"range",
+        b"realm",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"www-authenticate",
+    }
+)
+
+
+def allowed_trailer(lname: bytes) -> bool:
+    """Whether a (lower-case) field name may be forwarded as a trailer field."""
+    return lname not in FORBIDDEN_TRAILERS and lname[:3] != b"if-" and lname[:1] != b":"
+
+
+def trailer_fields(trailers: Headers) -> Headers:
+    """The trailer fields to forward: those that may be trailers (``allowed_trailer``)."""
+    return [(name, value) for name, value in trailers if allowed_trailer(name.lower())]
+
+
+def announced_trailers(value: bytes) -> bytes:
+    """A ``Trailer`` field's value re-announced (as Go's ReverseProxy does): the names it lists
+    that may be trailer fields, b"" if none."""
+    names = [token.strip(b" \t") for token in value.split(b",")]
+    return b", ".join(name for name in names if name and allowed_trailer(name.lower()))
 
 
 def new_request_id() -> str:
@@ -155,8 +209,11 @@ def scan_request(headers: Headers) -> RequestFields:
             if lname == b"connection":
                 if value.lower() not in _CONNECTION_OPTIONS:  # (the usual keep-alive/close names nothing)
                     drop = _more_dropped(drop, value)
-            elif lname == b"upgrade" and not upgrade:
-                upgrade = value
+            elif lname == b"upgrade":
+                if not upgrade:
+                    upgrade = value
+            elif lname == b"trailer":
+                _announce(kept, name, value)
             continue
         if lname[:2] == b"x-":
             if x_fields is None:
@@ -175,6 +232,13 @@ def scan_request(headers: Headers) -> RequestFields:
         kept = without(kept, drop)
     forwarding = _forwarding(x_fields) if x_fields is not None else _NO_FORWARDING
     return RequestFields(kept, host, user_agent, content_type, upgrade, forwarding)
+
+
+def _announce(lines: Lines, name: bytes, value: bytes) -> None:
+    """Keep a ``Trailer`` field (hop-by-hop, but re-announced as Go does), without forbidden names."""
+    announced = announced_trailers(value)
+    if announced:
+        lines.append(name + COLON + announced)
 
 
 _REBUILT: Final = frozenset(
@@ -270,8 +334,11 @@ def scan_response(headers: Headers) -> tuple[Lines, bytes]:
     for name, value in headers:
         lname = name.lower()
         if lname in HOP_BY_HOP:
-            if lname == b"connection" and value.lower() not in _CONNECTION_OPTIONS:
-                drop = _more_dropped(drop, value)
+            if lname == b"connection":
+                if value.lower() not in _CONNECTION_OPTIONS:
+                    drop = _more_dropped(drop, value)
+            elif lname == b"trailer":
+                _announce(out, name, value)
             continue
         if lname == b"content-type":
             content_type = value

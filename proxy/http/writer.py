@@ -3,7 +3,8 @@
 A head is given as its field lines (``Name: value``, no CRLF), the shape the header rules in
 ``headers.py`` produce, so the whole head is built with one join. Bodies are framed by the
 ``Framing`` the head announced: a Content-Length body and a close-delimited body go out as they are,
-a chunked body as ``chunk()`` pieces and ``LAST_CHUNK``. Nothing here owns a socket.
+a chunked body as ``chunk()`` pieces and ``LAST_CHUNK`` (or ``last_chunk`` with trailer fields).
+Nothing here owns a socket.
 """
 
 from __future__ import annotations
@@ -67,3 +68,10 @@ def interim_response(status: int, reason: bytes, headers: list[tuple[bytes, byte
 def chunk(data: bytes) -> bytes:
     """One chunk of a chunked body. Empty data would end the body, so callers skip it."""
     return b"%x\r\n%b\r\n" % (len(data), data)
+
+
+def last_chunk(trailers: list[tuple[bytes, bytes]]) -> bytes:
+    """The end of a chunked body with its trailer fields (``LAST_CHUNK`` when there are none)."""
+    if not trailers:
+        return LAST_CHUNK
+    return b"0\r\n" + b"".join([name + COLON + value + CRLF for name, value in trailers]) + CRLF

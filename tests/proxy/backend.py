@@ -2,11 +2,13 @@
 
 Behaviour by path (query parameters in brackets):
   /up                      200 "OK" (500 while ``healthy`` is False)
-  /echo                    200, JSON of method, path, query, headers, body (and the backend name)
+  /echo                    200, JSON of method, path, query, headers, body, trailers (and the
+                           backend name)
   /slow [ms]               waits ms before answering
   /status/N                answers status N with body "status N"
   /big [size]              a Content-Length body of size bytes ("x" repeated)
-  /chunked [n, ms]         n chunks of "chunk i\n", ms apart
+  /chunked [n, ms, trailer] n chunks of "chunk i\n", ms apart; ``trailer`` ("Name: value") is
+                           announced in ``Trailer`` and sent after the last chunk
   /sse [n, ms]             text/event-stream, n events ms apart
   /close [size]            a close-delimited body
   /ws                      101 Switching Protocols, then echoes every byte back
@@ -23,7 +25,7 @@ import json
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 from urllib.parse import parse_qs, parse_qsl, urlsplit
 
@@ -40,6 +42,7 @@ class _Request:
     query: dict[str, str]
     keep_alive: bool
     body: bytes = b""
+    trailers: list[tuple[str, str]] = field(default_factory=list)  # of a chunked body
 
     @classmethod
     def parse(cls, head: bytes) -> _Request:
@@ -158,7 +161,7 @@ class Backend:
         if req.lower.get("expect", "").lower() == "100-continue":
             writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
             await writer.drain()
-        req.body = await self._read_body(reader, req.lower)
+        req.body = await self._read_body(reader, req.lower, req.trailers)
         self.seen.append(
             {"method": req.method, "target": req.target, "headers": req.headers, "body": req.body}
         )
@@ -194,6 +197,7 @@ class Backend:
                     "query": req.raw_query,
                     "headers": req.headers,
                     "body": req.body.decode("latin-1"),
+                    "trailers": req.trailers,
                 }
             ).encode()
             return 200, payload, "Content-Type: application/json\r\n"
@@ -211,7 +215,7 @@ class Backend:
         return 404, b"backend 404", ""
 
     async def _chunks(
-        self, writer: asyncio.StreamWriter, head: str, pieces: list[bytes], delay_ms: int
+        self, writer: asyncio.StreamWriter, head: str, pieces: list[bytes], delay_ms: int, trailer: str = ""
     ) -> None:
         writer.write(
             f"HTTP/1.1 200 OK\r\nX-Backend: {self.name}\r\n{head}Transfer-Encoding: chunked\r\n\r\n".encode()
@@ -220,14 +224,16 @@ class Backend:
             writer.write(b"%x\r\n%b\r\n" % (len(piece), piece))
             await writer.drain()
             await asyncio.sleep(delay_ms / 1000)
-        writer.write(b"0\r\n\r\n")
+        writer.write(b"0\r\n" + (f"{trailer}\r\n".encode() if trailer else b"") + b"\r\n")
         await writer.drain()
 
     async def _chunked(
         self, req: _Request, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> bool:
         pieces = [f"chunk {i}\n".encode() for i in range(int(req.query.get("n", "3")))]
-        await self._chunks(writer, "", pieces, int(req.query.get("ms", "0")))
+        trailer = req.query.get("trailer", "")
+        head = f"Trailer: {trailer.partition(':')[0]}\r\n" if trailer else ""
+        await self._chunks(writer, head, pieces, int(req.query.get("ms", "0")), trailer)
         return req.keep_alive
 
     async def _sse(self, req: _Request, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
@@ -258,7 +264,9 @@ class Backend:
         "/ws": _ws,
     }
 
-    async def _read_body(self, reader: asyncio.StreamReader, headers: dict[str, str]) -> bytes:
+    async def _read_body(
+        self, reader: asyncio.StreamReader, headers: dict[str, str], trailers: list[tuple[str, str]]
+    ) -> bytes:
         if "content-length" in headers:
             return await reader.readexactly(int(headers["content-length"]))
         if headers.get("transfer-encoding", "").lower() == "chunked":
@@ -267,8 +275,9 @@ class Backend:
                 size_line = await reader.readuntil(b"\r\n")
                 size = int(size_line.split(b";")[0], 16)
                 if size == 0:
-                    while (await reader.readuntil(b"\r\n")) != b"\r\n":
-                        pass
+                    while (line := await reader.readuntil(b"\r\n")) != b"\r\n":
+                        name, _, value = line.decode("latin-1").partition(":")
+                        trailers.append((name, value.strip()))
                     return b"".join(parts)
                 parts.append(await reader.readexactly(size))
                 await reader.readexactly(2)

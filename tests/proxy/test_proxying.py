@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
@@ -98,6 +99,40 @@ def test_request_bodies_stream_with_content_length_and_chunked(proxy: ProxyProce
 
     response = httpx.post(proxy.url("/echo"), content=gen())
     assert response.json()["body"] == "part0;part1;part2;part3;part4;"
+
+
+def test_chunked_response_trailers_reach_an_http11_client(proxy: ProxyProcess, backend: Backend) -> None:
+    proxy.deploy("app", backend.address)
+    sock = proxy.connect()
+    sock.settimeout(5)
+    sock.sendall(b"GET /chunked?n=2&trailer=X-Checksum:abc HTTP/1.1\r\nHost: a\r\n\r\n")
+    end = b"\r\n0\r\nX-Checksum: abc\r\n\r\n"
+    received = b""
+    while not received.endswith(end) and len(received) < 65536:
+        piece = sock.recv(65536)
+        if not piece:
+            break
+        received += piece
+    head, _, body = received.partition(b"\r\n\r\n")
+    assert b"\r\nTrailer: X-Checksum\r\n" in head + b"\r\n" and b"Transfer-Encoding: chunked" in head
+    assert body.endswith(end) and b"chunk 0\n" in body and b"chunk 1\n" in body
+    sock.close()
+
+
+def test_chunked_request_trailers_reach_the_target(proxy: ProxyProcess, backend: Backend) -> None:
+    proxy.deploy("app", backend.address)
+    sock = proxy.connect()
+    response = raw_request(
+        sock,
+        b"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTrailer: X-Sum\r\n\r\n"
+        b"3\r\nabc\r\n0\r\nX-Sum: 6\r\nHost: evil.test\r\n\r\n",
+    )
+    assert status_of(response) == 200
+    data = json.loads(response.partition(b"\r\n\r\n")[2])
+    assert data["body"] == "abc"
+    assert data["trailers"] == [["X-Sum", "6"]]  # Host is never a trailer field: removed
+    assert ["Trailer", "X-Sum"] in data["headers"]
+    sock.close()
 
 
 def test_large_download_streams(proxy: ProxyProcess, backend: Backend) -> None:
