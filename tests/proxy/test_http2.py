@@ -9,6 +9,7 @@ multiplexing, flow control, resets, smuggling attempts, floods and GOAWAY.
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 import signal
 import socket
@@ -314,6 +315,28 @@ def test_client_reset_cancels_the_upstream_request_logged_499(
         assert line["status"] == 499
         status, _, _ = client.response(client.request("/echo"))  # the connection goes on
         assert status == 200
+    finally:
+        client.close()
+
+
+def test_trailers_pass_both_ways_between_http2_clients_and_http1_targets(
+    h2_proxy: ProxyProcess, backend: Backend, ca: CA
+) -> None:
+    deploy_tls(h2_proxy, ca, "app", backend.address)
+    client = RawH2(h2_proxy, ca)
+    try:
+        sid = client.request("/chunked?n=2&trailer=X-Checksum:abc")
+        status, headers, body = client.response(sid)
+        assert status == 200 and body == b"chunk 0\nchunk 1\n" and headers[b"trailer"] == b"X-Checksum"
+        [trailers] = [e for e in client.events if isinstance(e, h2.events.TrailersReceived)]
+        assert trailers.stream_id == sid and list(trailers.headers or []) == [(b"x-checksum", b"abc")]
+        sid = client.request("/echo", method="POST", end=False)  # no content-length: chunked upstream
+        client.conn.send_data(sid, b"abc")
+        client.conn.send_headers(sid, [(b"x-sum", b"6")], end_stream=True)
+        client.flush()
+        status, _, body = client.response(sid)
+        echoed = json.loads(body)
+        assert status == 200 and echoed["body"] == "abc" and echoed["trailers"] == [["x-sum", "6"]]
     finally:
         client.close()
 

@@ -58,7 +58,7 @@ def test_response_trailers_are_dropped_for_an_http10_client(parser: str) -> None
         h.targets.respond(CHUNKED_RESPONSE_HEAD + b"3\r\nabc\r\n0\r\nX-Checksum: 123\r\n\r\n")
         response = client.take()
         assert b"chunked" not in response and response.endswith(b"\r\n\r\nabc")
-        assert b"123" not in response
+        assert b"X-Checksum: 123" not in response
         assert client.closed  # close-delimited
 
     run(parser, scenario)
@@ -73,7 +73,7 @@ def test_buffered_response_drops_trailers_and_their_announcement(parser: str) ->
         h.targets.respond(CHUNKED_RESPONSE_HEAD + b"3\r\nabc\r\n0\r\nX-Checksum: 123\r\n\r\n")
         response = client.take()
         assert b"Content-Length: 3\r\n" in response and response.endswith(b"\r\n\r\nabc")
-        assert b"Trailer" not in response and b"123" not in response
+        assert b"Trailer" not in response and b"X-Checksum" not in response
         assert not client.closed
 
     run(parser, scenario)
@@ -141,7 +141,7 @@ def test_buffered_request_drops_trailers_and_their_announcement(parser: str) -> 
         await settle()
         request = h.targets.respond(ok())
         assert b"Content-Length: 2\r\n\r\nab" in request and request.endswith(b"\r\n\r\nab")
-        assert b"Trailer" not in request and b"42" not in request
+        assert b"Trailer" not in request and b"X-Sum" not in request
         assert status_of(client.take()) == 200
 
     run(parser, scenario)
