@@ -289,8 +289,12 @@ class H2Stream:
         if not trailers:
             self.end()
             return
-        self.release_tail()
-        self.conn.session.send_trailers(self.stream_id, trailers)
+        tail = self.tail
+        self.tail = b""
+        session = self.conn.session
+        if tail:
+            session.send_body(self.stream_id, tail)  # (what the window does not take waits, trailers too)
+        session.send_trailers(self.stream_id, trailers)
         self._response_complete()
 
     def abort(self) -> None:

@@ -161,3 +161,28 @@ def test_kamal_target_extends_the_clients_when_trusted() -> None:
 def test_without_removes_named_fields_case_insensitively() -> None:
     lines = [b"Content-Length: 3", b"X: 1", b"TRAILER: X-Sum"]
     assert rules.without(lines, rules.BUFFERED_BODY_DROPS) == [b"X: 1"]
+
+
+# --- trailers -------------------------------------------------------------------------------------
+def test_trailer_field_is_re_announced_with_only_names_that_may_be_trailers() -> None:
+    assert (
+        rules.announced_trailers(b"X-Sum, Content-Length ,if-match,, Server-Timing")
+        == b"X-Sum, Server-Timing"
+    )
+    lines, _ = rules.scan_response([(b"Trailer", b"Host"), (b"TRAILER", b"x-a, te"), (b"X", b"1")])
+    assert lines == [b"TRAILER: x-a", b"X: 1"]  # an announcement of nothing allowed is dropped
+    assert scan([(b"Host", b"a"), (b"Trailer", b"X-Sum, Authorization")]).lines == [
+        b"Host: a",
+        b"Trailer: X-Sum",
+    ]
+
+
+def test_trailer_fields_leave_out_what_must_never_be_a_trailer() -> None:
+    trailers = [
+        (b"X-Sum", b"1"),
+        (b"HOST", b"x"),
+        (b"If-None-Match", b"*"),
+        (b"set-cookie", b"a"),
+        (b"TE", b"x"),
+    ]
+    assert rules.trailer_fields(trailers) == [(b"X-Sum", b"1"), (b"set-cookie", b"a")]

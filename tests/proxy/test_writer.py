@@ -95,3 +95,8 @@ def test_written_request_parses_back_to_the_same_head() -> None:
     assert (head.method, head.target, head.chunked) == (b"POST", b"/x?y", True)
     assert [type(e) for e in events[1:]] == [Data, EndOfMessage]
     assert events[1].data == b"abc"  # type: ignore[union-attr]
+
+
+def test_last_chunk_carries_the_trailer_fields() -> None:
+    assert writer.last_chunk([]) == writer.LAST_CHUNK == b"0\r\n\r\n"
+    assert writer.last_chunk([(b"X-A", b"1"), (b"x-b", b"")]) == b"0\r\nX-A: 1\r\nx-b: \r\n\r\n"
