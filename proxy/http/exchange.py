@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import time
 from enum import IntEnum
-from typing import TYPE_CHECKING, Final, Protocol
+from typing import TYPE_CHECKING, Final, Protocol, cast
 
 from proxy import defaults
 from proxy.http import headers as rules
@@ -629,7 +629,7 @@ class Exchange(ExchangeRecord):
             elif kind is EndOfMessage:
                 if self.response_head is None:
                     continue  # the end of an interim (1xx) response: the final one follows
-                self._response_end(event.trailers)  # type: ignore[union-attr]
+                self._response_end(cast(EndOfMessage, event).trailers)  # (compiled: a native read)
                 return  # one response per request; the next exchange may already own the connection
             elif kind is TunnelData:
                 self.client.send_body(event.data)  # type: ignore[union-attr]
