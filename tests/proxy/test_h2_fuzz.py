@@ -53,6 +53,7 @@ from proxy.http import h2_session
 from proxy.http.exchange import ExchangeState
 from proxy.http.h2_connection import H2Connection, H2Stream
 from proxy.http.h2_session import StreamData
+from proxy.lifecycle import ModeEvent
 from tests.proxy.harness import Harness, MockTransport, settle
 
 EXAMPLES = int(os.environ.get("H2_FUZZ_EXAMPLES", "0"))
@@ -191,6 +192,13 @@ class Target:
 
 
 @dataclass(frozen=True)
+class Mode:
+    """The service is paused (requests are held, their bodies wait), stopped or resumed."""
+
+    event: ModeEvent
+
+
+@dataclass(frozen=True)
 class Advance:
     seconds: float
 
@@ -200,7 +208,7 @@ class Drain:
     pass
 
 
-Action = Headers | Data | Control | Raw | Flood | Target | Advance | Drain
+Action = Headers | Data | Control | Raw | Flood | Target | Mode | Advance | Drain
 
 
 def weighted(*choices: tuple[int, st.SearchStrategy[Any]]) -> st.SearchStrategy[Any]:
@@ -308,7 +316,7 @@ floods = st.builds(
 targets = st.builds(
     Target,
     index=st.integers(0, 20),
-    kind=st.sampled_from(["head", "chunked-head", "body", "body", "chunk", "end", "full", "full", "close", "garbage"]),
+    kind=st.sampled_from(["head", "chunked-head", "body", "body", "chunk", "end", "full", "full", "close", "garbage", "interim"]),
     size=st.sampled_from([0, 5, 1000, 65_536, MAX_CHUNK]),
 )  # fmt: skip
 
@@ -338,9 +346,16 @@ actions: st.SearchStrategy[Action] = weighted(
     (3, floods),
     (6, st.builds(Advance, st.sampled_from([0.5, 5.0, 31.0, 61.0]))),
     (6, st.just(Drain())),
+    (4, st.builds(Mode, st.sampled_from([ModeEvent.PAUSE, ModeEvent.RESUME, ModeEvent.STOP]))),
 )
 backpressure_actions: st.SearchStrategy[Action] = weighted(
-    (25, headers_actions), (10, valid_data), (30, targets), (10, benign_controls), (3, controls), (3, floods)
+    (25, headers_actions),
+    (10, valid_data),
+    (30, targets),
+    (10, benign_controls),
+    (3, controls),
+    (3, floods),
+    (3, st.builds(Mode, st.sampled_from([ModeEvent.PAUSE, ModeEvent.RESUME]))),
 )
 
 
@@ -570,6 +585,8 @@ def upstream_piece(target: Target) -> bytes:
         )
     if target.kind == "garbage":
         return b"\x00HTTP/9 nope\r\n\r\n"
+    if target.kind == "interim":
+        return b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\nHTTP/1.1 100 Continue\r\n\r\n"
     return body
 
 
@@ -677,6 +694,9 @@ async def step(
             upstream.lose()
         elif upstream.reading:  # a real socket delivers nothing while the proxy does not read
             protocol.data_received(upstream_piece(action))
+    elif isinstance(action, Mode):
+        service = h.services[0][2]
+        service.change_mode(action.event, pause_timeout=30.0)
     elif isinstance(action, Advance):
         await h.advance(action.seconds)
     else:
