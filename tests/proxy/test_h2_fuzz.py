@@ -370,6 +370,7 @@ class RawClient:
         self.next_id = 1
         self.opened: list[int] = []
         self.max_frame_size = 16384  # the largest SETTINGS_MAX_FRAME_SIZE this client announced
+        self.methods: dict[int, bytes] = {}  # each stream's :method (a HEAD response has no body)
 
     def stream(self, ref: tuple[Any, ...]) -> int:
         if ref[0] == "new":
@@ -383,6 +384,8 @@ class RawClient:
 
     def headers(self, action: Headers) -> bytes:
         sid = self.stream(action.stream)
+        if not isinstance(action.fields, bytes):
+            self.methods[sid] = dict(action.fields).get(b":method", b"")
         block = action.fields if isinstance(action.fields, bytes) else self.encoder.encode(action.fields)
         size = -(-len(block) // action.pieces) if block else 0
         pieces = [block[i : i + size] for i in range(0, len(block), size)] if size else [b""]
@@ -467,6 +470,8 @@ class StreamSeen:
     final: bool = False  # a final (non-1xx) head was sent
     ended: bool = False  # END_STREAM was sent
     reset: bool = False
+    length: int | None = None  # the final head's content-length
+    body: int = 0  # DATA bytes sent
 
 
 @dataclass
@@ -535,8 +540,13 @@ class OutputChecker:
             return
         assert isinstance(frame, DataFrame), frame
         assert seen.final, f"DATA before the response head on stream {sid}"
+        seen.body += len(frame.data)
         if "END_STREAM" in frame.flags:
             seen.ended = True
+            if seen.length is not None and self.client.methods.get(sid) != b"HEAD":
+                assert seen.body == seen.length, (
+                    f"stream {sid}: {seen.body} bytes, content-length {seen.length}"
+                )
 
     def head(self, seen: StreamSeen, fields: list[tuple[bytes, bytes]]) -> None:
         assert fields and fields[0][0] == b":status", fields
@@ -548,6 +558,9 @@ class OutputChecker:
             assert name == name.lower() and name not in CONNECTION_SPECIFIC, name
         if int(status) >= 200:
             seen.final = True
+            lengths = [v for n, v in fields if n == b"content-length"]
+            assert len(lengths) <= 1 and all(v.isdigit() for v in lengths), fields
+            seen.length = int(lengths[0]) if lengths else None
 
 
 # ---------------------------------------------------------------------- the run
