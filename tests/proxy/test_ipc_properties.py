@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from proxy import ipc
+from proxy.controller.fleet import WorkerFleet, WorkerSlot
 from tests.proxy.test_ipc import MESSAGES
 
 EXAMPLES = int(os.environ.get("IPC_FUZZ_EXAMPLES", "0"))
@@ -205,3 +206,54 @@ def test_a_frame_nested_too_deeply_is_a_message_error() -> None:
         ipc.decode(nested(100_000).encode())
     with pytest.raises(ipc.MessageError, match="nested too deeply"):
         ipc.decode(b'{"type":"metrics","request":1,"table":' + nested(100_000).encode() + b"}")
+
+
+@st.composite
+def metrics_tables(draw: st.DrawFn) -> bytes:
+    """A worker's metrics table (as decoded) with a field anywhere replaced by a random or hostile value."""
+    document = json.loads(ipc.encode(METRICS)[ipc.HEADER.size :])
+    for n in range(draw(st.integers(1, 3))):
+        path = draw(st.sampled_from(paths(document["table"])))
+        value = draw(st.one_of(json_values, st.sampled_from(["Infinity", "-Infinity", "NaN", "1e999"])))
+        replace(
+            document["table"], path, value if not isinstance(value, str) else f"@@{n}{value}@@", delete=False
+        )
+    text = json.dumps(document)
+    for constant in ("Infinity", "-Infinity", "NaN", "1e999"):
+        for n in range(3):
+            text = text.replace(json.dumps(f"@@{n}{constant}@@"), constant)
+    return text.encode()
+
+
+METRICS = ipc.MetricsTable(
+    request=0,
+    table={
+        "series": [["app", "GET", 200, 3, 0.25, [1, 2] + [0] * 9]],
+        "in_flight": {"app": 1},
+        "connect_errors": {"app": 2},
+        "held": {"app": 4},
+        "idle": {"app": 5},
+    },
+)
+
+
+@SETTINGS
+@given(body=metrics_tables())
+def test_a_worker_metrics_table_is_taken_whole_or_counted_as_none(body: bytes) -> None:
+    message = decode_or_error(body)
+    if not isinstance(message, ipc.MetricsTable):
+        return
+    slot = WorkerSlot(index=0)
+    WorkerFleet._take_table(slot, message)
+    if slot.metrics is not None:
+        assert all(type(v) is int for v in (*slot.held.values(), *slot.idle.values()))
+
+
+def test_a_metrics_table_with_an_infinite_gauge_counts_as_none() -> None:
+    message = ipc.decode(
+        b'{"type":"metrics","request":0,"table":{"series":[],"in_flight":{},"held":{"a":Infinity}}}'
+    )
+    assert isinstance(message, ipc.MetricsTable)
+    slot = WorkerSlot(index=0)
+    WorkerFleet._take_table(slot, message)  # OverflowError ended the reader of that worker's messages
+    assert slot.metrics is None and slot.held == {}
