@@ -25,6 +25,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from mypy_extensions import mypyc_attr
+
 MAX_PENDING_BYTES = 64 * 1024 * 1024
 FLUSH_BATCH = 4096  # lines; a smaller batch goes out after FLUSH_DELAY
 # Each hand-over to the writer thread costs a GIL round trip, and joining a batch stalls the loop for
@@ -78,6 +80,7 @@ class _Clock:
         return f"{self._prefix}.{int((now - second) * 1_000_000):06d}Z"
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # tests keep the lines in memory
 class JsonLog:
     """The daemon's one log sink. ``emit`` is cheap and never blocks."""
 
@@ -94,8 +97,8 @@ class JsonLog:
         self._queue: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
         self._clock = _Clock()
         self.timestamp: Callable[[float], str] = self._clock.stamp  # RFC 3339, from time.time()
-        self._thread = threading.Thread(target=self._writer, name="log-writer", daemon=True)
-        self._thread.start()
+        self._writer_thread = threading.Thread(target=self._writer, name="log-writer", daemon=True)
+        self._writer_thread.start()
 
     # --- producers (event loop) -------------------------------------------------------------
     def line(self, text: str) -> None:
@@ -167,7 +170,7 @@ class JsonLog:
             self._report_dropped()
         self.flush()
         self._queue.put(None)
-        self._thread.join(timeout=5)
+        self._writer_thread.join(timeout=5)
 
     # --- writer thread ----------------------------------------------------------------------
     def _writer(self) -> None:

@@ -43,7 +43,9 @@ COMPILED = (
     "proxy.http.record",
     "proxy.http.upstream",
     "proxy.http.writer",
+    "proxy.log",
     "proxy.service",
+    "proxy.service_map",
     "proxy.targets",
 )
 STAMP = "_native_sources.json"

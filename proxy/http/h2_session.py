@@ -150,6 +150,7 @@ class H2Session:
             validate_outbound_headers=False,
             normalize_outbound_headers=False,
             validate_inbound_headers=False,  # request_head() validates, as stream errors
+            normalize_inbound_headers=False,  # request_head() joins split cookies itself
         )
         self._conn = _Connection(config=config)
         self._conn.encoder = _Encoder()
