@@ -27,6 +27,7 @@ from proxy.commands import decode_request
 from proxy.options import DeploymentOptions, HealthCheckConfig, ServiceOptions, TargetOptions
 from tests.proxy.conftest import ProxyProcess
 from tests.proxy.control_plane import ControlPlane, deploy
+from tests.proxy.test_ipc_properties import paths, replace
 
 EXAMPLES = int(os.environ.get("HYPOTHESIS_MAX_EXAMPLES", "300"))
 DAEMON_EXAMPLES = 30
@@ -269,20 +270,44 @@ VALID_REQUESTS: list[Json] = [
 
 @st.composite
 def mutated_lines(draw: st.DrawFn) -> bytes:
-    """A valid request's line with bytes flipped, inserted, removed or cut (the newline too)."""
-    line = bytearray(encode(draw(st.sampled_from(VALID_REQUESTS))))
+    """A valid request's line with bytes changed (mostly to printable ASCII, so that more of them
+    reach the decoder than the JSON parser), inserted, removed or cut; now and then no newline."""
+    line = bytearray(encode(draw(st.sampled_from(VALID_REQUESTS)))[:-1])
     for _ in range(draw(st.integers(1, 4))):
         at = draw(st.integers(0, len(line)))
         kind = draw(st.sampled_from(["flip", "insert", "delete", "cut"]))
         if kind == "flip" and at < len(line):
-            line[at] = draw(st.integers(0, 255))
+            line[at] = draw(
+                st.one_of(st.integers(0x20, 0x7E), st.sampled_from(b'{}[]",:0-9\\'), st.integers(0, 255))
+            )
         elif kind == "insert":
             line[at:at] = draw(st.binary(min_size=1, max_size=8))
         elif kind == "delete":
             del line[at : at + draw(st.integers(1, 8))]
         else:
             del line[at:]
-    return bytes(line)
+    return bytes(line) + (b"" if draw(st.integers(0, 7)) == 7 else b"\n")
+
+
+@st.composite
+def field_replaced_lines(draw: st.DrawFn) -> bytes:
+    """A valid request with one or two values anywhere in it replaced, removed or given a sibling."""
+    request = json.loads(encode(draw(st.sampled_from(VALID_REQUESTS))))
+    for _ in range(draw(st.integers(1, 2))):
+        places = paths(request)
+        path = draw(st.sampled_from(places))
+        action = draw(st.sampled_from(["replace", "replace", "delete", "add"]))
+        if action == "add":
+            parent = request
+            for step in path[:-1]:
+                parent = parent[step]
+            if isinstance(parent, dict):
+                parent[draw(st.text(max_size=6))] = draw(json_values)
+            else:
+                parent.append(draw(json_values))
+        else:
+            replace(request, path, draw(json_values), delete=action == "delete")
+    return encode(request)
 
 
 hostile_lines = st.one_of(
@@ -313,7 +338,7 @@ def test_mutated_and_hostile_request_lines_get_a_clear_reply_and_only_a_valid_co
     count = 0
 
     @settings(max_examples=EXAMPLES, derandomize=True, deadline=None, database=None)
-    @given(line=st.one_of(mutated_lines(), hostile_lines))
+    @given(line=st.one_of(mutated_lines(), field_replaced_lines(), hostile_lines))
     def check(line: bytes) -> None:
         nonlocal count, harness
         count += 1
