@@ -180,7 +180,7 @@ class Raw:
 
 @dataclass(frozen=True)
 class Flood:
-    kind: str  # "ping", "settings", "rapid-reset", "continuation", "window-zero"
+    kind: str  # "ping", "settings", "rapid-reset", "continuation", "window-zero", "streams"
     count: int
 
 
@@ -310,7 +310,7 @@ raws = st.one_of(
 )  # fmt: skip
 floods = st.builds(
     Flood,
-    kind=st.sampled_from(["ping", "settings", "rapid-reset", "continuation", "window-zero"]),
+    kind=st.sampled_from(["ping", "settings", "rapid-reset", "continuation", "window-zero", "streams"]),
     count=st.sampled_from([10, 80, 260]),
 )
 targets = st.builds(
@@ -430,7 +430,7 @@ class RawClient:
                 out.append(
                     _serialize(SettingsFrame(0, settings={SettingsFrame.INITIAL_WINDOW_SIZE: 65535 + n}))
                 )
-            elif action.kind == "rapid-reset":
+            elif action.kind in ("rapid-reset", "streams"):  # (streams: open ones, past the limit)
                 sid = self.stream(("new",))
                 get = [
                     (b":method", b"GET"),
@@ -440,6 +440,9 @@ class RawClient:
                 ]
                 head = HeadersFrame(sid, data=self.encoder.encode(get))
                 head.flags.add("END_HEADERS")
+                if action.kind == "streams":
+                    out.append(_serialize(head))
+                    continue
                 head.flags.add("END_STREAM")
                 out += [_serialize(head), _serialize(RstStreamFrame(sid, error_code=8))]
             elif action.kind == "continuation":
