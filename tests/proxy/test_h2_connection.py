@@ -378,3 +378,30 @@ def test_an_answered_stream_the_client_neither_reads_nor_finishes_is_reset_at_th
         assert client.transport.closed
 
     run("httptools", scenario)
+
+
+def test_a_stream_timing_out_after_its_connection_ended_does_not_break_the_sweep() -> None:
+    """The client's GOAWAY ends the connection while a stream waits for its target; until the
+    transport reports the loss, the sweep may time that stream out (504). Its answer is dropped:
+    before, h2 raised (no frame may follow the end), out of the sweep, which every other exchange
+    of the worker relies on for its timeouts."""
+
+    async def scenario(h: Harness) -> None:
+        h.deploy("app", "app:3000", hosts=("app.test",), response_timeout=5.0)
+        client = Client(h)
+        await client.pump()
+        client.get("/slow")
+        await client.pump()
+        client.h2.close_connection()
+        await client.pump()
+        assert client.transport.closed and client.conn.streams  # (the loss not yet reported)
+        other, other_transport = h.client()
+        other.data_received(b"GET /other HTTP/1.1\r\nHost: app.test\r\n\r\n")
+        await settle()
+        await h.advance(6)  # both exchanges are past --target-timeout
+        assert other_transport.take().startswith(b"HTTP/1.1 504 ")  # the sweep went on to it
+        client.transport.lose()
+        await settle()
+        assert client.conn.streams == {} and len(h.recorder.records) == 2
+
+    run("httptools", scenario)
