@@ -429,6 +429,8 @@ def decode(data: bytes) -> Message:
         body = json.loads(data)
     except (ValueError, UnicodeDecodeError) as exc:
         raise MessageError(f"not JSON: {exc}") from None
+    except RecursionError:
+        raise MessageError("not JSON: nested too deeply") from None
     if not isinstance(body, dict):
         raise MessageError("a message must be a JSON object")
     kind = body.get("type")

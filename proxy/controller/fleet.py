@@ -192,8 +192,8 @@ class WorkerFleet:
             held, idle = message.table.get("held", {}), message.table.get("idle", {})
             slot.held = {str(k): int(v) for k, v in held.items()}
             slot.idle = {str(k): int(v) for k, v in idle.items()}
-        except (KeyError, TypeError, ValueError, AttributeError):
-            return  # a malformed table counts as none
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError):
+            return  # a malformed table counts as none (OverflowError: int() of an infinite number)
         slot.metrics = table
 
     def worker_gauges(self) -> tuple[dict[str, int], dict[str, int]]:

@@ -209,7 +209,19 @@ class H2Stream:
         as for any early answer), or a reset when the response has already started."""
         self.body_deadline = 0.0
         if self.ended:
-            return  # answered already; the rest of the body was only being read and dropped
+            # Answered already, the rest of the body only read and dropped; the stream is still
+            # here because its response waits for the client's window, or because the client has
+            # not ended its body. Nothing else times it out: reset it and let it go.
+            conn = self.conn
+            conn.session.reset(
+                self.stream_id, code=CANCEL if conn.session.queued(self.stream_id) else NO_ERROR
+            )
+            self.receiving = False
+            self.held = None
+            self.owed = 0  # (a reset stream's window is the connection's concern no more)
+            conn.stream_done(self)
+            conn.flush()
+            return
         self.conn.listener.log.info("Request body timed out", client_addr=self.peer_ip)
         exchange = self.exchange
         if exchange is None or self.finished or exchange.state in RESPONDED:
@@ -308,6 +320,7 @@ class H2Stream:
         self._finish()
         self._acknowledge_owed()
         self.conn.stream_done(self)
+        self.conn.flush()  # the RST_STREAM goes out now, not with whatever is written next
 
     def close(self) -> None:
         self.abort()  # only tunnels are closed this way, and a stream never becomes one

@@ -310,23 +310,38 @@ class H2Session:
     ) -> None:
         fields = [(b":status", b"%d" % status)]
         fields += [(n.lower(), v) for n, v in headers if n.lower() not in _CONNECTION_SPECIFIC]
-        self._conn.send_headers(stream_id, fields, end_stream=end)
+        self._send_headers(stream_id, fields, end)
 
     def send_head_lines(self, stream_id: int, status: int, lines: list[bytes], *, end: bool) -> None:
         """A response head given as HTTP/1 field lines (``Name: value``), the shape the exchange's
         header rules produce: translated to HTTP/2 fields in one pass."""
-        self._conn.send_headers(stream_id, response_fields(status, lines), end_stream=end)
+        self._send_headers(stream_id, response_fields(status, lines), end)
+
+    def _send_headers(self, stream_id: int, fields: list[tuple[bytes, bytes]], end: bool) -> None:
+        if self.ended is not None:
+            return  # the connection is over: nothing more may be sent
+        try:
+            self._conn.send_headers(stream_id, fields, end_stream=end)
+        except _STREAM_GONE:
+            pass  # the client reset the stream (read with its request): its StreamReset follows
 
     def send_body(self, stream_id: int, data: bytes, *, end: bool = False) -> bool:
-        """Send what the client's window allows, queue the rest; True when nothing waits."""
-        if stream_id not in self._pending:  # nothing queued before it: a piece that fits goes as it is
-            conn = self._conn
-            if len(data) <= min(conn.local_flow_control_window(stream_id), conn.max_outbound_frame_size):
-                conn.send_data(stream_id, data, end_stream=end)
-                return True
-        queue = self._pending.setdefault(stream_id, [])
-        queue.append((memoryview(data), end))
-        return self._flush(stream_id)
+        """Send what the client's window allows, queue the rest; True when nothing waits (or the
+        stream or the connection is gone: the bytes are dropped)."""
+        if self.ended is not None:
+            return True
+        try:
+            if stream_id not in self._pending:  # nothing queued before it: a piece that fits goes as it is
+                conn = self._conn
+                if len(data) <= min(conn.local_flow_control_window(stream_id), conn.max_outbound_frame_size):
+                    conn.send_data(stream_id, data, end_stream=end)
+                    return True
+            queue = self._pending.setdefault(stream_id, [])
+            queue.append((memoryview(data), end))
+            return self._flush(stream_id)
+        except _STREAM_GONE:
+            self._pending.pop(stream_id, None)
+            return True
 
     def _flush(self, stream_id: int) -> bool:
         queue = self._pending.get(stream_id)
@@ -345,7 +360,7 @@ class H2Session:
         if self._pending_trailers:
             trailers = self._pending_trailers.pop(stream_id, None)
             if trailers is not None:
-                self._conn.send_headers(stream_id, trailers, end_stream=True)
+                self._send_headers(stream_id, trailers, True)
         return True
 
     def send_trailers(self, stream_id: int, trailers: list[tuple[bytes, bytes]]) -> None:
@@ -357,7 +372,7 @@ class H2Session:
         if stream_id in self._pending:
             self._pending_trailers[stream_id] = fields
         else:
-            self._conn.send_headers(stream_id, fields, end_stream=True)
+            self._send_headers(stream_id, fields, True)
 
     def consumed(self, stream_id: int, flow_length: int) -> None:
         """Request-body bytes went upstream: let the client send that much more."""
@@ -369,6 +384,8 @@ class H2Session:
 
     def reset(self, stream_id: int, *, code: int = h2.errors.ErrorCodes.CANCEL) -> None:
         self._forget(stream_id)
+        if self.ended is not None:
+            return  # the connection is over (h2 refuses any frame once it is closed)
         try:
             self._conn.reset_stream(stream_id, code)
         except h2.exceptions.StreamClosedError:
@@ -398,6 +415,9 @@ class H2Session:
 
 
 _CALM = int(h2.errors.ErrorCodes.ENHANCE_YOUR_CALM)
+# A response for a stream h2 no longer writes: reset by the client in the same read as its request
+# (StreamClosedError, or StreamIDTooLowError once h2 forgot it), before the stream heard of it.
+_STREAM_GONE = (h2.exceptions.StreamClosedError, h2.exceptions.StreamIDTooLowError)
 
 
 class _Connection(h2.connection.H2Connection):

@@ -23,9 +23,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from proxy import schema
+from proxy.commands import decode_request
 from proxy.options import DeploymentOptions, HealthCheckConfig, ServiceOptions, TargetOptions
 from tests.proxy.conftest import ProxyProcess
 from tests.proxy.control_plane import ControlPlane, deploy
+from tests.proxy.test_ipc_properties import paths, replace
 
 EXAMPLES = int(os.environ.get("HYPOTHESIS_MAX_EXAMPLES", "300"))
 DAEMON_EXAMPLES = 30
@@ -168,6 +170,21 @@ def bad_mode_commands() -> Strategy:
     )  # fmt: skip
 
 
+def bad_rollout_commands() -> Strategy:
+    """rollout_deploy / rollout_set / rollout_stop of the existing service, each with one wrong argument."""
+    percent = st.one_of(not_an_int, st.integers(max_value=-101), st.integers(min_value=101, max_value=2**70))
+    allowlist = st.one_of(bad_list(bad_string), st.just(["x"] * 1025), st.just(None).map(lambda _: [None]))
+    return st.one_of(
+        st.builds(lambda v: {"command": "rollout_set", "args": {"service": "app", "percentage": v}}, percent),
+        st.builds(lambda v: {"command": "rollout_set", "args": {"service": "app", "allowlist": v}}, allowlist),
+        st.builds(lambda v: {"command": "rollout_deploy", "args": {"service": "app", "targets": v}}, st.one_of(st.just([]), st.just(None), bad_list(bad_target))),
+        st.builds(lambda v: {"command": "rollout_deploy", "args": {"service": "app", "targets": ["web-3:3000"], "read_targets": v}}, bad_list(bad_target)),
+        st.builds(lambda v: {"command": "rollout_deploy", "args": {"service": "app", "targets": ["web-3:3000"], "deployment_options": v}}, anything_but(dict).filter(lambda v: v is not None)),
+        st.builds(lambda c, v: {"command": c, "args": {"service": v}}, st.sampled_from(["rollout_stop", "rollout_set", "rollout_deploy"]), anything_but(str)),
+        st.builds(lambda c, v: {"command": c, "args": {"service": "app", "extra": v}}, st.sampled_from(["rollout_stop", "rollout_set"]), json_values),
+    )  # fmt: skip
+
+
 def garbage() -> Strategy:
     """Whole requests that are not a command."""
     return st.one_of(
@@ -180,7 +197,7 @@ def garbage() -> Strategy:
     )
 
 
-bad_commands: Strategy = st.one_of(bad_deploys(), bad_mode_commands(), garbage())
+bad_commands: Strategy = st.one_of(bad_deploys(), bad_mode_commands(), bad_rollout_commands(), garbage())
 
 
 def encode(request: Json) -> bytes:
@@ -219,6 +236,7 @@ def test_bad_commands_never_change_state_and_always_get_an_error(tmp_path: Path)
         count += 1
         reply = harness.run(plane.send(encode(request)))
         assert reply["ok"] is False and isinstance(reply["error"], str) and reply["error"], (request, reply)
+        assert not reply["error"].startswith("internal error"), (request, reply)  # a decoder bug
         assert plane.state_bytes() == harness.state, request
         assert plane.router.routes is harness.routes
         assert harness.run(plane.listing()) == harness.listing
@@ -228,6 +246,127 @@ def test_bad_commands_never_change_state_and_always_get_an_error(tmp_path: Path)
     finally:
         harness.close()
     assert count >= EXAMPLES
+
+
+VALID_REQUESTS: list[Json] = [
+    {"command": "deploy", "args": {
+        "service": "app",
+        "targets": ["web-2:3000"],
+        "read_targets": ["replica:3000"],
+        "service_options": ServiceOptions(hosts=("new.test",), path_prefixes=("/api",)).to_json(),
+        "target_options": TargetOptions(log_request_headers=("X-Id",)).to_json(),
+        "deployment_options": {"deploy_timeout": 5_000_000_000, "force": True},
+    }},
+    {"command": "pause", "args": {"service": "app", "drain_timeout": 1_000_000_000, "pause_timeout": 5_000_000_000}},
+    {"command": "stop", "args": {"service": "app", "drain_timeout": 0, "message": "back soon"}},
+    {"command": "resume", "args": {"service": "app"}},
+    {"command": "remove", "args": {"service": "app"}},
+    {"command": "rollout_deploy", "args": {"service": "app", "targets": ["web-3:3000"], "read_targets": []}},
+    {"command": "rollout_set", "args": {"service": "app", "percentage": 50, "allowlist": ["staff"]}},
+    {"command": "rollout_stop", "args": {"service": "app"}},
+    {"command": "list", "args": {}},
+]  # fmt: skip
+
+
+@st.composite
+def mutated_lines(draw: st.DrawFn) -> bytes:
+    """A valid request's line with bytes changed (mostly to printable ASCII, so that more of them
+    reach the decoder than the JSON parser), inserted, removed or cut; now and then no newline."""
+    line = bytearray(encode(draw(st.sampled_from(VALID_REQUESTS)))[:-1])
+    for _ in range(draw(st.integers(1, 4))):
+        at = draw(st.integers(0, len(line)))
+        kind = draw(st.sampled_from(["flip", "insert", "delete", "cut"]))
+        if kind == "flip" and at < len(line):
+            line[at] = draw(
+                st.one_of(st.integers(0x20, 0x7E), st.sampled_from(b'{}[]",:0-9\\'), st.integers(0, 255))
+            )
+        elif kind == "insert":
+            line[at:at] = draw(st.binary(min_size=1, max_size=8))
+        elif kind == "delete":
+            del line[at : at + draw(st.integers(1, 8))]
+        else:
+            del line[at:]
+    return bytes(line) + (b"" if draw(st.integers(0, 7)) == 7 else b"\n")
+
+
+@st.composite
+def field_replaced_lines(draw: st.DrawFn) -> bytes:
+    """A valid request with one or two values anywhere in it replaced, removed or given a sibling."""
+    request = json.loads(encode(draw(st.sampled_from(VALID_REQUESTS))))
+    for _ in range(draw(st.integers(1, 2))):
+        places = paths(request)
+        path = draw(st.sampled_from(places))
+        action = draw(st.sampled_from(["replace", "replace", "delete", "add"]))
+        if action == "add":
+            parent = request
+            for step in path[:-1]:
+                parent = parent[step]
+            if isinstance(parent, dict):
+                parent[draw(st.text(max_size=6))] = draw(json_values)
+            else:
+                parent.append(draw(json_values))
+        else:
+            replace(request, path, draw(json_values), delete=action == "delete")
+    return encode(request)
+
+
+hostile_lines = st.one_of(
+    st.binary(max_size=64).map(lambda b: b + b"\n"),
+    st.integers(1, 5000).map(lambda d: b"[" * d + b"]" * d + b"\n"),
+    st.integers(1, 5000).map(lambda d: b'{"command":"list","args":' + b'{"a":' * d + b"1" + b"}" * (d + 2) + b"\n"),
+    st.sampled_from([
+        b"\n", b"\xef\xbb\xbf{}\n", b'{"command":"list","args":{}} {"command":"remove"}\n', b'"\\ud800"\n',
+        b'{"command":"pause","args":{"service":"app","drain_timeout":NaN}}\n', b"1" * 5000 + b"\n",
+        b'{"command":"pause","args":{"service":"app","drain_timeout":1e400}}\n', b"{\"command\":\"list\"",
+    ]),
+)  # fmt: skip
+
+
+def test_mutated_and_hostile_request_lines_get_a_clear_reply_and_only_a_valid_command_acts(
+    tmp_path: Path,
+) -> None:
+    """Bytes from the socket: an error reply (never an internal error) that changes nothing, unless
+    the mutation happened to leave a valid command (then it acts as that command)."""
+    made = 0
+
+    def fresh() -> PlaneLoop:
+        nonlocal made
+        made += 1
+        return PlaneLoop(tmp_path / str(made))
+
+    harness = fresh()
+    count = 0
+
+    @settings(max_examples=EXAMPLES, derandomize=True, deadline=None, database=None)
+    @given(line=st.one_of(mutated_lines(), field_replaced_lines(), hostile_lines))
+    def check(line: bytes) -> None:
+        nonlocal count, harness
+        count += 1
+        plane = harness.plane
+        reply = harness.run(plane.send(line))
+        assert set(reply) in ({"ok", "result"}, {"ok", "error"}), reply
+        json.dumps(reply, allow_nan=False)  # the reply goes out as it is, not as an "unencodable" error
+        if reply["ok"]:
+            harness.close()
+            harness = fresh()  # a valid command acted: start again from the known state
+            return
+        assert isinstance(reply["error"], str) and reply["error"], (line, reply)
+        assert not reply["error"].startswith("internal error"), (line, reply)
+        assert plane.state_bytes() == harness.state, line
+        assert plane.router.routes is harness.routes
+        assert harness.run(plane.listing()) == harness.listing
+
+    try:
+        check()
+    finally:
+        harness.close()
+    assert count >= EXAMPLES
+
+
+def test_the_requests_mutated_are_valid_before_mutation() -> None:
+    """Else the mutations would start from requests that fail anyway, and prove less."""
+    for request in VALID_REQUESTS:
+        assert decode_request(json.loads(encode(request))).name == request["command"]
 
 
 def send_raw(path: Path, data: bytes) -> Json:

@@ -15,7 +15,7 @@ import h2.connection
 import h2.events
 
 from proxy.http.exchange import Exchange
-from proxy.http.h2_connection import H2Connection, H2Stream
+from proxy.http.h2_connection import CANCEL, H2Connection, H2Stream
 from proxy.lifecycle import ModeEvent
 from tests.proxy.harness import Harness, MockTransport, ok, run, settle
 
@@ -318,5 +318,90 @@ def test_a_finished_stream_and_its_exchange_are_freed_without_the_cyclic_gc() ->
             gc.garbage.clear()
             gc.enable()
         assert cyclic == []  # reference counting freed them: no collector pass per few hundred requests
+
+    run("httptools", scenario)
+
+
+def test_a_request_reset_in_the_same_read_that_is_answered_at_once_leaves_the_connection_serving() -> None:
+    """HEADERS and its RST_STREAM in one read: the exchange answers (404, no route) before the
+    stream hears of the reset, which h2 already processed; the answer is dropped, not raised."""
+
+    async def scenario(h: Harness) -> None:
+        h.deploy("app", "app:3000", hosts=("app.test",))
+        client = Client(h)
+        await client.pump()
+        fields = [
+            (b":method", b"GET"),
+            (b":scheme", b"https"),
+            (b":authority", b"nowhere.test"),
+            (b":path", b"/"),
+        ]
+        for _ in range(3):  # h2 forgets a closed stream after a while: later ones are "too low" ids
+            sid = int(client.h2.get_next_available_stream_id())
+            client.h2.send_headers(sid, fields, end_stream=True)
+            client.h2.reset_stream(sid)
+        await client.pump()
+        assert not client.transport.closed
+        sid = client.get("/after")
+        await client.pump()
+        h.targets.respond(ok(b"hi"))
+        await client.pump()
+        assert status(client, sid) == 200
+
+    run("httptools", scenario)
+
+
+def test_an_answered_stream_the_client_neither_reads_nor_finishes_is_reset_at_the_body_timeout() -> None:
+    """The response is complete but waits for the client's window, and the request body stalls: at
+    --request-body-timeout the stream is reset (CANCEL) and forgotten, so the idle timeout ends
+    the connection; before, the stream stayed open forever with nothing left to time it out."""
+
+    async def scenario(h: Harness) -> None:
+        h.deploy("app", "app:3000", hosts=("app.test",))
+        client = Client(h)
+        await client.pump()
+        sid = post(client, "/upload", length=10)
+        client.h2.send_data(sid, b"abc")
+        await client.pump()
+        h.targets.respond(ok(b"x" * 70_000))  # more than the client's 65,535-byte stream window
+        await client.pump()
+        assert client.received(sid) == 65_535 and sid in client.conn.streams
+        await h.advance(h.listener.request_body_timeout + 1)
+        await client.pump()
+        assert any(
+            isinstance(e, h2.events.StreamReset) and e.stream_id == sid and e.error_code == CANCEL
+            for e in client.events
+        )
+        assert client.conn.streams == {} and not client.conn.session.queued(sid)
+        await h.advance(h.listener.idle_timeout + 1)
+        await client.pump()
+        assert client.transport.closed
+
+    run("httptools", scenario)
+
+
+def test_a_stream_timing_out_after_its_connection_ended_does_not_break_the_sweep() -> None:
+    """The client's GOAWAY ends the connection while a stream waits for its target; until the
+    transport reports the loss, the sweep may time that stream out (504). Its answer is dropped:
+    before, h2 raised (no frame may follow the end), out of the sweep, which every other exchange
+    of the worker relies on for its timeouts."""
+
+    async def scenario(h: Harness) -> None:
+        h.deploy("app", "app:3000", hosts=("app.test",), response_timeout=5.0)
+        client = Client(h)
+        await client.pump()
+        client.get("/slow")
+        await client.pump()
+        client.h2.close_connection()
+        await client.pump()
+        assert client.transport.closed and client.conn.streams  # (the loss not yet reported)
+        other, other_transport = h.client()
+        other.data_received(b"GET /other HTTP/1.1\r\nHost: app.test\r\n\r\n")
+        await settle()
+        await h.advance(6)  # both exchanges are past --target-timeout
+        assert other_transport.take().startswith(b"HTTP/1.1 504 ")  # the sweep went on to it
+        client.transport.lose()
+        await settle()
+        assert client.conn.streams == {} and len(h.recorder.records) == 2
 
     run("httptools", scenario)
