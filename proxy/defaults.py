@@ -18,6 +18,9 @@ REUSE_PORT = True  # one listening socket per worker slot (measured against one 
 SOCKET_NAME = "kamal-proxy.sock"
 STATE_DIR = ".config/kamal-proxy"  # under $HOME
 STATE_FILE = "kamal-proxy.state"
+# A larger state file is refused unread (and copied aside as a damaged one is): 10,000 services save
+# in a few MiB, so this only stops a file that would otherwise be read whole into memory.
+STATE_FILE_MAX_BYTES = 64 * 1024 * 1024
 
 # deploy
 DEPLOY_TIMEOUT = 30.0

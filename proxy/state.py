@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -187,8 +188,9 @@ def encode_entry(service: SavedService) -> str:
 
 
 class StateFile:
-    def __init__(self, *, path: Path) -> None:
+    def __init__(self, *, path: Path, max_bytes: int = defaults.STATE_FILE_MAX_BYTES) -> None:
         self.path = path
+        self.max_bytes = max_bytes
 
     def ensure_dir(self) -> None:
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -197,11 +199,14 @@ class StateFile:
         """The saved services, or None when there is no state file. Never raises on content: every
         entry that reads is returned, every one that does not is listed with its reason."""
         try:
-            raw = self.path.read_bytes()
+            with self.path.open("rb") as f:
+                raw = f.read(self.max_bytes + 1)
         except FileNotFoundError:
             return None
         except OSError as exc:
             return Loaded(services=[], error=f"unable to read: {exc.strerror or exc}")
+        if len(raw) > self.max_bytes:
+            return Loaded(services=[], error=f"unable to read: larger than {self.max_bytes} bytes")
         try:
             data = loads(raw)
         except (ValueError, UnicodeDecodeError) as exc:
@@ -220,10 +225,9 @@ class StateFile:
         while copy.exists():
             copy = self.path.with_name(f"{self.path.name}.bad-{stamp}-{n}")
             n += 1
-        data = self.path.read_bytes()
         fd = os.open(copy, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
+        with os.fdopen(fd, "wb") as f, self.path.open("rb") as source:
+            shutil.copyfileobj(source, f)  # in pieces: the file may be one refused for its size
             f.flush()
             os.fsync(f.fileno())
         return copy

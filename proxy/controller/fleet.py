@@ -488,6 +488,13 @@ class WorkerFleet:
         except ipc.MessageError as exc:
             self._log.error("Worker sent a bad message; replacing it", worker=slot.index, error=str(exc))
             slot.kill()
+        except Exception as exc:  # a bug handling one: the worker is replaced, never left unread
+            self._log.error(
+                "Unable to handle a worker's message; replacing it",
+                worker=slot.index,
+                error=f"{type(exc).__name__}: {exc}",
+            )
+            slot.kill()
         await self._exited(slot)
 
     def _received(self, slot: WorkerSlot, message: ipc.Message) -> None:

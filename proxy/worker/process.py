@@ -24,6 +24,7 @@ import os
 import signal
 import socket
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -256,6 +257,12 @@ class Worker:
             await self._follow_messages(reader)
         except ipc.MessageError as exc:
             self.log.error("Bad message from the control process", worker=self.config.index, error=str(exc))
+        except Exception as exc:  # a bug applying one: this worker ends and a fresh one gets the whole state
+            self.log.error(
+                "Unable to apply a message from the control process",
+                worker=self.config.index,
+                error=f"{type(exc).__name__}: {exc}",
+            )
 
     async def _follow_messages(self, reader: asyncio.StreamReader) -> None:
         while (message := await self._read(reader)) is not None:
@@ -322,18 +329,31 @@ class Worker:
                 cancelled = sum(await asyncio.gather(*(s.settle(message.timeout) for s in sets)))
         self._send(ipc.Drained(request=message.request, inflight=inflight, cancelled=cancelled))
 
+    def _swept(self, sweep: Callable[[], None]) -> None:
+        """One sweep; a bug in it is logged (rate-limited) and the next tick sweeps again: every
+        timeout of this worker depends on this loop going on."""
+        try:
+            sweep()
+        except Exception as exc:
+            self.errors.error(
+                asyncio.get_running_loop().time(),
+                "Timeout sweep failed",
+                worker=self.config.index,
+                error=f"{type(exc).__name__}: {exc}",
+            )
+
     async def _sweep(self, contexts: list[Listener]) -> None:
         ticks_per_idle = max(1, round(IDLE_SWEEP / RESPONSE_SWEEP))
         tick = 0
         while True:
             await asyncio.sleep(RESPONSE_SWEEP)
             for ctx in contexts:
-                ctx.sweep_responses()
+                self._swept(ctx.sweep_responses)
             tick += 1
             if tick >= ticks_per_idle:
                 tick = 0
                 for ctx in contexts:
-                    ctx.sweep_idle()
+                    self._swept(ctx.sweep_idle)
                 if descriptors_exhausted():
                     self.errors.error(
                         asyncio.get_running_loop().time(),

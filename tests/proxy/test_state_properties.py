@@ -194,3 +194,15 @@ def test_the_valid_file_restores_every_service() -> None:
     """The base the mutations start from is itself whole (else they would test nothing)."""
     document = json.loads(VALID)
     assert [SavedService.from_json(e) for e in document] == SERVICES
+
+
+def test_a_state_file_past_the_size_bound_is_refused_unread_and_copied_aside_whole(tmp_path: Path) -> None:
+    path = tmp_path / "kamal-proxy.state"
+    content = b"[" + b" " * 200 + b"]"
+    path.write_bytes(content)
+    state = StateFile(path=path, max_bytes=100)
+    loaded = state.load()
+    assert loaded is not None and loaded.services == []
+    assert loaded.error == "unable to read: larger than 100 bytes"
+    assert state.keep_copy().read_bytes() == content  # (in pieces, never read whole)
+    assert StateFile(path=path, max_bytes=len(content)).load() == Loaded(services=[])  # at the bound: read
