@@ -223,6 +223,14 @@ class PlaneLoop:
         self.run(self.plane.close())
         self.loop.close()
 
+    def assert_refused(self, reply: dict[str, Any], sent: object) -> None:
+        """A clear error (never an internal one: that is a decoder bug) that changed nothing."""
+        assert isinstance(reply["error"], str) and reply["error"], (sent, reply)
+        assert not reply["error"].startswith("internal error"), (sent, reply)
+        assert self.plane.state_bytes() == self.state, sent
+        assert self.plane.router.routes is self.routes
+        assert self.run(self.plane.listing()) == self.listing
+
 
 def test_bad_commands_never_change_state_and_always_get_an_error(tmp_path: Path) -> None:
     harness = PlaneLoop(tmp_path)
@@ -235,11 +243,8 @@ def test_bad_commands_never_change_state_and_always_get_an_error(tmp_path: Path)
         nonlocal count
         count += 1
         reply = harness.run(plane.send(encode(request)))
-        assert reply["ok"] is False and isinstance(reply["error"], str) and reply["error"], (request, reply)
-        assert not reply["error"].startswith("internal error"), (request, reply)  # a decoder bug
-        assert plane.state_bytes() == harness.state, request
-        assert plane.router.routes is harness.routes
-        assert harness.run(plane.listing()) == harness.listing
+        assert reply["ok"] is False, (request, reply)
+        harness.assert_refused(reply, request)
 
     try:
         check()
@@ -350,11 +355,7 @@ def test_mutated_and_hostile_request_lines_get_a_clear_reply_and_only_a_valid_co
             harness.close()
             harness = fresh()  # a valid command acted: start again from the known state
             return
-        assert isinstance(reply["error"], str) and reply["error"], (line, reply)
-        assert not reply["error"].startswith("internal error"), (line, reply)
-        assert plane.state_bytes() == harness.state, line
-        assert plane.router.routes is harness.routes
-        assert harness.run(plane.listing()) == harness.listing
+        harness.assert_refused(reply, line)
 
     try:
         check()

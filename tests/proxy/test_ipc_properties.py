@@ -82,9 +82,10 @@ def test_random_bytes_are_a_message_or_a_message_error(body: bytes) -> None:
     decode_or_error(body)
 
 
-@st.composite
-def byte_mutations(draw: st.DrawFn) -> bytes:
-    body = bytearray(draw(st.sampled_from(BODIES)))
+def mutate(draw: st.DrawFn, data: bytes, *, max_delete: int = 8) -> bytes:
+    """``data`` with one to four byte-level changes: a byte flipped, bytes inserted or deleted, the
+    rest cut off."""
+    body = bytearray(data)
     for _ in range(draw(st.integers(1, 4))):
         at = draw(st.integers(0, len(body)))
         kind = draw(st.sampled_from(["flip", "insert", "delete", "cut"]))
@@ -93,10 +94,15 @@ def byte_mutations(draw: st.DrawFn) -> bytes:
         elif kind == "insert":
             body[at:at] = draw(st.binary(min_size=1, max_size=8))
         elif kind == "delete":
-            del body[at : at + draw(st.integers(1, 8))]
+            del body[at : at + draw(st.integers(1, max_delete))]
         else:
             del body[at:]
     return bytes(body)
+
+
+@st.composite
+def byte_mutations(draw: st.DrawFn) -> bytes:
+    return mutate(draw, draw(st.sampled_from(BODIES)))
 
 
 @SETTINGS

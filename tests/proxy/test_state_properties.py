@@ -26,7 +26,7 @@ from proxy.options import HealthCheckConfig, ServiceOptions, TargetOptions
 from proxy.rollout import RolloutSplit
 from proxy.state import Loaded, SavedService, StateFile
 from tests.proxy.control_plane import ControlPlane
-from tests.proxy.test_ipc_properties import hostile_texts, json_values, paths, replace
+from tests.proxy.test_ipc_properties import hostile_texts, json_values, mutate, paths, replace
 
 EXAMPLES = int(os.environ.get("STATE_FUZZ_EXAMPLES", "0"))
 LONG = EXAMPLES > 0
@@ -91,19 +91,7 @@ VALID = ("[" + ",".join(json.dumps(s.to_json()) for s in SERVICES) + "]\n").enco
 def mutated_files(draw: st.DrawFn) -> bytes:
     """The valid file with one to four changes, at the byte level or the JSON level."""
     if draw(st.booleans()):
-        body = bytearray(VALID)
-        for _ in range(draw(st.integers(1, 4))):
-            at = draw(st.integers(0, len(body)))
-            kind = draw(st.sampled_from(["flip", "insert", "delete", "cut"]))
-            if kind == "flip" and at < len(body):
-                body[at] = draw(st.integers(0, 255))
-            elif kind == "insert":
-                body[at:at] = draw(st.binary(min_size=1, max_size=8))
-            elif kind == "delete":
-                del body[at : at + draw(st.integers(1, 16))]
-            else:
-                del body[at:]
-        return bytes(body)
+        return mutate(draw, VALID, max_delete=16)
     document: Any = json.loads(VALID)
     raw: dict[str, str] = {}
     for n in range(draw(st.integers(1, 4))):
