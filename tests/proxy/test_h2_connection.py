@@ -82,15 +82,17 @@ class Client:
         ]
 
 
-def post(client: Client, path: str, *, length: int) -> int:
+def post(client: Client, path: str, *, length: int | None) -> int:
+    """Open a POST stream; ``length`` None: no content-length (the body goes to the target chunked)."""
     sid = int(client.h2.get_next_available_stream_id())
     fields = [
         (b":method", b"POST"),
         (b":scheme", b"https"),
         (b":authority", b"app.test"),
         (b":path", path.encode()),
-        (b"content-length", b"%d" % length),
     ]
+    if length is not None:
+        fields.append((b"content-length", b"%d" % length))
     client.h2.send_headers(sid, fields)
     return sid
 

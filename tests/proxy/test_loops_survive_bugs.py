@@ -18,24 +18,7 @@ from proxy import ipc
 from proxy.controller.fleet import WorkerFleet, WorkerSlot
 from proxy.worker.process import Worker, WorkerConfig
 from tests.proxy.harness import CapturedLog
-
-
-def worker_config() -> WorkerConfig:
-    return WorkerConfig(
-        index=1,
-        parent=10,
-        channel_fd=-1,
-        listen_fds=(),
-        tls_fds=(),
-        https_port=0,
-        port=8080,
-        http_parser="httptools",
-        read_header_timeout=30.0,
-        idle_timeout=60.0,
-        request_body_timeout=60.0,
-        backlog=16,
-        debug=False,
-    )
+from tests.proxy.test_ipc import worker_config
 
 
 def no_process(index: int, fd: int, fds: tuple[int, ...], tls_fds: tuple[int, ...]) -> WorkerConfig:

@@ -198,25 +198,12 @@ def test_response_trailers_wait_behind_the_data_the_client_window_holds_back() -
     run("httptools", scenario)
 
 
-def _open_stream(client: Client, path: str) -> int:
-    """A POST without content-length: its body goes to the target chunked."""
-    sid = int(client.h2.get_next_available_stream_id())
-    fields = [
-        (b":method", b"POST"),
-        (b":scheme", b"https"),
-        (b":authority", b"app.test"),
-        (b":path", path.encode()),
-    ]
-    client.h2.send_headers(sid, fields)
-    return sid
-
-
 def test_http2_request_trailers_follow_the_last_chunk_to_the_target() -> None:
     async def scenario(h: Harness) -> None:
         h.deploy("app", "app:3000", hosts=("app.test",))
         client = Client(h)
         await client.pump()
-        sid = _open_stream(client, "/up")
+        sid = post(client, "/up", length=None)
         client.h2.send_data(sid, b"abc")
         client.h2.send_headers(sid, [(b"x-sum", b"6"), (b"host", b"evil.test")], end_stream=True)
         await client.pump()
@@ -254,7 +241,7 @@ def test_trailers_of_a_held_http2_request_go_on_at_resume() -> None:
         h.pause(service)
         client = Client(h)
         await client.pump()
-        sid = _open_stream(client, "/held")
+        sid = post(client, "/held", length=None)
         client.h2.send_data(sid, b"ab")
         client.h2.send_headers(sid, [(b"x-sum", b"3")], end_stream=True)
         await client.pump()
@@ -283,7 +270,7 @@ def test_malformed_http2_request_trailers_reset_the_stream() -> None:
         bad = ([(b":path", b"/x")], [(b"X-Upper", b"1")], [(b"x-cr", b"a\rb")], [(b"x-nul", b"a\x00b")])
         sids = []
         for trailers in bad:
-            sid = _open_stream(client, "/up")
+            sid = post(client, "/up", length=None)
             client.h2.send_data(sid, b"abc")
             client.h2.send_headers(sid, trailers, end_stream=True)
             sids.append(sid)
