@@ -300,7 +300,6 @@ _NO_FORWARDING: Final = (b"", b"", b"", b"", b"", False, b"")
 def scan_request(headers: Headers) -> RequestFields:
     """Drop hop-by-hop fields; take out the forwarding fields the rules rebuild; keep the rest."""
     kept: Lines = []
-    append = kept.append
     drop: frozenset[bytes] | None = None
     host = user_agent = content_type = upgrade = b""
     x_fields: list[tuple[bytes, bytes]] | None = None
@@ -328,7 +327,7 @@ def scan_request(headers: Headers) -> RequestFields:
             user_agent = value
         elif lname == b"content-type":
             content_type = value
-        append(name + COLON + value)
+        kept.append(name + COLON + value)
     if drop:
         kept = without(kept, drop)
     forwarding = _forwarding(x_fields) if x_fields is not None else _NO_FORWARDING
@@ -398,20 +397,20 @@ def add_forwarded(
 
     X-Forwarded-Port (the listener's port; not sent by kamal-proxy) goes out when ``port`` is given.
     """
-    append = fields.lines.append
+    lines = fields.lines
     if trust_client:
         xff = fields.xff
-        append(b"X-Forwarded-For: " + (xff + b", " + peer if xff else peer))
-        append(b"X-Forwarded-Host: " + (fields.xfh or fields.host))
-        append(b"X-Forwarded-Proto: " + (fields.xfp or scheme))
+        lines.append(b"X-Forwarded-For: " + (xff + b", " + peer if xff else peer))
+        lines.append(b"X-Forwarded-Host: " + (fields.xfh or fields.host))
+        lines.append(b"X-Forwarded-Proto: " + (fields.xfp or scheme))
         if port:
-            append(b"X-Forwarded-Port: " + (fields.xfport or port))
+            lines.append(b"X-Forwarded-Port: " + (fields.xfport or port))
     else:
-        append(b"X-Forwarded-For: " + peer)
-        append(b"X-Forwarded-Host: " + fields.host)
-        append(b"X-Forwarded-Proto: " + scheme)
+        lines.append(b"X-Forwarded-For: " + peer)
+        lines.append(b"X-Forwarded-Host: " + fields.host)
+        lines.append(b"X-Forwarded-Proto: " + scheme)
         if port:
-            append(b"X-Forwarded-Port: " + port)
+            lines.append(b"X-Forwarded-Port: " + port)
 
 
 def add_kamal_target(fields: RequestFields, target: bytes, *, trust_client: bool) -> None:
@@ -429,7 +428,6 @@ def scan_response(headers: Headers) -> tuple[Lines, bytes]:
     Returns the kept field lines and the Content-Type value (a tuple: this runs per response).
     """
     out: Lines = []
-    append = out.append
     content_type = b""
     drop: frozenset[bytes] | None = None
     for name, value in headers:
@@ -443,7 +441,7 @@ def scan_response(headers: Headers) -> tuple[Lines, bytes]:
             continue
         if lname == b"content-type":
             content_type = value
-        append(name + COLON + value)
+        out.append(name + COLON + value)
     if drop:
         out = without(out, drop)
     return out, content_type
