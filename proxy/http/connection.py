@@ -146,10 +146,13 @@ class ClientConnection(asyncio.Protocol):
         self.flow.transport = None
 
     def pause_writing(self) -> None:
+        if not self.tunnel:  # (a tunnel's backpressure stops reading its target; it may idle)
+            self.listener.write_stalls.paused(self)  # --write-timeout watches it from now
         if self.exchange is not None:
             self.exchange.client_write_paused()
 
     def resume_writing(self) -> None:
+        self.listener.write_stalls.resumed(self)
         if self.exchange is not None:
             self.exchange.client_write_resumed()
 
@@ -401,6 +404,21 @@ class ClientConnection(asyncio.Protocol):
                 self.abort()
             else:
                 exchange.reject(408)
+
+    # ------------------------------------------------------------------ --write-timeout
+    def unsent(self) -> int:
+        """Bytes in the transport's write buffer (0 once the connection is gone)."""
+        transport = self.transport
+        return transport.get_write_buffer_size() if transport is not None else 0
+
+    def write_timed_out(self) -> None:
+        """Paused with no write progress for --write-timeout: cut the connection (what is buffered
+        would never go out). ``connection_lost`` then ends the exchange as any client loss: its
+        target connection is closed, not pooled, and it is logged 499."""
+        if self.tunnel:
+            return
+        self.listener.log.info("Response write timed out", client_addr=self.peer_ip, unsent=self.unsent())
+        self.abort()
 
     # ------------------------------------------------------------------ transport helpers
     def _write(self, data: bytes) -> None:
