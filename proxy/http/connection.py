@@ -31,6 +31,7 @@ from proxy.http.parser import (
     RequestHead,
     TunnelData,
 )
+from proxy.http.write_stall import reset_on_close
 from proxy.http.writer import Framing
 from proxy.log import quote
 
@@ -412,12 +413,14 @@ class ClientConnection(asyncio.Protocol):
         return transport.get_write_buffer_size() if transport is not None else 0
 
     def write_timed_out(self) -> None:
-        """Paused with no write progress for --write-timeout: cut the connection (what is buffered
-        would never go out). ``connection_lost`` then ends the exchange as any client loss: its
-        target connection is closed, not pooled, and it is logged 499."""
-        if self.tunnel:
+        """Paused with no write progress for --write-timeout: reset the connection (what is
+        buffered would never go out). ``connection_lost`` then ends the exchange as any client
+        loss: its target connection is closed, not pooled, and it is logged 499."""
+        transport = self.transport
+        if self.tunnel or transport is None:
             return
         self.listener.log.info("Response write timed out", client_addr=self.peer_ip, unsent=self.unsent())
+        reset_on_close(transport)
         self.abort()
 
     # ------------------------------------------------------------------ transport helpers

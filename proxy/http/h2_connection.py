@@ -47,6 +47,7 @@ from proxy.http.h2_session import (
 )
 from proxy.http.listener import Listener
 from proxy.http.parser import UNKNOWN_LENGTH, Headers, RequestHead
+from proxy.http.write_stall import reset_on_close
 from proxy.log import quote
 
 H2_VERSION = b"2.0"  # the access log's "HTTP/2.0"
@@ -555,13 +556,14 @@ class H2Connection(asyncio.Protocol):
         return transport.get_write_buffer_size() if transport is not None else 0
 
     def write_timed_out(self) -> None:
-        """Paused with no write progress for --write-timeout: cut the connection. No GOAWAY: it
+        """Paused with no write progress for --write-timeout: reset the connection. No GOAWAY: it
         would only queue behind the bytes the client does not read. ``connection_lost`` then
         cancels every stream's exchange (their target connections are closed, logged 499)."""
         self.listener.log.info("Response write timed out", client_addr=self.peer_ip, unsent=self.unsent())
         self.closed = True
         transport = self.transport
         if transport is not None:
+            reset_on_close(transport)
             transport.abort()
 
     # ------------------------------------------------------------------ streams

@@ -15,12 +15,22 @@ watched writer how many bytes still wait (``unsent``) and compares with the prev
 is progress and the deadline moves out by ``timeout`` (a slow but steady reader is never cut);
 none left means the writer is no longer stalled (or is gone) and it is forgotten; the same or more
 for ``timeout`` gives the writer up (``write_timed_out``).
+
+A connection given up is reset (``reset_on_close``: RST, as nginx's
+``reset_timedout_connection``), not just closed: after a plain close the kernel keeps the unread
+bytes (megabytes of socket buffer) and retries them against the closed window for minutes, and the
+client never learns.
 """
 
 from __future__ import annotations
 
+import asyncio
+import socket
+import struct
 from collections.abc import Callable
-from typing import Protocol
+from typing import Final, Protocol
+
+_LINGER_RESET: Final = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends RST, drops the buffer
 
 
 class StallWatched(Protocol):
@@ -85,3 +95,14 @@ class WriteStalls:
                 writer.write_timed_out()
             else:
                 stall.unsent = unsent  # (more was queued: progress is measured from here)
+
+
+def reset_on_close(transport: asyncio.BaseTransport) -> None:
+    """Closing or aborting ``transport`` will send a TCP reset: its buffered bytes are dropped at
+    once, by the kernel too."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
+        except OSError:
+            pass  # (already closed underneath: the abort that follows is all there is to do)

@@ -1,13 +1,15 @@
-"""Slow clients against the real daemon: a head trickled a byte at a time cannot keep a connection."""
+"""Slow clients against the real daemon: a head trickled a byte at a time cannot keep a connection,
+nor can a client that stops reading its response."""
 
 from __future__ import annotations
 
 import signal
+import socket
 import time
 from pathlib import Path
 
 from tests.proxy.backend import Backend
-from tests.proxy.conftest import ProxyProcess
+from tests.proxy.conftest import ProxyProcess, raw_request, status_of
 
 SLOW_CLIENTS = 5
 
@@ -68,4 +70,48 @@ def test_a_stalled_request_body_gets_408_at_the_request_body_timeout(
         assert 0.5 < elapsed < 3.5  # 1 s timeout, swept about once a second
         sock.close()
     finally:
+        proxy.stop(signal.SIGKILL)
+
+
+TCP_ESTABLISHED = 1  # tcpi_state, the first byte of struct tcp_info (Linux)
+
+
+def tcp_state(sock: socket.socket) -> int:
+    return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 8)[0]
+
+
+def test_a_client_that_never_reads_is_reset_at_the_write_timeout_while_another_is_served(
+    tmp_path: Path, parser: str, backend: Backend
+) -> None:
+    """Through the worker process: --write-timeout reaches the workers, and the connection that
+    stopped reading is reset (its TCP state leaves ESTABLISHED without the client reading a byte)."""
+    proxy = ProxyProcess(tmp=tmp_path, parser=parser, args=("--write-timeout", "1s")).start()
+    stalled = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        proxy.deploy("app", backend.address)
+        stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # (before connecting: a small window)
+        stalled.settimeout(10)
+        stalled.connect(("127.0.0.1", proxy.port))
+        stalled.sendall(b"GET /big?size=%d HTTP/1.1\r\nHost: localhost\r\n\r\n" % (16 << 20))
+        started = time.monotonic()
+        other = proxy.connect()
+        served = 0
+        # Meanwhile another client is served, request after request on its own connection, for at
+        # most 8 s; 1 s timeout, swept about once a second.
+        while tcp_state(stalled) == TCP_ESTABLISHED and time.monotonic() - started < 8:
+            response = raw_request(other, b"GET /echo HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            assert status_of(response) == 200
+            served += 1
+            time.sleep(0.05)
+        elapsed = time.monotonic() - started
+        assert tcp_state(stalled) != TCP_ESTABLISHED, f"still open after {elapsed:.1f}s"
+        assert 0.9 < elapsed < 4.5 and served > 5
+        assert status_of(raw_request(other, b"GET /echo HTTP/1.1\r\nHost: localhost\r\n\r\n")) == 200
+        timed_out = proxy.wait_log(lambda e: e.get("msg") == "Response write timed out")
+        assert timed_out["unsent"] > 0
+        line = proxy.wait_log(lambda e: e.get("msg") == "Request" and e.get("path") == "/big")
+        assert line["status"] == 499 and 0 < line["resp_content_length"] < 16 << 20
+        other.close()
+    finally:
+        stalled.close()
         proxy.stop(signal.SIGKILL)
