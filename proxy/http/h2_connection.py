@@ -47,7 +47,7 @@ from proxy.http.h2_session import (
 )
 from proxy.http.listener import Listener
 from proxy.http.parser import UNKNOWN_LENGTH, Headers, RequestHead
-from proxy.http.write_stall import reset_on_close
+from proxy.http.write_stall import bytes_acked, reset_on_close
 from proxy.log import quote
 
 H2_VERSION = b"2.0"  # the access log's "HTTP/2.0"
@@ -242,6 +242,11 @@ class H2Stream:
         """Response bytes queued behind the client's window (0 once the connection is gone)."""
         conn = self.conn
         return 0 if conn.closed else conn.session.queued_bytes(self.stream_id)
+
+    def delivered(self) -> int:
+        """Not measured for a stream: its queue (``unsent``) shrinks exactly as its window opens,
+        while the socket's count would also grow with its siblings' bytes."""
+        return 0
 
     def write_timed_out(self) -> None:
         """Its window stayed closed with bytes waiting for --write-timeout: RST_STREAM CANCEL. An
@@ -554,6 +559,11 @@ class H2Connection(asyncio.Protocol):
         """Bytes in the TLS transport's write buffer (0 once the connection is gone)."""
         transport = self.transport
         return transport.get_write_buffer_size() if transport is not None else 0
+
+    def delivered(self) -> int:
+        """Bytes the client's TCP acknowledged (the kernel's count, under TLS; 0 where unknown)."""
+        transport = self.transport
+        return bytes_acked(transport) if transport is not None else 0
 
     def write_timed_out(self) -> None:
         """Paused with no write progress for --write-timeout: reset the connection. No GOAWAY: it

@@ -9,7 +9,9 @@ import time
 from pathlib import Path
 
 from tests.proxy.backend import Backend
+from tests.proxy.certs import CA
 from tests.proxy.conftest import ProxyProcess, raw_request, status_of
+from tests.proxy.test_tls import HOST, client_context, deploy_static
 
 SLOW_CLIENTS = 5
 
@@ -114,4 +116,44 @@ def test_a_client_that_never_reads_is_reset_at_the_write_timeout_while_another_i
         other.close()
     finally:
         stalled.close()
+        proxy.stop(signal.SIGKILL)
+
+
+def test_a_slow_but_steady_https_reader_is_not_cut_by_the_write_timeout(
+    tmp_path: Path, backend: Backend
+) -> None:
+    """Under TLS the proxy's transport buffer does not shrink while a client reads slowly (uvloop's
+    TLS layer refills the socket's buffer in bursts): the bytes the client's TCP acknowledged are
+    the progress that keeps the connection."""
+    ca = CA.create()
+    proxy = ProxyProcess(tmp=tmp_path, args=("--write-timeout", "1s")).start()
+    raw = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        deploy_static(proxy, ca, backend, HOST)
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        raw.settimeout(10)
+        raw.connect(("127.0.0.1", proxy.https_port))
+        sock = client_context(ca, tmp_path).wrap_socket(raw, server_hostname=HOST)
+        size = 16 << 20
+        sock.sendall(b"GET /big?size=%d HTTP/1.1\r\nHost: %s\r\n\r\n" % (size, HOST.encode()))
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += sock.recv(4096)
+        head, _, body = head.partition(b"\r\n\r\n")
+        assert status_of(head) == 200
+        received = len(body)
+        started = time.monotonic()
+        while time.monotonic() - started < 4:  # 4 x the timeout at ~80 KiB/s: paused all along
+            received += len(sock.recv(8192))
+            time.sleep(0.1)
+        assert tcp_state(sock) == TCP_ESTABLISHED and received < size // 2
+        while received < size:  # then the rest, at full speed: nothing was cut
+            piece = sock.recv(1 << 20)
+            assert piece, f"closed after {received} of {size} bytes"
+            received += len(piece)
+        assert received == size
+        assert not [e for e in proxy.logs() if e.get("msg") == "Response write timed out"]
+        sock.close()
+    finally:
+        raw.close()
         proxy.stop(signal.SIGKILL)
