@@ -7,7 +7,8 @@ past PIPELINE_MAX_BUFFERED queued bytes the connection stops reading. It is the 
 ``ClientSide``: it frames what the exchange sends (chunked for HTTP/1.1 when the length is
 unknown, close-delimited for HTTP/1.0, ``Connection`` fields, trailer fields after the last chunk)
 and decides keep-alive. Bodies stream both ways: each side stops reading while the other side's
-write buffer is above its high-water mark (``FlowControl``).
+write buffer is above its high-water mark (``FlowControl``). While its own writes are paused the
+connection is watched for --write-timeout (``write_stall.py``): no progress for that long, reset.
 """
 
 from __future__ import annotations

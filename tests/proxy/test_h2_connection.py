@@ -476,3 +476,34 @@ def test_an_http2_connection_whose_transport_stays_paused_is_closed_at_the_write
         assert len(h.listener.write_stalls) == 0
 
     run("httptools", scenario)
+
+
+def test_a_complete_response_stuck_behind_a_closed_window_is_reset_while_a_sibling_streams_on() -> None:
+    """Its exchange is over (logged 200, the target connection pooled) and the stream forgotten, but
+    its last bytes wait for a window the client never opens: the write timeout resets it too."""
+
+    async def scenario(h: Harness) -> None:
+        h.deploy("app", "app:3000", hosts=("app.test",))
+        client = Client(h)
+        await client.pump()
+        stuck, sibling = client.get("/stuck"), client.get("/events")
+        await client.pump()
+        (stuck_up, stuck_conn), (_sibling_up, sibling_conn) = h.targets.connections
+        stuck_conn.data_received(ok(b"x" * 70_000))  # more than the client's 65,535-byte stream window
+        sibling_conn.data_received(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
+        await client.pump()
+        assert [line["status"] for line in h.log.requests()] == [200] and not stuck_up.closed
+        assert list(client.conn.streams) == [sibling] and client.conn.session.queued(stuck)
+        await h.advance(h.listener.write_stalls.timeout + 1)
+        await client.pump()
+        assert any(
+            isinstance(e, h2.events.StreamReset) and e.stream_id == stuck and e.error_code == CANCEL
+            for e in client.events
+        )
+        assert not client.conn.session.queued(stuck) and len(h.listener.write_stalls) == 0
+        sibling_conn.data_received(b"0\r\n\r\n")
+        await client.pump()
+        assert any(isinstance(e, h2.events.StreamEnded) and e.stream_id == sibling for e in client.events)
+        assert not client.transport.closed
+
+    run("httptools", scenario)
