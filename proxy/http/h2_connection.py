@@ -23,7 +23,7 @@ lets the streams in flight finish (the daemon's drain rules bound them). ``--wri
 (``WriteStalls``): a stream whose response waits behind a closed flow-control window with no
 progress for that long is reset (CANCEL: the client broke no rule, the proxy just no longer wants
 the stream) and its exchange and target connection let go, the other streams going on; a
-connection whose transport stays paused with no progress for that long is closed.
+connection whose transport stays paused with no progress for that long is reset.
 """
 
 from __future__ import annotations
