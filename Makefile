@@ -56,7 +56,7 @@ run: install
 # daemon again on the pure-Python sources, as where no compiler was at install time.
 PURE_TESTS = tests/proxy/test_exchange.py tests/proxy/test_exchange_state.py tests/proxy/test_headers.py \
 	tests/proxy/test_writer.py tests/proxy/test_parsers.py tests/proxy/test_proxying.py tests/proxy/test_native.py \
-	tests/proxy/test_trailers.py tests/proxy/test_h2_fuzz.py
+	tests/proxy/test_trailers.py tests/proxy/test_h2_fuzz.py tests/proxy/test_access_log.py tests/proxy/test_log.py
 # install-system first: it brings the C compiler the install compiles the per-request modules with.
 test: install-system install
 	$(VPY) -m pytest -q

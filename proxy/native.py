@@ -37,6 +37,7 @@ COMPILED = (
     "proxy.http.exchange",
     "proxy.http.framing",
     "proxy.http.headers",
+    "proxy.http.listener",
     "proxy.http.httptools_parser",
     "proxy.http.parser",
     "proxy.http.parsers",

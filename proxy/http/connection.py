@@ -167,7 +167,7 @@ class ClientConnection(asyncio.Protocol):
             kind = type(event)
             if kind is Data:
                 if self.exchange is not None:
-                    self.exchange.request_body(event.data)  # type: ignore[union-attr]
+                    self.exchange.request_body(cast(Data, event).data)
             elif kind is EndOfMessage:
                 self._request_end(cast(EndOfMessage, event).trailers)  # (compiled: a native read)
             elif kind is RequestHead:
@@ -179,7 +179,7 @@ class ClientConnection(asyncio.Protocol):
                     return
             elif kind is TunnelData:
                 if self.exchange is not None:
-                    self.exchange.tunnel_in(event.data)  # type: ignore[union-attr]
+                    self.exchange.tunnel_in(cast(TunnelData, event).data)
             elif kind is ParseError:
                 if self.exchange is not None and not self.receiving:
                     self._enqueue(events, i)

@@ -623,7 +623,7 @@ class Exchange(ExchangeRecord):
         for event in events:
             kind = type(event)
             if kind is Data:
-                self._response_body(event.data)  # type: ignore[union-attr]
+                self._response_body(cast(Data, event).data)  # (compiled: a native read)
             elif kind is ResponseHead:
                 self._response_head(event)  # type: ignore[arg-type]
             elif kind is EndOfMessage:
@@ -632,7 +632,7 @@ class Exchange(ExchangeRecord):
                 self._response_end(cast(EndOfMessage, event).trailers)  # (compiled: a native read)
                 return  # one response per request; the next exchange may already own the connection
             elif kind is TunnelData:
-                self.client.send_body(event.data)  # type: ignore[union-attr]
+                self.client.send_body(cast(TunnelData, event).data)
             elif kind is ParseError:
                 self._upstream_error(f"malformed response: {event.message}")  # type: ignore[union-attr]
                 return

@@ -48,6 +48,107 @@ HOP_BY_HOP: Final = frozenset(
     }
 )
 
+# Field names as clients and targets usually spell them (as written, Go's canonical form, lower
+# case), each with its lower-cased form: through mypyc, bytes.lower() is a generic method call of
+# ~350 instructions, a look-up here a third of that, and a name looked up once hashes from cache.
+_COMMON_NAMES: Final = (
+    b"Accept",
+    b"Accept-Encoding",
+    b"Accept-Language",
+    b"Accept-Ranges",
+    b"Access-Control-Allow-Origin",
+    b"Age",
+    b"Alt-Svc",
+    b"Authorization",
+    b"Cache-Control",
+    b"Connection",
+    b"Content-Disposition",
+    b"Content-Encoding",
+    b"Content-Length",
+    b"Content-Security-Policy",
+    b"Content-Type",
+    b"Cookie",
+    b"Cross-Origin-Opener-Policy",
+    b"Date",
+    b"DNT",
+    b"ETag",
+    b"Expect",
+    b"Expires",
+    b"Host",
+    b"If-Modified-Since",
+    b"If-None-Match",
+    b"Keep-Alive",
+    b"Last-Modified",
+    b"Link",
+    b"Location",
+    b"Origin",
+    b"Permissions-Policy",
+    b"Pragma",
+    b"Priority",
+    b"Referer",
+    b"Referrer-Policy",
+    b"Sec-CH-UA",
+    b"Sec-CH-UA-Mobile",
+    b"Sec-CH-UA-Platform",
+    b"Sec-Fetch-Dest",
+    b"Sec-Fetch-Mode",
+    b"Sec-Fetch-Site",
+    b"Sec-Fetch-User",
+    b"Sec-WebSocket-Accept",
+    b"Sec-WebSocket-Extensions",
+    b"Sec-WebSocket-Key",
+    b"Sec-WebSocket-Version",
+    b"Server",
+    b"Set-Cookie",
+    b"Strict-Transport-Security",
+    b"TE",
+    b"Trailer",
+    b"Transfer-Encoding",
+    b"Upgrade",
+    b"Upgrade-Insecure-Requests",
+    b"User-Agent",
+    b"Vary",
+    b"Via",
+    b"WWW-Authenticate",
+    b"X-Content-Type-Options",
+    b"X-CSRF-Token",
+    b"X-Forwarded-For",
+    b"X-Forwarded-Host",
+    b"X-Forwarded-Port",
+    b"X-Forwarded-Proto",
+    b"X-Frame-Options",
+    b"X-Real-IP",
+    b"X-Request-Id",
+    b"X-Request-Start",
+    b"X-Requested-With",
+    b"X-Runtime",
+    b"X-XSS-Protection",
+)
+
+
+def _go_canonical(name: bytes) -> bytes:
+    """Go's textproto.CanonicalMIMEHeaderKey of a token: each dash-separated word capitalised."""
+    return b"-".join(word[:1].upper() + word[1:].lower() for word in name.split(b"-"))
+
+
+_LOWERED: Final[dict[bytes, bytes]] = {
+    spelling: name.lower() for name in _COMMON_NAMES for spelling in (name, _go_canonical(name), name.lower())
+}
+
+
+def lower_name(name: bytes) -> bytes:
+    """A field name in lower case (the usual names from a table)."""
+    lowered = _LOWERED.get(name)
+    return name.lower() if lowered is None else lowered
+
+
+def strip_trailing_ows(value: bytes) -> bytes:
+    """A field value without trailing spaces and tabs (llhttp strips only the leading ones)."""
+    if value and (value[-1] == 32 or value[-1] == 9):  # (rarely: bytes.rstrip is a generic call)
+        return value.rstrip(b" \t")
+    return value
+
+
 # Connection tokens that name no header field
 _CONNECTION_OPTIONS: Final = frozenset({b"close", b"keep-alive", b"upgrade"})
 _NO_TOKENS: Final[frozenset[bytes]] = frozenset()
@@ -199,12 +300,11 @@ _NO_FORWARDING: Final = (b"", b"", b"", b"", b"", False, b"")
 def scan_request(headers: Headers) -> RequestFields:
     """Drop hop-by-hop fields; take out the forwarding fields the rules rebuild; keep the rest."""
     kept: Lines = []
-    append = kept.append
     drop: frozenset[bytes] | None = None
     host = user_agent = content_type = upgrade = b""
     x_fields: list[tuple[bytes, bytes]] | None = None
     for name, value in headers:
-        lname = name.lower()
+        lname = lower_name(name)
         if lname in HOP_BY_HOP:
             if lname == b"connection":
                 if value.lower() not in _CONNECTION_OPTIONS:  # (the usual keep-alive/close names nothing)
@@ -227,7 +327,7 @@ def scan_request(headers: Headers) -> RequestFields:
             user_agent = value
         elif lname == b"content-type":
             content_type = value
-        append(name + COLON + value)
+        kept.append(name + COLON + value)
     if drop:
         kept = without(kept, drop)
     forwarding = _forwarding(x_fields) if x_fields is not None else _NO_FORWARDING
@@ -297,20 +397,20 @@ def add_forwarded(
 
     X-Forwarded-Port (the listener's port; not sent by kamal-proxy) goes out when ``port`` is given.
     """
-    append = fields.lines.append
+    lines = fields.lines
     if trust_client:
         xff = fields.xff
-        append(b"X-Forwarded-For: " + (xff + b", " + peer if xff else peer))
-        append(b"X-Forwarded-Host: " + (fields.xfh or fields.host))
-        append(b"X-Forwarded-Proto: " + (fields.xfp or scheme))
+        lines.append(b"X-Forwarded-For: " + (xff + b", " + peer if xff else peer))
+        lines.append(b"X-Forwarded-Host: " + (fields.xfh or fields.host))
+        lines.append(b"X-Forwarded-Proto: " + (fields.xfp or scheme))
         if port:
-            append(b"X-Forwarded-Port: " + (fields.xfport or port))
+            lines.append(b"X-Forwarded-Port: " + (fields.xfport or port))
     else:
-        append(b"X-Forwarded-For: " + peer)
-        append(b"X-Forwarded-Host: " + fields.host)
-        append(b"X-Forwarded-Proto: " + scheme)
+        lines.append(b"X-Forwarded-For: " + peer)
+        lines.append(b"X-Forwarded-Host: " + fields.host)
+        lines.append(b"X-Forwarded-Proto: " + scheme)
         if port:
-            append(b"X-Forwarded-Port: " + port)
+            lines.append(b"X-Forwarded-Port: " + port)
 
 
 def add_kamal_target(fields: RequestFields, target: bytes, *, trust_client: bool) -> None:
@@ -328,11 +428,10 @@ def scan_response(headers: Headers) -> tuple[Lines, bytes]:
     Returns the kept field lines and the Content-Type value (a tuple: this runs per response).
     """
     out: Lines = []
-    append = out.append
     content_type = b""
     drop: frozenset[bytes] | None = None
     for name, value in headers:
-        lname = name.lower()
+        lname = lower_name(name)
         if lname in HOP_BY_HOP:
             if lname == b"connection":
                 if value.lower() not in _CONNECTION_OPTIONS:
@@ -342,7 +441,7 @@ def scan_response(headers: Headers) -> tuple[Lines, bytes]:
             continue
         if lname == b"content-type":
             content_type = value
-        append(name + COLON + value)
+        out.append(name + COLON + value)
     if drop:
         out = without(out, drop)
     return out, content_type

@@ -40,6 +40,7 @@ from proxy.http.framing import (
     request_head,
     response_head,
 )
+from proxy.http.headers import lower_name, strip_trailing_ows
 from proxy.http.parser import (
     END_OF_MESSAGE,
     UNKNOWN_LENGTH,
@@ -114,6 +115,7 @@ class _HttptoolsParser(ParserBase):
         "_parser",
         "_stall",
         "_state",
+        "_v11",
     )
     _what = "message"
     _parser: Any
@@ -127,6 +129,7 @@ class _HttptoolsParser(ParserBase):
     _chunked: bool
     _body_seen: bool
     _stall: int
+    _v11: bool
     _f: Fields
 
     def _init_fields(self, parser: Any) -> None:
@@ -141,6 +144,9 @@ class _HttptoolsParser(ParserBase):
         self._chunked = False
         self._body_seen = False
         self._stall = 0
+        # The head that starts the current feed is HTTP/1.1, seen in its first line (llhttp checked
+        # that line): get_http_version() formats a str, ~2k instructions per message.
+        self._v11 = False
         # what framing needs of the fields of the current head (one object, reset per message)
         self._f = Fields(
             hosts=0,
@@ -233,22 +239,22 @@ class _HttptoolsParser(ParserBase):
     def on_header(self, name: bytes, value: bytes) -> None:
         # Header fields of the head, or trailer fields (collected after the head was handed out).
         if len(name) in _LENGTHS:
-            kind = _FRAMING.get(name.lower())
+            kind = _FRAMING.get(lower_name(name))
             if kind is not None:
                 f = self._f
                 if kind == _HOST:
                     f.hosts += 1
                 elif kind == _CONNECTION:
-                    f.connection = (*f.connection, value.rstrip(b" \t"))
+                    f.connection = (*f.connection, strip_trailing_ows(value))
                 elif kind == _TE:
                     # lower-cased, as h11 does; and llhttp does not see "chunked" in
                     # "chunked<TAB>" (it trims spaces only), so framing must not either
                     f.transfer_encoding = (*f.transfer_encoding, value.rstrip(b" ").lower())
                     value = value.lower()
                 else:
-                    _other_field(f, kind, value.rstrip(b" \t"))
+                    _other_field(f, kind, strip_trailing_ows(value))
         # llhttp skipped the leading whitespace, not the trailing
-        self._headers.append((name, value.rstrip(b" \t")))
+        self._headers.append((name, strip_trailing_ows(value)))
 
     def on_body(self, body: bytes) -> None:
         self._body_seen = True
@@ -281,6 +287,9 @@ class HttptoolsRequestParser(_HttptoolsParser):
         self._began = False
         self._ended = False
         self._feed_len = len(data)
+        if self._state == _IDLE:  # a request line ends at the first LF (llhttp: nothing before it)
+            end = data.find(b"\n")
+            self._v11 = end >= 10 and data[end - 10 : end] == b" HTTP/1.1\r"
         try:
             self._parser.feed_data(data)
         except HttpParserUpgrade as exc:
@@ -359,7 +368,12 @@ class HttptoolsRequestParser(_HttptoolsParser):
         headers = self._headers
         self._headers = []  # trailer fields go here
         f = self._f
-        head = request_head(p.get_method(), self._url, _VERSIONS.get(p.get_http_version(), b""), headers, f)
+        if self._v11:
+            self._v11 = False  # (a pipelined head after it in the same feed asks llhttp)
+            version = b"1.1"
+        else:
+            version = _VERSIONS.get(p.get_http_version(), b"")
+        head = request_head(p.get_method(), self._url, version, headers, f)
         # reset for the next head (trailer fields collect into it too: reset again then)
         f.hosts = 0
         f.content_length = f.transfer_encoding = f.expect = f.connection = _NONE
@@ -444,6 +458,8 @@ class HttptoolsResponseParser(_HttptoolsParser):
     def _feed(self, data: bytes) -> None:
         self._began = False
         self._feed_len = len(data)
+        if self._state == _IDLE:
+            self._v11 = data[:9] == b"HTTP/1.1 "
         try:
             self._parser.feed_data(data)
         except HttpParserUpgrade as exc:
@@ -512,10 +528,15 @@ class HttptoolsResponseParser(_HttptoolsParser):
         headers = self._headers
         self._headers = []  # trailer fields go here
         status: int = p.get_status_code()
+        if self._v11:
+            self._v11 = False  # (an interim response's: the next head in the feed asks llhttp)
+            version = b"1.1"
+        else:
+            version = _VERSIONS.get(p.get_http_version(), b"")
         head = response_head(  # (by position: see request_head)
             status,
             self._reason,
-            _VERSIONS.get(p.get_http_version(), b""),
+            version,
             headers,
             self._f,
             self._head_only and status >= 200,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from proxy.http import headers as rules
 from proxy.http.parser import Headers
 
@@ -186,3 +188,18 @@ def test_trailer_fields_leave_out_what_must_never_be_a_trailer() -> None:
         (b"TE", b"x"),
     ]
     assert rules.trailer_fields(trailers) == [(b"X-Sum", b"1"), (b"set-cookie", b"a")]
+
+
+@pytest.mark.parametrize(
+    "name", [*rules._LOWERED, b"X-Custom-Field", b"x-CUSTOM", b"", b"A", b"Content-length", b"HOST"]
+)
+def test_lower_name_is_bytes_lower_for_table_names_and_others(name: bytes) -> None:
+    assert rules.lower_name(name) == name.lower()
+
+
+@pytest.mark.parametrize(
+    ("value", "stripped"),
+    [(b"", b""), (b"a", b"a"), (b"a \t ", b"a"), (b" \t", b""), (b"a b", b"a b"), (b"a\r", b"a\r")],
+)
+def test_strip_trailing_ows_strips_only_trailing_spaces_and_tabs(value: bytes, stripped: bytes) -> None:
+    assert rules.strip_trailing_ows(value) == stripped

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 from pathlib import Path
@@ -70,3 +71,19 @@ def test_the_writer_hands_the_kernel_whole_lines_of_at_most_pipe_buf_bytes() -> 
         for chunk in chunks:
             assert chunk.endswith(b"\n")
             assert len(chunk) <= 4096 or chunk.count(b"\n") == 1  # only a line longer than the limit is alone
+
+
+@pytest.mark.parametrize(
+    ("now", "stamp"),
+    [
+        (0.0, "1970-01-01T00:00:00.000000Z"),
+        (1_764_547_200.0078125, "2025-12-01T00:00:00.007812Z"),  # (exact in binary)
+        (1_764_547_200.5, "2025-12-01T00:00:00.500000Z"),
+        (1_764_547_259.999999, "2025-12-01T00:00:59.999999Z"),
+        (math.nextafter(1_764_547_260.0, 0.0), "2025-12-01T00:00:59.999999Z"),  # truncated: never a 7th digit
+    ],
+)
+def test_timestamps_are_rfc3339_utc_with_six_digit_microseconds(now: float, stamp: str) -> None:
+    clock = log_module._Clock()
+    assert clock.stamp(now) == stamp
+    assert clock.stamp(now) == stamp  # the cached seconds part

@@ -93,7 +93,7 @@ def test_the_source_finder_loads_the_py_file_of_listed_modules_only(tmp_path: Pa
     finder = native.SourceFinder(native.COMPILED, tmp_path)
     spec = finder.find_spec("proxy.http.exchange")
     assert spec is not None and spec.origin == str(native.source_path("proxy.http.exchange", tmp_path))
-    assert finder.find_spec("proxy.http.listener") is None
+    assert finder.find_spec("proxy.http.h2_connection") is None
 
 
 def test_this_process_runs_what_the_environment_and_the_build_say() -> None:

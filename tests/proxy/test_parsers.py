@@ -752,6 +752,49 @@ def test_many_pipelined_requests_in_order(kind: ParserKind) -> None:
     assert parse_requests(kind, [raw[i : i + 7] for i in range(0, len(raw), 7)]) == expected
 
 
+@kinds
+@pytest.mark.parametrize("split", [None, 7])
+def test_each_pipelined_request_keeps_its_own_http_version(kind: ParserKind, split: int | None) -> None:
+    raw = (
+        b"GET /a HTTP/1.1\r\nHost: a\r\n\r\n"
+        b"GET /b HTTP/1.0\r\nHost: a\r\nConnection: keep-alive\r\n\r\n"
+        b"GET /c HTTP/1.1\r\nHost: a\r\n\r\n"
+    )
+    feeds = [raw] if split is None else [raw[i : i + split] for i in range(0, len(raw), split)]
+    parser = make_request_parser(kind, max_head_size=MAX_HEAD)
+    heads = [e for chunk in feeds for e in parser.feed(chunk) if isinstance(e, RequestHead)]
+    assert [(h.target, h.version) for h in heads] == [(b"/a", b"1.1"), (b"/b", b"1.0"), (b"/c", b"1.1")]
+
+
+@kinds
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"GET /a HTTP/1.0\r\nX-Note: HTTP/1.1\r\n\r\n",  # the version is the request line's
+        b"\r\nGET /a HTTP/1.0\r\nX-Note: HTTP/1.1\r\n\r\n",  # after an empty line
+        b"GET /a HTTP/1.0\nX-Note: x HTTP/1.1\r\n\r\n",  # a bare LF ends the request line
+    ],
+)
+def test_an_http_1_0_request_is_never_taken_for_1_1(kind: ParserKind, raw: bytes) -> None:
+    parser = make_request_parser(kind, max_head_size=MAX_HEAD)
+    heads = [e for e in parser.feed(raw) if isinstance(e, RequestHead)]
+    assert [h.version for h in heads] in ([b"1.0"], [])  # (a parser may refuse the bare LF)
+
+
+@kinds
+def test_an_interim_and_a_final_response_each_keep_their_http_version(kind: ParserKind) -> None:
+    raw = (
+        b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.0 200 OK\r\nContent-Length: 0\r\nConnection: keep-alive\r\n\r\n"
+    )
+    parser = make_response_parser(kind, max_head_size=MAX_HEAD)
+    parser.expect_response(method=b"POST", upgrade=False)
+    heads = [e for e in parser.feed(raw) if isinstance(e, ResponseHead)]
+    assert [(h.status, h.version) for h in heads] == [(100, b"1.1"), (200, b"1.0")]
+    parser.expect_response(method=b"GET", upgrade=False)
+    heads = [e for e in parser.feed(b"HTTP/1.0 204 No Content\r\n\r\n") if isinstance(e, ResponseHead)]
+    assert [(h.status, h.version) for h in heads] == [(204, b"1.0")]
+
+
 # -- responses -----------------------------------------------------------------------------------
 
 Step = tuple[str, object]  # ("expect", (method, upgrade)) | ("feed", bytes) | ("eof", None)
