@@ -113,6 +113,7 @@ async def drive(requests: int, *, check: bool, dry: bool, profile: cProfile.Prof
         read_header_timeout=30.0,
         idle_timeout=60.0,
         request_body_timeout=60.0,
+        write_timeout=60.0,
         challenge_tokens={},
     )
     mock = MockTargets()

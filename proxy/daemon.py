@@ -92,6 +92,7 @@ class DaemonConfig:
     read_header_timeout: float = defaults.READ_HEADER_TIMEOUT
     idle_timeout: float = defaults.IDLE_TIMEOUT
     request_body_timeout: float = defaults.REQUEST_BODY_TIMEOUT
+    write_timeout: float = defaults.WRITE_TIMEOUT
     workers: int = 1
     reuse_port: bool = defaults.REUSE_PORT
     backlog: int = defaults.LISTEN_BACKLOG
@@ -135,6 +136,7 @@ class Daemon:
             read_header_timeout=config.read_header_timeout,
             idle_timeout=config.idle_timeout,
             request_body_timeout=config.request_body_timeout,
+            write_timeout=config.write_timeout,
             backlog=config.backlog,
             debug=config.debug,
             metrics=bool(config.metrics_port),

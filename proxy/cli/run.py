@@ -1,8 +1,8 @@
 """`run`: start the daemon. Flags fall back to env vars; the KAMAL_PROXY_-prefixed name wins.
 
-Ports, from a flag or the environment, must be 0-65535 (an unparsable env value falls back to the
-default, as kamal-proxy's; an out-of-range one is an error). `run` refuses to start while another
-daemon answers on the control socket.
+Ports, from a flag or the environment, must be 0-65535 and timeouts must not be negative (an
+unparsable env value falls back to the default, as kamal-proxy's; an out-of-range one is an
+error). `run` refuses to start while another daemon answers on the control socket.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from proxy.cli.common import Usage
 from proxy.cli.flags import ENV_PREFIX, Flag, FlagError, Parsed, apply_env_defaults, env_key, env_value
 from proxy.control import socket_path
 from proxy.daemon import DaemonConfig, StartupError, default_workers, run_daemon
+from proxy.gotext import format_duration
 from proxy.http.parsers import PARSER_KINDS, ParserKind
 from proxy.state import default_state_path
 
@@ -66,12 +67,30 @@ FLAGS = [
         defaults.REQUEST_BODY_TIMEOUT,
         "Time a request body may make no progress before the request gets 408",
     ),
+    Flag(
+        "write-timeout",
+        "duration",
+        defaults.WRITE_TIMEOUT,
+        "Time a response may wait for the client to read any of it before the connection is closed "
+        "(0 to disable)",
+    ),
 ]
 
 USAGE = Usage(name="run", use="run", short="Run the server", flags=FLAGS, nargs=0)
 
 PORT_FLAGS = ("http-port", "https-port", "metrics-port")
 MAX_PORT = 65535
+TIMEOUT_FLAGS = ("read-header-timeout", "idle-timeout", "request-body-timeout", "write-timeout")
+
+
+def refused(parsed: Parsed, environ: Mapping[str, str], name: str, shown: str, reason: str) -> FlagError:
+    """The error for flag ``name``'s out-of-range value, naming where it came from: the command
+    line (``shown`` is its value) or the environment variable (quoted as it was set)."""
+    if name in parsed.changed:
+        return FlagError(f'invalid argument "{shown}" for "--{name}" flag: {reason}')
+    key = env_key(name)
+    var = ENV_PREFIX + key if ENV_PREFIX + key in environ else key
+    return FlagError(f'invalid value "{environ.get(var, shown)}" for environment variable {var}: {reason}')
 
 
 def check_ports(parsed: Parsed, environ: Mapping[str, str]) -> None:
@@ -79,14 +98,18 @@ def check_ports(parsed: Parsed, environ: Mapping[str, str]) -> None:
     for name in PORT_FLAGS:
         value = parsed.values[name]
         assert isinstance(value, int)
-        if 0 <= value <= MAX_PORT:
-            continue
-        reason = f"port must be between 0 and {MAX_PORT}"
-        if name in parsed.changed:
-            raise FlagError(f'invalid argument "{value}" for "--{name}" flag: {reason}')
-        key = env_key(name)
-        var = ENV_PREFIX + key if ENV_PREFIX + key in environ else key
-        raise FlagError(f'invalid value "{environ.get(var, value)}" for environment variable {var}: {reason}')
+        if not 0 <= value <= MAX_PORT:
+            raise refused(parsed, environ, name, str(value), f"port must be between 0 and {MAX_PORT}")
+
+
+def check_timeouts(parsed: Parsed, environ: Mapping[str, str]) -> None:
+    """Every client timeout (given or from the environment) is a duration of 0 or more (before, a
+    negative one passed here and every worker refused its configuration at start-up)."""
+    for name in TIMEOUT_FLAGS:
+        value = parsed.values[name]
+        assert isinstance(value, float)
+        if value < 0:
+            raise refused(parsed, environ, name, format_duration(value), "must not be negative")
 
 
 def worker_count(parsed: Parsed, environ: Mapping[str, str]) -> int:
@@ -97,12 +120,7 @@ def worker_count(parsed: Parsed, environ: Mapping[str, str]) -> int:
         return default_workers()
     if 1 <= value <= defaults.MAX_WORKERS:
         return value
-    reason = f"must be between 1 and {defaults.MAX_WORKERS}"
-    if "workers" in parsed.changed:
-        raise FlagError(f'invalid argument "{value}" for "--workers" flag: {reason}')
-    key = env_key("workers")
-    var = ENV_PREFIX + key if ENV_PREFIX + key in environ else key
-    raise FlagError(f'invalid value "{environ.get(var, value)}" for environment variable {var}: {reason}')
+    raise refused(parsed, environ, "workers", str(value), f"must be between 1 and {defaults.MAX_WORKERS}")
 
 
 def parser_kind(value: str) -> ParserKind:
@@ -131,6 +149,7 @@ def main(argv: list[str]) -> int:
     if parsed is None:
         return 0
     check_ports(parsed, os.environ)
+    check_timeouts(parsed, os.environ)
     v = parsed.values
     config = DaemonConfig(
         http_port=int(cast(int, v["http-port"])),
@@ -143,6 +162,7 @@ def main(argv: list[str]) -> int:
         idle_timeout=float(cast(float, v["idle-timeout"])),
         workers=worker_count(parsed, os.environ),
         request_body_timeout=float(cast(float, v["request-body-timeout"])),
+        write_timeout=float(cast(float, v["write-timeout"])),
         socket_path=socket_path(),
         state_path=default_state_path(),
     )

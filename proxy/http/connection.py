@@ -7,7 +7,8 @@ past PIPELINE_MAX_BUFFERED queued bytes the connection stops reading. It is the 
 ``ClientSide``: it frames what the exchange sends (chunked for HTTP/1.1 when the length is
 unknown, close-delimited for HTTP/1.0, ``Connection`` fields, trailer fields after the last chunk)
 and decides keep-alive. Bodies stream both ways: each side stops reading while the other side's
-write buffer is above its high-water mark (``FlowControl``).
+write buffer is above its high-water mark (``FlowControl``). While its own writes are paused the
+connection is watched for --write-timeout (``write_stall.py``): no progress for that long, reset.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from proxy.http.parser import (
     RequestHead,
     TunnelData,
 )
+from proxy.http.write_stall import bytes_acked, reset_on_close
 from proxy.http.writer import Framing
 from proxy.log import quote
 
@@ -146,10 +148,13 @@ class ClientConnection(asyncio.Protocol):
         self.flow.transport = None
 
     def pause_writing(self) -> None:
+        if not self.tunnel:  # (a tunnel's backpressure stops reading its target; it may idle)
+            self.listener.write_stalls.paused(self)  # --write-timeout watches it from now
         if self.exchange is not None:
             self.exchange.client_write_paused()
 
     def resume_writing(self) -> None:
+        self.listener.write_stalls.resumed(self)
         if self.exchange is not None:
             self.exchange.client_write_resumed()
 
@@ -401,6 +406,28 @@ class ClientConnection(asyncio.Protocol):
                 self.abort()
             else:
                 exchange.reject(408)
+
+    # ------------------------------------------------------------------ --write-timeout
+    def unsent(self) -> int:
+        """Bytes in the transport's write buffer (0 once the connection is gone)."""
+        transport = self.transport
+        return transport.get_write_buffer_size() if transport is not None else 0
+
+    def delivered(self) -> int:
+        """Bytes the client's TCP acknowledged (the kernel's count; 0 where unknown)."""
+        transport = self.transport
+        return bytes_acked(transport) if transport is not None else 0
+
+    def write_timed_out(self) -> None:
+        """Paused with no write progress for --write-timeout: reset the connection (what is
+        buffered would never go out). ``connection_lost`` then ends the exchange as any client
+        loss: its target connection is closed, not pooled, and it is logged 499."""
+        transport = self.transport
+        if self.tunnel or transport is None:
+            return
+        self.listener.log.info("Response write timed out", client_addr=self.peer_ip, unsent=self.unsent())
+        reset_on_close(transport)
+        self.abort()
 
     # ------------------------------------------------------------------ transport helpers
     def _write(self, data: bytes) -> None:

@@ -19,7 +19,11 @@ Flow control, both ways, per stream:
 Lifecycle: the read-header timeout runs until the first request; ``--idle-timeout`` runs while no
 stream is open and ends the connection with GOAWAY; a request body that makes no progress for
 ``--request-body-timeout`` gets 408 on its stream (the connection and other streams go on); shutdown (``listener.closing``) sends GOAWAY and
-lets the streams in flight finish (the daemon's drain rules bound them).
+lets the streams in flight finish (the daemon's drain rules bound them). ``--write-timeout``
+(``WriteStalls``): a stream whose response waits behind a closed flow-control window with no
+progress for that long is reset (CANCEL: the client broke no rule, the proxy just no longer wants
+the stream) and its exchange and target connection let go, the other streams going on; a
+connection whose transport stays paused with no progress for that long is reset.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from proxy.http.h2_session import (
 )
 from proxy.http.listener import Listener
 from proxy.http.parser import UNKNOWN_LENGTH, Headers, RequestHead
+from proxy.http.write_stall import bytes_acked, reset_on_close
 from proxy.log import quote
 
 H2_VERSION = b"2.0"  # the access log's "HTTP/2.0"
@@ -212,15 +217,7 @@ class H2Stream:
             # Answered already, the rest of the body only read and dropped; the stream is still
             # here because its response waits for the client's window, or because the client has
             # not ended its body. Nothing else times it out: reset it and let it go.
-            conn = self.conn
-            conn.session.reset(
-                self.stream_id, code=CANCEL if conn.session.queued(self.stream_id) else NO_ERROR
-            )
-            self.receiving = False
-            self.held = None
-            self.owed = 0  # (a reset stream's window is the connection's concern no more)
-            conn.stream_done(self)
-            conn.flush()
+            self._drop_answered()
             return
         self.conn.listener.log.info("Request body timed out", client_addr=self.peer_ip)
         exchange = self.exchange
@@ -228,6 +225,47 @@ class H2Stream:
             self.abort()
         else:
             exchange.reject(408)
+
+    def _drop_answered(self) -> None:
+        """Reset a stream whose response is complete (what it still queued is dropped) and forget it."""
+        conn = self.conn
+        conn.session.reset(self.stream_id, code=CANCEL if conn.session.queued(self.stream_id) else NO_ERROR)
+        self.receiving = False
+        self.held = None
+        self.owed = 0  # (a reset stream's window is the connection's concern no more)
+        if conn.streams.get(self.stream_id) is self:
+            conn.stream_done(self)
+        conn.flush()
+
+    # ------------------------------------------------------------------ --write-timeout
+    def unsent(self) -> int:
+        """Response bytes queued behind the client's window (0 once the connection is gone)."""
+        conn = self.conn
+        return 0 if conn.closed else conn.session.queued_bytes(self.stream_id)
+
+    def delivered(self) -> int:
+        """Not measured for a stream: its queue (``unsent``) shrinks exactly as its window opens,
+        while the socket's count would also grow with its siblings' bytes."""
+        return 0
+
+    def write_timed_out(self) -> None:
+        """Its window stayed closed with bytes waiting for --write-timeout: RST_STREAM CANCEL. An
+        exchange still streaming is cancelled as by a client reset (its target connection is
+        closed, not pooled; logged 499); the connection and its other streams go on."""
+        self.conn.listener.log.info(
+            "Response write timed out", client_addr=self.peer_ip, stream=self.stream_id, unsent=self.unsent()
+        )
+        if self.ended:  # the response is complete, only its last bytes wait for the window
+            self._drop_answered()
+            return
+        exchange = self.exchange
+        if exchange is not None and not self.finished:
+            exchange.client_lost()
+        self.abort(code=CANCEL)
+
+    def _window_full(self) -> None:
+        """A response piece waits for the client's window: --write-timeout watches this stream."""
+        self.conn.listener.write_stalls.paused(self)
 
     def _acknowledge_owed(self) -> None:
         owed = self.owed
@@ -250,7 +288,8 @@ class H2Stream:
             session.send_head(self.stream_id, status, fields, end=True)
         else:
             session.send_head(self.stream_id, status, fields, end=False)
-            session.send_body(self.stream_id, body, end=True)
+            if not session.send_body(self.stream_id, body, end=True):
+                self._window_full()
         self._response_complete()
 
     def send_continue(self) -> None:
@@ -288,13 +327,15 @@ class H2Stream:
         conn = self.conn
         if not conn.session.send_body(self.stream_id, data):
             self._block(WINDOW_FULL)
+            self._window_full()
         if conn.write_paused:
             self._block(TRANSPORT_FULL)
 
     def end(self) -> None:
         tail = self.tail
         self.tail = b""
-        self.conn.session.send_body(self.stream_id, tail, end=True)
+        if not self.conn.session.send_body(self.stream_id, tail, end=True):
+            self._window_full()
         self._response_complete()
 
     def end_with_trailers(self, trailers: Headers) -> None:
@@ -306,15 +347,16 @@ class H2Stream:
         session = self.conn.session
         if tail:
             session.send_body(self.stream_id, tail)  # (what the window does not take waits, trailers too)
-        session.send_trailers(self.stream_id, trailers)
+        if not session.send_trailers(self.stream_id, trailers):
+            self._window_full()
         self._response_complete()
 
-    def abort(self) -> None:
+    def abort(self, code: int = INTERNAL_ERROR) -> None:
         """The response cannot be completed: reset the stream (the connection and other streams go on)."""
         if self.ended:
             return
         self.tail = b""
-        self.conn.session.reset(self.stream_id, code=INTERNAL_ERROR)
+        self.conn.session.reset(self.stream_id, code=code)
         self.receiving = False
         self.ended = True
         self._finish()
@@ -386,6 +428,8 @@ class H2Stream:
         if not was & reason:
             return
         self.blocked = now = was & ~reason
+        if reason & WINDOW_FULL:
+            self.conn.listener.write_stalls.resumed(self)
         if not now and self.exchange is not None and not self.finished:
             self.exchange.client_write_resumed()
 
@@ -501,13 +545,36 @@ class H2Connection(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self.write_paused = True
+        self.listener.write_stalls.paused(self)  # --write-timeout watches it from now
         for stream in list(self.streams.values()):
             stream._block(TRANSPORT_FULL)
 
     def resume_writing(self) -> None:
         self.write_paused = False
+        self.listener.write_stalls.resumed(self)
         for stream in list(self.streams.values()):
             stream.unblock(TRANSPORT_FULL)
+
+    def unsent(self) -> int:
+        """Bytes in the TLS transport's write buffer (0 once the connection is gone)."""
+        transport = self.transport
+        return transport.get_write_buffer_size() if transport is not None else 0
+
+    def delivered(self) -> int:
+        """Bytes the client's TCP acknowledged (the kernel's count, under TLS; 0 where unknown)."""
+        transport = self.transport
+        return bytes_acked(transport) if transport is not None else 0
+
+    def write_timed_out(self) -> None:
+        """Paused with no write progress for --write-timeout: reset the connection. No GOAWAY: it
+        would only queue behind the bytes the client does not read. ``connection_lost`` then
+        cancels every stream's exchange (their target connections are closed, logged 499)."""
+        self.listener.log.info("Response write timed out", client_addr=self.peer_ip, unsent=self.unsent())
+        self.closed = True
+        transport = self.transport
+        if transport is not None:
+            reset_on_close(transport)
+            transport.abort()
 
     # ------------------------------------------------------------------ streams
     def stream_done(self, stream: H2Stream) -> None:

@@ -363,16 +363,18 @@ class H2Session:
                 self._send_headers(stream_id, trailers, True)
         return True
 
-    def send_trailers(self, stream_id: int, trailers: list[tuple[bytes, bytes]]) -> None:
+    def send_trailers(self, stream_id: int, trailers: list[tuple[bytes, bytes]]) -> bool:
         """End the stream with trailer fields (a HEADERS frame with END_STREAM), after its DATA:
         at once, or once the DATA still queued for the client's window went out. Names are
         lower-cased here; the exchange left out the fields that may not be trailers (connection-
-        specific ones among them) and HTTP/1 parsers deliver no CR, LF or NUL, nor a ``:`` name."""
+        specific ones among them) and HTTP/1 parsers deliver no CR, LF or NUL, nor a ``:`` name.
+        True when sent now, False when they wait behind queued DATA (as ``send_body``)."""
         fields = [(name.lower(), value) for name, value in trailers]
         if stream_id in self._pending:
             self._pending_trailers[stream_id] = fields
-        else:
-            self._send_headers(stream_id, fields, True)
+            return False
+        self._send_headers(stream_id, fields, True)
+        return True
 
     def consumed(self, stream_id: int, flow_length: int) -> None:
         """Request-body bytes went upstream: let the client send that much more."""
@@ -408,6 +410,10 @@ class H2Session:
     def queued(self, stream_id: int) -> bool:
         """Response bytes of this stream still wait for the client's window."""
         return stream_id in self._pending
+
+    def queued_bytes(self, stream_id: int) -> int:
+        """How many response bytes of this stream wait for the client's window."""
+        return sum(len(view) for view, _ in self._pending.get(stream_id, ()))
 
     @property
     def open_streams(self) -> int:

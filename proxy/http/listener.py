@@ -18,6 +18,7 @@ from proxy.http.parser import RequestParser, ResponseParser
 from proxy.http.parsers import ParserKind, make_request_parser, make_response_parser
 from proxy.http.record import ExchangeObserver
 from proxy.http.upstream import UpstreamConnection
+from proxy.http.write_stall import WriteStalls
 from proxy.log import JsonLog
 from proxy.metrics import MetricsObserver, RequestMetrics
 
@@ -52,6 +53,7 @@ class Listener:
         read_header_timeout: float = defaults.READ_HEADER_TIMEOUT,
         idle_timeout: float = defaults.IDLE_TIMEOUT,
         request_body_timeout: float = defaults.REQUEST_BODY_TIMEOUT,
+        write_timeout: float = defaults.WRITE_TIMEOUT,
         connect_timeout: float = defaults.UPSTREAM_CONNECT_TIMEOUT,
         connect: Connector | None = None,
         metrics: RequestMetrics | None = None,
@@ -74,6 +76,8 @@ class Listener:
         self.read_header_timeout = read_header_timeout
         self.idle_timeout = idle_timeout
         self.request_body_timeout = request_body_timeout
+        # --write-timeout: connections and HTTP/2 streams whose writes are paused, swept with the idle sweep
+        self.write_stalls = WriteStalls(timeout=write_timeout, clock=clock.time)
         self.connect_timeout = connect_timeout
         self.connect: Connector = connect or loop.create_connection
         self.connections: set[ClientConnection | H2Connection] = set()
@@ -103,10 +107,13 @@ class Listener:
             exchange.timed_out(now)
 
     def sweep_idle(self) -> None:
-        """Close connections past their header-read or idle deadline; 408 stalled request bodies."""
+        """Close connections past their header-read or idle deadline; 408 stalled request bodies;
+        give up writers that made no write progress for --write-timeout."""
         now = self.now()
         for conn in [c for c in self.connections if 0 < c.deadline <= now]:
             conn.deadline_passed(now)
+        if self.write_stalls:
+            self.write_stalls.sweep(now)
 
 
 def serving_listener(
@@ -121,6 +128,7 @@ def serving_listener(
     read_header_timeout: float,
     idle_timeout: float,
     request_body_timeout: float,
+    write_timeout: float,
     challenge_tokens: Mapping[str, str],
 ) -> Listener:
     """A listener as the daemon and its workers serve with: the loop's clock, the access log (and the
@@ -143,5 +151,6 @@ def serving_listener(
         read_header_timeout=read_header_timeout,
         idle_timeout=idle_timeout,
         request_body_timeout=request_body_timeout,
+        write_timeout=write_timeout,
         challenge_tokens=challenge_tokens,
     )

@@ -44,7 +44,7 @@ from proxy.worker.certificates import WorkerCertificates
 from proxy.worker.routes import WorkerRoutes
 
 RESPONSE_SWEEP = 0.1  # seconds between checks of --target-timeout
-IDLE_SWEEP = 1.0  # seconds between checks of header-read and idle timeouts (and of free descriptors)
+IDLE_SWEEP = 1.0  # seconds between checks of header-read, idle and write timeouts (and of free descriptors)
 PR_SET_PDEATHSIG = 1
 EXIT_ORPHANED = 3  # the control process went away
 
@@ -62,6 +62,7 @@ class WorkerConfig:
     read_header_timeout: float
     idle_timeout: float
     request_body_timeout: float
+    write_timeout: float
     backlog: int
     debug: bool
     metrics: bool = False  # count requests and push the table to the control process
@@ -92,7 +93,7 @@ class WorkerConfig:
         parser = data.get("http_parser")
         if parser not in PARSER_KINDS:
             raise ValueError("worker config: unknown http_parser")
-        timeouts = ("read_header_timeout", "idle_timeout", "request_body_timeout")
+        timeouts = ("read_header_timeout", "idle_timeout", "request_body_timeout", "write_timeout")
         if any(type(data.get(k)) not in (int, float) or data[k] < 0 for k in timeouts):
             raise ValueError("worker config: timeouts must be non-negative numbers")
         return cls(
@@ -105,6 +106,7 @@ class WorkerConfig:
             read_header_timeout=float(data["read_header_timeout"]),
             idle_timeout=float(data["idle_timeout"]),
             request_body_timeout=float(data["request_body_timeout"]),
+            write_timeout=float(data["write_timeout"]),
             backlog=data["backlog"],
             debug=bool(data.get("debug")),
             metrics=bool(data.get("metrics")),
@@ -216,6 +218,7 @@ class Worker:
             read_header_timeout=config.read_header_timeout,
             idle_timeout=config.idle_timeout,
             request_body_timeout=config.request_body_timeout,
+            write_timeout=config.write_timeout,
             challenge_tokens=self.challenges,
         )
 

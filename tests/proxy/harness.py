@@ -16,6 +16,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
+from proxy import defaults
 from proxy.access_log import AccessLog
 from proxy.error_pages import ErrorPages
 from proxy.http.connection import ClientConnection
@@ -79,6 +80,9 @@ class MockTransport:
     def is_closing(self) -> bool:
         return self.closed
 
+    def get_write_buffer_size(self) -> int:
+        return self.buffered
+
     def pause_reading(self) -> None:
         assert self.reading, "paused twice"
         self.reading = False
@@ -108,10 +112,12 @@ class MockTransport:
         self.written.clear()
         return data
 
-    def drain(self) -> None:
-        """The peer read everything buffered: a paused protocol hears resume_writing."""
-        self.buffered = 0
-        if self.write_paused and self.protocol is not None:
+    def drain(self, size: int | None = None) -> None:
+        """The peer read ``size`` buffered bytes (None: all of them); once the buffer is at or
+        below the low-water mark, a paused protocol hears resume_writing."""
+        self.buffered = 0 if size is None else max(0, self.buffered - size)
+        low = self.limits[1] if self.limits else 0
+        if self.write_paused and self.buffered <= low and self.protocol is not None:
             self.write_paused = False
             self.protocol.resume_writing()
 
@@ -194,7 +200,12 @@ class Recorder:
 
 class Harness:
     def __init__(
-        self, *, parser: ParserKind = "httptools", scheme: str = "http", metrics: bool = False
+        self,
+        *,
+        parser: ParserKind = "httptools",
+        scheme: str = "http",
+        metrics: bool = False,
+        write_timeout: float = defaults.WRITE_TIMEOUT,
     ) -> None:
         self.clock = ManualClock()
         self.log = CapturedLog()
@@ -218,6 +229,7 @@ class Harness:
             response_parser=lambda: make_response_parser(parser, max_head_size=65536),
             port=8080,
             scheme=scheme,
+            write_timeout=write_timeout,
             connect=self.targets.connect,
         )
 
@@ -296,11 +308,14 @@ def run(
     *,
     scheme: str = "http",
     metrics: bool = False,
+    write_timeout: float = defaults.WRITE_TIMEOUT,
 ) -> None:
     """Run ``scenario`` on a fresh event loop with a fresh harness for ``parser``."""
 
     async def main() -> None:
-        harness = Harness(parser=cast(ParserKind, parser), scheme=scheme, metrics=metrics)
+        harness = Harness(
+            parser=cast(ParserKind, parser), scheme=scheme, metrics=metrics, write_timeout=write_timeout
+        )
         try:
             await scenario(harness)
         finally:

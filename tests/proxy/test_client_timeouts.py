@@ -2,7 +2,8 @@
 
 --read-header-timeout bounds a whole request head from its first byte (a client trickling its head
 one byte at a time is closed at that deadline); --idle-timeout applies between requests;
---request-body-timeout answers a body that stops making progress with 408 and closes.
+--request-body-timeout answers a body that stops making progress with 408 and closes;
+--write-timeout cuts a connection whose paused writes drain nothing for that long.
 """
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ from __future__ import annotations
 from proxy import defaults
 from proxy.cli import run as run_cli
 from proxy.cli.flags import apply_env_defaults
-from tests.proxy.harness import Harness, get, ok, run, settle, status_of
+from proxy.http.connection import ClientConnection
+from tests.proxy.harness import Harness, MockTransport, get, ok, run, settle, status_of
 
 
 def test_head_sent_one_byte_per_second_is_closed_at_the_read_header_deadline(parser: str) -> None:
@@ -115,3 +117,120 @@ def test_request_body_timeout_comes_from_the_environment_the_prefixed_name_winni
     assert default({"REQUEST_BODY_TIMEOUT": "1m30s"}) == 90.0
     assert default({"KAMAL_PROXY_REQUEST_BODY_TIMEOUT": "5s", "REQUEST_BODY_TIMEOUT": "9s"}) == 5.0
     assert default({"REQUEST_BODY_TIMEOUT": "soon"}) == 60.0  # unparsable: the default, as kamal-proxy
+
+
+# ---------------------------------------------------------------------- --write-timeout
+
+BIG = 400_000  # one read from the target: past the client transport's 256 KiB high-water mark
+
+
+async def stalled_download(h: Harness) -> tuple[ClientConnection, MockTransport, MockTransport]:
+    """A client that reads nothing (its transport paused) halfway through a 2 x BIG download;
+    returns the connection, its transport and the target connection's transport."""
+    h.deploy("app")
+    conn, client = h.client()
+    client.backpressure = True  # the client reads nothing: past the high-water mark, pause_writing
+    conn.data_received(get("/big"))
+    await settle()
+    upstream, target = h.targets.last()
+    target.data_received(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % (2 * BIG) + b"x" * BIG)
+    assert client.write_paused and not upstream.reading  # backpressure: the target is not read
+    return conn, client, upstream
+
+
+def test_a_client_that_stops_reading_is_cut_at_the_write_timeout_and_its_target_connection_closed(
+    parser: str,
+) -> None:
+    async def scenario(h: Harness) -> None:
+        conn, client, upstream = await stalled_download(h)
+        timeout = h.listener.write_stalls.timeout
+        await h.advance(timeout - 1)
+        assert not client.closed and conn in h.listener.write_stalls
+        await h.advance(2)
+        assert client.aborted  # what is buffered would never go out: no graceful close
+        assert "Response write timed out" in h.log.messages()
+        client.lose()  # (as the transport reports after abort)
+        assert upstream.closed  # its response was not read to the end: not back to the pool
+        [target] = h.services[0][2].active.targets
+        assert target.idle == [] and target.inflight == set()
+        assert [r.status for r in h.recorder.records] == [499]
+        assert len(h.listener.write_stalls) == 0 and h.listener.connections == set()
+
+    run(parser, scenario)
+
+
+def test_a_slow_but_steady_reader_is_not_cut_by_the_write_timeout(parser: str) -> None:
+    async def scenario(h: Harness) -> None:
+        conn, client, upstream = await stalled_download(h)
+        timeout = h.listener.write_stalls.timeout
+        for _ in range(int(timeout) * 3):  # paused all along, but a few bytes drain every second
+            client.drain(1000)
+            await h.advance(1)
+        assert client.write_paused and not client.closed
+        client.drain()  # it catches up: the target is read again and the rest goes out
+        assert upstream.reading and conn not in h.listener.write_stalls
+        h.targets.respond(b"x" * BIG)
+        client.drain()
+        assert not client.closed and [r.status for r in h.recorder.records] == [200]
+        assert sum(len(piece) for piece in client.written) > 2 * BIG
+
+    run(parser, scenario)
+
+
+def test_a_connection_whose_writes_never_pause_is_never_write_timed_out(parser: str) -> None:
+    async def scenario(h: Harness) -> None:
+        h.deploy("app")
+        conn, client = h.client()
+        conn.data_received(get("/events"))
+        await settle()
+        h.targets.respond(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+        )
+        timeout = h.listener.write_stalls.timeout
+        for _ in range(3):  # a quiet response (SSE): nothing waits to be written
+            await h.advance(timeout + 1)
+            assert not client.closed and len(h.listener.write_stalls) == 0
+        h.targets.respond(b"5\r\nhello\r\n0\r\n\r\n")
+        assert client.take().endswith(b"5\r\nhello\r\n0\r\n\r\n") and not client.closed
+
+    run(parser, scenario)
+
+
+def test_a_complete_response_the_client_never_reads_is_cut_at_the_write_timeout(parser: str) -> None:
+    """The whole response is in the transport's buffer and the exchange is over (its target
+    connection pooled); a graceful close would wait for that buffer forever, the timeout aborts."""
+
+    async def scenario(h: Harness) -> None:
+        h.deploy("app")
+        conn, client = h.client()
+        client.backpressure = True
+        conn.data_received(get("/big", extra=b"Connection: close\r\n"))
+        await settle()
+        h.targets.respond(ok(b"x" * BIG))
+        assert client.closed and not client.aborted  # closed after the response: still buffered
+        assert [r.status for r in h.recorder.records] == [200] and client.write_paused
+        await h.advance(h.listener.write_stalls.timeout + 1)
+        assert client.aborted
+
+    run(parser, scenario)
+
+
+def test_a_write_timeout_of_zero_never_cuts_a_stalled_client(parser: str) -> None:
+    async def scenario(h: Harness) -> None:
+        _conn, client, upstream = await stalled_download(h)
+        await h.advance(defaults.WRITE_TIMEOUT * 3)
+        assert not client.closed and not upstream.closed and len(h.listener.write_stalls) == 0
+
+    run(parser, scenario, write_timeout=0.0)
+
+
+def test_write_timeout_comes_from_the_environment_the_prefixed_name_winning() -> None:
+    def default(environ: dict[str, str]) -> object:
+        flags = apply_env_defaults(run_cli.FLAGS, environ)
+        return next(f.default for f in flags if f.name == "write-timeout")
+
+    assert default({}) == defaults.WRITE_TIMEOUT == 60.0
+    assert default({"WRITE_TIMEOUT": "2m"}) == 120.0
+    assert default({"KAMAL_PROXY_WRITE_TIMEOUT": "5s", "WRITE_TIMEOUT": "9s"}) == 5.0
+    assert default({"WRITE_TIMEOUT": "0"}) == 0.0  # disabled
+    assert default({"WRITE_TIMEOUT": "soon"}) == 60.0  # unparsable: the default, as kamal-proxy

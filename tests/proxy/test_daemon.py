@@ -123,6 +123,31 @@ def test_out_of_range_ports_are_refused(tmp_path: Path) -> None:
     assert not (tmp_path / "s.sock").exists()
 
 
+def test_bad_or_negative_timeouts_are_refused_before_anything_starts(tmp_path: Path) -> None:
+    result = run_cli(tmp_path, "run", "--write-timeout", "30")
+    assert (result.returncode, result.stderr) == (
+        1,
+        'Error: invalid argument "30" for "--write-timeout" flag: time: missing unit in duration "30"\n',
+    )
+    result = run_cli(tmp_path, "run", "--write-timeout=-1s")
+    assert (result.returncode, result.stderr) == (
+        1,
+        'Error: invalid argument "-1s" for "--write-timeout" flag: must not be negative\n',
+    )
+    result = run_cli(tmp_path, "run", KAMAL_PROXY_WRITE_TIMEOUT="-1m30s")
+    assert (result.returncode, result.stderr) == (
+        1,
+        'Error: invalid value "-1m30s" for environment variable KAMAL_PROXY_WRITE_TIMEOUT: must not be negative\n',
+    )
+    # its siblings alike (before, a negative one got past `run` and every worker refused to start)
+    result = run_cli(tmp_path, "run", "--idle-timeout=-500ms")
+    assert (result.returncode, result.stderr) == (
+        1,
+        'Error: invalid argument "-500ms" for "--idle-timeout" flag: must not be negative\n',
+    )
+    assert not (tmp_path / "s.sock").exists()
+
+
 def test_worker_counts_out_of_range_are_refused(tmp_path: Path) -> None:
     result = run_cli(tmp_path, "run", "--workers", "0")
     assert (result.returncode, result.stderr) == (

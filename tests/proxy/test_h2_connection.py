@@ -407,3 +407,103 @@ def test_a_stream_timing_out_after_its_connection_ended_does_not_break_the_sweep
         assert client.conn.streams == {} and len(h.recorder.records) == 2
 
     run("httptools", scenario)
+
+
+def test_a_stream_whose_window_stays_closed_is_reset_at_the_write_timeout_while_its_sibling_completes() -> (
+    None
+):
+    async def scenario(h: Harness) -> None:
+        h.deploy("app", "app:3000", hosts=("app.test",))
+        client = Client(h)
+        await client.pump()
+        stalled, sibling = client.get("/stalled"), client.get("/sibling")
+        await client.pump()
+        (stalled_up, stalled_conn), (sibling_up, sibling_conn) = h.targets.connections
+        head = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % BIG
+        piece = 100_000  # one read from a target: more than the client's window
+        stalled_conn.data_received(head + b"s" * piece)
+        sibling_conn.data_received(head + b"f" * piece)
+        await client.pump()
+        sent = piece
+        timeout = h.listener.write_stalls.timeout
+        for _ in range(int(timeout) - 1):  # the sibling's reader keeps up, a second at a time
+            client.acknowledge(sibling)
+            await client.pump()
+            if sibling_up.reading and sent < BIG:
+                sibling_conn.data_received(b"f" * min(piece, BIG - sent))
+                sent += min(piece, BIG - sent)
+                await client.pump()
+            await h.advance(1)
+        assert any(isinstance(e, h2.events.StreamEnded) and e.stream_id == sibling for e in client.events)
+        assert not any(isinstance(e, h2.events.StreamReset) for e in client.events)
+        assert client.received(stalled) == 65_535 and not stalled_up.reading  # its window never opened
+        await h.advance(2)
+        await client.pump()
+        assert any(
+            isinstance(e, h2.events.StreamReset) and e.stream_id == stalled and e.error_code == CANCEL
+            for e in client.events
+        )
+        assert stalled_up.closed and not sibling_up.closed  # only the finished one may go back to the pool
+        assert sorted(line["status"] for line in h.log.requests()) == [200, 499]
+        assert "Response write timed out" in h.log.messages()
+        assert client.conn.streams == {} and not client.transport.closed  # the connection goes on
+        assert len(h.listener.write_stalls) == 0
+
+    run("httptools", scenario)
+
+
+def test_an_http2_connection_whose_transport_stays_paused_is_closed_at_the_write_timeout() -> None:
+    async def scenario(h: Harness) -> None:
+        h.deploy("app", "app:3000", hosts=("app.test",))
+        client = Client(h)
+        await client.pump()
+        client.get("/")
+        await client.pump()
+        upstream, target = h.targets.last()
+        target.data_received(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + b"x" * 1000)
+        await client.pump()
+        client.transport.buffered = 300_000  # the client reads nothing: the TLS transport fills up
+        client.conn.pause_writing()
+        assert not upstream.reading
+        timeout = h.listener.write_stalls.timeout
+        await h.advance(timeout - 1)
+        assert not client.transport.closed
+        await h.advance(2)
+        assert client.transport.aborted  # no GOAWAY: it would only queue behind the unread bytes
+        client.transport.lose()
+        assert upstream.closed
+        assert [line["status"] for line in h.log.requests()] == [499]
+        assert len(h.listener.write_stalls) == 0
+
+    run("httptools", scenario)
+
+
+def test_a_complete_response_stuck_behind_a_closed_window_is_reset_while_a_sibling_streams_on() -> None:
+    """Its exchange is over (logged 200, the target connection pooled) and the stream forgotten, but
+    its last bytes wait for a window the client never opens: the write timeout resets it too."""
+
+    async def scenario(h: Harness) -> None:
+        h.deploy("app", "app:3000", hosts=("app.test",))
+        client = Client(h)
+        await client.pump()
+        stuck, sibling = client.get("/stuck"), client.get("/events")
+        await client.pump()
+        (stuck_up, stuck_conn), (_sibling_up, sibling_conn) = h.targets.connections
+        stuck_conn.data_received(ok(b"x" * 70_000))  # more than the client's 65,535-byte stream window
+        sibling_conn.data_received(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
+        await client.pump()
+        assert [line["status"] for line in h.log.requests()] == [200] and not stuck_up.closed
+        assert list(client.conn.streams) == [sibling] and client.conn.session.queued(stuck)
+        await h.advance(h.listener.write_stalls.timeout + 1)
+        await client.pump()
+        assert any(
+            isinstance(e, h2.events.StreamReset) and e.stream_id == stuck and e.error_code == CANCEL
+            for e in client.events
+        )
+        assert not client.conn.session.queued(stuck) and len(h.listener.write_stalls) == 0
+        sibling_conn.data_received(b"0\r\n\r\n")
+        await client.pump()
+        assert any(isinstance(e, h2.events.StreamEnded) and e.stream_id == sibling for e in client.events)
+        assert not client.transport.closed
+
+    run("httptools", scenario)

@@ -338,6 +338,7 @@ def worker_config(**changes: object) -> WorkerConfig:
         read_header_timeout=30.0,
         idle_timeout=60.0,
         request_body_timeout=60.0,
+        write_timeout=60.0,
         backlog=2048,
         debug=False,
     )
@@ -363,4 +364,16 @@ def test_a_worker_config_with_bad_https_fields_is_refused(change: dict[str, obje
     data = json.loads(worker_config().to_json())
     data.update(change)
     with pytest.raises(ValueError, match=error):
+        WorkerConfig.from_json(json.dumps(data))
+
+
+def test_a_worker_config_carries_the_write_timeout_and_refuses_a_negative_or_missing_one() -> None:
+    config = worker_config(write_timeout=1.5)
+    assert WorkerConfig.from_json(config.to_json()).write_timeout == 1.5
+    data = json.loads(config.to_json())
+    data["write_timeout"] = -1
+    with pytest.raises(ValueError, match="timeouts must be non-negative numbers"):
+        WorkerConfig.from_json(json.dumps(data))
+    del data["write_timeout"]
+    with pytest.raises(ValueError, match="timeouts must be non-negative numbers"):
         WorkerConfig.from_json(json.dumps(data))
