@@ -115,11 +115,7 @@ class Target:
         return None
 
     def give_back(self, conn: UpstreamConnection) -> None:
-        if (
-            self.state is _DRAINING
-            or self.state is _GONE
-            or len(self.idle) >= self.max_idle
-        ):
+        if self.state is _DRAINING or self.state is _GONE or len(self.idle) >= self.max_idle:
             conn.close()
         else:
             self.idle.append(conn)
