@@ -32,7 +32,7 @@ from proxy.http.parser import (
     RequestHead,
     TunnelData,
 )
-from proxy.http.write_stall import bytes_acked, reset_on_close
+from proxy.http.write_stall import bytes_acked, reset_on_close, unsent_in
 from proxy.http.writer import Framing
 from proxy.log import quote
 
@@ -410,13 +410,11 @@ class ClientConnection(asyncio.Protocol):
     # ------------------------------------------------------------------ --write-timeout
     def unsent(self) -> int:
         """Bytes in the transport's write buffer (0 once the connection is gone)."""
-        transport = self.transport
-        return transport.get_write_buffer_size() if transport is not None else 0
+        return unsent_in(self.transport)
 
     def delivered(self) -> int:
         """Bytes the client's TCP acknowledged (the kernel's count; 0 where unknown)."""
-        transport = self.transport
-        return bytes_acked(transport) if transport is not None else 0
+        return bytes_acked(self.transport)
 
     def write_timed_out(self) -> None:
         """Paused with no write progress for --write-timeout: reset the connection (what is

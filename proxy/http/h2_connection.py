@@ -47,7 +47,7 @@ from proxy.http.h2_session import (
 )
 from proxy.http.listener import Listener
 from proxy.http.parser import UNKNOWN_LENGTH, Headers, RequestHead
-from proxy.http.write_stall import bytes_acked, reset_on_close
+from proxy.http.write_stall import bytes_acked, reset_on_close, unsent_in
 from proxy.log import quote
 
 H2_VERSION = b"2.0"  # the access log's "HTTP/2.0"
@@ -557,13 +557,11 @@ class H2Connection(asyncio.Protocol):
 
     def unsent(self) -> int:
         """Bytes in the TLS transport's write buffer (0 once the connection is gone)."""
-        transport = self.transport
-        return transport.get_write_buffer_size() if transport is not None else 0
+        return unsent_in(self.transport)
 
     def delivered(self) -> int:
         """Bytes the client's TCP acknowledged (the kernel's count, under TLS; 0 where unknown)."""
-        transport = self.transport
-        return bytes_acked(transport) if transport is not None else 0
+        return bytes_acked(self.transport)
 
     def write_timed_out(self) -> None:
         """Paused with no write progress for --write-timeout: reset the connection. No GOAWAY: it

@@ -113,10 +113,17 @@ class WriteStalls:
                 writer.write_timed_out()
 
 
-def bytes_acked(transport: asyncio.BaseTransport) -> int:
+def unsent_in(transport: asyncio.WriteTransport | None) -> int:
+    """Bytes in ``transport``'s write buffer (0 once the connection is gone): a connection's
+    ``unsent``."""
+    return transport.get_write_buffer_size() if transport is not None else 0
+
+
+def bytes_acked(transport: asyncio.BaseTransport | None) -> int:
     """The bytes the peer's TCP acknowledged on ``transport``'s socket (from ``TCP_INFO``), or 0
-    where that is not known (no socket, not Linux, an old kernel)."""
-    sock = transport.get_extra_info("socket")
+    where that is not known (the connection gone, no socket, not Linux, an old kernel): a
+    connection's ``delivered``."""
+    sock = transport.get_extra_info("socket") if transport is not None else None
     if sock is None or not _TCP_INFO:
         return 0
     try:

@@ -16,6 +16,7 @@ import h2.events
 
 from proxy.http.exchange import Exchange
 from proxy.http.h2_connection import CANCEL, H2Connection, H2Stream
+from proxy.http.upstream import UpstreamConnection
 from proxy.lifecycle import ModeEvent
 from tests.proxy.harness import Harness, MockTransport, ok, run, settle
 
@@ -105,30 +106,48 @@ def status(client: Client, sid: int) -> int | None:
 
 
 BIG = 300_000  # more than the client's 65,535-byte stream window
+PIECE = 100_000  # one read from a target: more than the client's window
+Streamed = tuple[int, MockTransport, UpstreamConnection]  # a stream, its target's transport and connection
+
+
+async def two_streams_past_their_windows(
+    h: Harness, first: str, second: str
+) -> tuple[Client, Streamed, Streamed]:
+    """Two GET streams whose targets each sent a BIG response's head and first PIECE."""
+    h.deploy("app", "app:3000", hosts=("app.test",))
+    client = Client(h)
+    await client.pump()
+    streams = client.get(first), client.get(second)
+    await client.pump()
+    (a_up, a_conn), (b_up, b_conn) = h.targets.connections
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % BIG
+    a_conn.data_received(head + b"s" * PIECE)
+    b_conn.data_received(head + b"f" * PIECE)
+    await client.pump()
+    return client, (streams[0], a_up, a_conn), (streams[1], b_up, b_conn)
+
+
+async def read_on(client: Client, streamed: Streamed, sent: int) -> int:
+    """The client takes what ``streamed`` sent (a WINDOW_UPDATE); once its target is read again, the
+    next piece arrives. Returns the body bytes the target has sent so far."""
+    stream, up, conn = streamed
+    client.acknowledge(stream)
+    await client.pump()
+    if up.reading and sent < BIG:
+        conn.data_received(b"f" * min(PIECE, BIG - sent))
+        sent += min(PIECE, BIG - sent)
+        await client.pump()
+    return sent
 
 
 def test_a_stream_with_a_full_window_stalls_only_its_own_target() -> None:
     async def scenario(h: Harness) -> None:
-        h.deploy("app", "app:3000", hosts=("app.test",))
-        client = Client(h)
-        await client.pump()
-        slow, fast = client.get("/slow"), client.get("/fast")
-        await client.pump()
-        (slow_up, slow_conn), (fast_up, fast_conn) = h.targets.connections
-        head = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % BIG
-        piece = 100_000  # one read from a target: more than the client's window
-        slow_conn.data_received(head + b"s" * piece)
-        fast_conn.data_received(head + b"f" * piece)
-        await client.pump()
+        client, (slow, slow_up, _), fast_streamed = await two_streams_past_their_windows(h, "/slow", "/fast")
+        fast, fast_up, _ = fast_streamed
         assert not slow_up.reading and not fast_up.reading  # both windows full: neither target is read
-        sent = piece
+        sent = PIECE
         for _ in range(20):  # only the fast stream's reader keeps up
-            client.acknowledge(fast)
-            await client.pump()
-            if fast_up.reading and sent < BIG:  # the target is read again: its next piece arrives
-                fast_conn.data_received(b"f" * min(piece, BIG - sent))
-                sent += min(piece, BIG - sent)
-                await client.pump()
+            sent = await read_on(client, fast_streamed, sent)
         assert any(isinstance(e, h2.events.StreamEnded) and e.stream_id == fast for e in client.events)
         assert client.received(slow) <= 65_535
         assert not slow_up.reading  # the slow stream still holds its own target...
@@ -413,26 +432,13 @@ def test_a_stream_whose_window_stays_closed_is_reset_at_the_write_timeout_while_
     None
 ):
     async def scenario(h: Harness) -> None:
-        h.deploy("app", "app:3000", hosts=("app.test",))
-        client = Client(h)
-        await client.pump()
-        stalled, sibling = client.get("/stalled"), client.get("/sibling")
-        await client.pump()
-        (stalled_up, stalled_conn), (sibling_up, sibling_conn) = h.targets.connections
-        head = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % BIG
-        piece = 100_000  # one read from a target: more than the client's window
-        stalled_conn.data_received(head + b"s" * piece)
-        sibling_conn.data_received(head + b"f" * piece)
-        await client.pump()
-        sent = piece
+        streams = await two_streams_past_their_windows(h, "/stalled", "/sibling")
+        client, (stalled, stalled_up, _), sibling_streamed = streams
+        sibling, sibling_up, _ = sibling_streamed
+        sent = PIECE
         timeout = h.listener.write_stalls.timeout
         for _ in range(int(timeout) - 1):  # the sibling's reader keeps up, a second at a time
-            client.acknowledge(sibling)
-            await client.pump()
-            if sibling_up.reading and sent < BIG:
-                sibling_conn.data_received(b"f" * min(piece, BIG - sent))
-                sent += min(piece, BIG - sent)
-                await client.pump()
+            sent = await read_on(client, sibling_streamed, sent)
             await h.advance(1)
         assert any(isinstance(e, h2.events.StreamEnded) and e.stream_id == sibling for e in client.events)
         assert not any(isinstance(e, h2.events.StreamReset) for e in client.events)
