@@ -329,6 +329,26 @@ def _md_tls(res: dict[str, Any]) -> list[str]:
     return parts
 
 
+def _md_h2(res: dict[str, Any]) -> list[str]:
+    h2 = res.get("h2", {})
+    if "median" not in h2:
+        return [f"h2: {_why(h2)}", ""] if h2 else []
+    med = h2["median"]
+    caddy = med.get("caddy", {}).get("rps")
+    rows = []
+    for n, r in med.items():
+        runs = ", ".join(f"{run.get('rps', 0):,.0f}" for run in h2.get("runs", {}).get(n, []))
+        cpu = r.get("cpu_us_per_req")
+        ratio = f"{r['rps'] / caddy:.2f}x" if caddy and n != "caddy" else "-"
+        rows.append([n, r["rps"], f"{cpu:.1f}" if cpu else "-", ratio, runs])
+    return [
+        "### HTTP/2 (h2load -c 50 -m 10 over TLS, one ECDSA P-256 certificate)",
+        "",
+        _table(["proxy", "req/s", "CPU µs/req", "÷ caddy (req/s)", "req/s per run"], rows),
+        "",
+    ]
+
+
 MARKDOWN_SECTIONS = (
     _md_header,
     _md_peers,
@@ -338,6 +358,7 @@ MARKDOWN_SECTIONS = (
     _md_conns,
     _md_services,
     _md_tls,
+    _md_h2,
 )
 
 
